@@ -1,0 +1,77 @@
+"""Exceptions raised by llmspend.
+
+Our own errors form one small tree; errors from the provider are *not* part of it. An HTTP
+error from the provider reaches the caller unchanged, as the SDK's own exception type, because
+llmspend sits below the SDK in its HTTP transport and hands the provider's response back as is.
+
+    LLMSpendError
+    ├── ConfigError              a wrong option: raised by wrap()/constructors, before any call
+    │   └── PluginError          an entry-point plugin that failed to load or validate
+    ├── BudgetExceededError      a call would overspend a budget; raised before it is sent
+    ├── PromptTooLongError       a prompt cannot fit its token budget even after trimming
+    └── ResponseParseError       internal: a provider response we could not read (never
+                                 reaches the caller; the response passes through unchanged)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+__all__ = [
+    "LLMSpendError",
+    "ConfigError",
+    "PluginError",
+    "BudgetExceededError",
+    "PromptTooLongError",
+    "ResponseParseError",
+]
+
+
+class LLMSpendError(Exception):
+    """Base class of every error llmspend raises itself."""
+
+
+class ConfigError(LLMSpendError, ValueError):
+    """A configuration mistake. The message says what to change."""
+
+
+class PluginError(ConfigError):
+    """An entry-point plugin could not be loaded or is not what its group expects."""
+
+
+class BudgetExceededError(LLMSpendError):
+    """A call would take a budget past its limit. Nothing was sent."""
+
+    def __init__(
+        self,
+        budget: str,
+        *,
+        limit_usd: float,
+        remaining_usd: float,
+        requested_usd: float,
+        resets_at: datetime | None,
+    ) -> None:
+        self.budget = budget
+        self.limit_usd = limit_usd
+        self.remaining_usd = remaining_usd
+        self.requested_usd = requested_usd
+        self.resets_at = resets_at
+        when = f"resets at {resets_at.isoformat()}" if resets_at else "never resets (period none)"
+        super().__init__(
+            f"budget {budget!r} would be exceeded: this call may cost up to ${requested_usd:.6f}, "
+            f"${remaining_usd:.6f} of ${limit_usd:.6f} is left; the budget {when}"
+        )
+
+
+class PromptTooLongError(LLMSpendError):
+    """A prompt does not fit its token budget even after every safe trim."""
+
+    def __init__(self, tokens: int, budget: int, detail: str = "") -> None:
+        self.tokens = tokens
+        self.budget = budget
+        msg = f"prompt needs {tokens} tokens after trimming but the budget is {budget}"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class ResponseParseError(LLMSpendError):
+    """A provider response that an adapter could not read."""

@@ -1,0 +1,113 @@
+"""Pricing a call: usage times prices, each kind of token at its own rate.
+
+Pure functions, no I/O. The rules that peers have got wrong are spelled out here:
+
+- ``Usage.input_tokens`` already includes cached reads and cache writes, so uncached input is
+  what is left after taking both out; cached tokens are never charged twice.
+- Cache writes are charged at the write rate *instead of* the input rate, not on top of it;
+  one-hour writes at their own rate.
+- Reasoning tokens are part of the output count; they are charged at the reasoning rate where
+  one exists, otherwise as output, and never counted a second time.
+- A call served from llmspend's cache costs nothing; what it would have cost is the saving.
+- An unknown model or a call without usage gets no number (``total_usd is None``), never $0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..providers.base import Usage
+from .table import ModelPrice
+
+__all__ = ["Cost", "price_usage", "unknown_cost"]
+
+_PER_TOKEN = 1e-6  # table prices are per million tokens
+
+# llmspend.cost.status values
+OK = "ok"
+ESTIMATED = "estimated"
+UNKNOWN_MODEL = "unknown_model"
+NO_USAGE = "no_usage"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A call's cost in USD, by part. ``total_usd is None`` when it cannot be known."""
+
+    total_usd: float | None
+    input_usd: float = 0.0
+    cache_read_usd: float = 0.0
+    cache_write_usd: float = 0.0
+    output_usd: float = 0.0
+    request_usd: float = 0.0
+    status: str = OK
+    estimated: bool = False
+    batch: bool = False
+
+    @property
+    def known(self) -> bool:
+        return self.total_usd is not None
+
+
+def unknown_cost(status: str) -> Cost:
+    return Cost(total_usd=None, status=status)
+
+
+def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_tier: str | None = None) -> Cost:
+    """What ``usage`` costs at ``row``'s prices.
+
+    ``batch`` applies the provider's batch prices where the row has them (the Batch APIs of
+    OpenAI and Anthropic charge half); ``service_tier`` applies a tier's prices (``flex``,
+    ``priority``) where the row lists that tier.
+    """
+    input_rate, output_rate = row.input, row.output
+    read_rate = row.cache_read if row.cache_read is not None else row.input
+    write_rate = row.cache_write if row.cache_write is not None else row.input
+    write_1h_rate = row.cache_write_1h if row.cache_write_1h is not None else write_rate
+    reasoning_rate = row.reasoning if row.reasoning is not None else None
+
+    long_context = row.long_context
+    if long_context is not None and usage.input_tokens > long_context.threshold:
+        input_rate, output_rate = long_context.input, long_context.output
+        if long_context.cache_read is not None:
+            read_rate = long_context.cache_read
+        if long_context.cache_write is not None:
+            write_rate = write_1h_rate = long_context.cache_write
+
+    tier = row.tiers.get(service_tier or "") if service_tier else None
+    if tier:
+        input_rate = tier.get("input", input_rate)
+        output_rate = tier.get("output", output_rate)
+        read_rate = tier.get("cache_read", read_rate)
+
+    applied_batch = False
+    if batch and row.batch_input is not None and row.batch_output is not None:
+        # Batch prices scale every input-side rate by the same discount.
+        scale = row.batch_input / row.input if row.input else 1.0
+        input_rate, output_rate = row.batch_input, row.batch_output
+        read_rate, write_rate, write_1h_rate = read_rate * scale, write_rate * scale, write_1h_rate * scale
+        if reasoning_rate is not None and row.output:
+            reasoning_rate *= row.batch_output / row.output
+        applied_batch = True
+
+    write_5m_tokens = max(0, usage.cache_write_tokens - usage.cache_write_1h_tokens)
+    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    visible_output = usage.output_tokens - reasoning
+
+    input_usd = usage.uncached_input_tokens * input_rate * _PER_TOKEN
+    cache_read_usd = usage.cache_read_tokens * read_rate * _PER_TOKEN
+    cache_write_usd = (write_5m_tokens * write_rate + usage.cache_write_1h_tokens * write_1h_rate) * _PER_TOKEN
+    output_usd = (visible_output * output_rate + reasoning * (reasoning_rate if reasoning_rate is not None else output_rate)) * _PER_TOKEN
+    request_usd = row.per_request
+    total = input_usd + cache_read_usd + cache_write_usd + output_usd + request_usd
+    return Cost(
+        total_usd=total,
+        input_usd=input_usd,
+        cache_read_usd=cache_read_usd,
+        cache_write_usd=cache_write_usd,
+        output_usd=output_usd,
+        request_usd=request_usd,
+        status=ESTIMATED if usage.estimated else OK,
+        estimated=usage.estimated,
+        batch=applied_batch,
+    )

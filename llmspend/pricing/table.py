@@ -1,0 +1,269 @@
+"""The price table: what one token of each kind costs, per model and provider.
+
+Prices are kept in USD per million tokens, the unit providers publish, in a JSON file shipped
+with the package (``llmspend/pricing/data/prices.json``). Every row names the page it was
+taken from and the date it was checked against that page.
+
+    >>> table = PriceTable.default()
+    >>> row = table.lookup("gpt-4o-2024-08-06", provider="openai")
+    >>> (row.model, row.input, row.output, row.cache_read)
+    ('gpt-4o', 2.5, 10.0, 1.25)
+
+Lookup resolves, in order: the exact model name; the name without a ``provider/`` prefix; the
+name without a dated snapshot suffix (``-2024-08-06``, ``-20241022``, ``@20240620``) or
+``-latest``. A snapshot that is priced differently from its alias has a row of its own, which
+the exact match finds first. An unknown model gives ``None``: never a price of zero.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ConfigError
+
+__all__ = ["ModelPrice", "LongContextPrice", "PriceTable", "normalise_model"]
+
+_DATE_SUFFIX = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}))$|(?:-latest)$")
+
+
+def normalise_model(model: str) -> str:
+    """``model`` without a dated snapshot or ``-latest`` suffix."""
+    return _DATE_SUFFIX.sub("", model)
+
+
+@dataclass(frozen=True)
+class LongContextPrice:
+    """Prices that apply instead when a request's input exceeds ``threshold`` tokens."""
+
+    threshold: int
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """One model's prices in USD per million tokens (``per_request`` in USD per call).
+
+    Optional prices left as ``None`` mean the provider charges the plain rate for them:
+    cache reads and writes at ``input``, reasoning tokens at ``output``. Batch prices left as
+    ``None`` mean the provider has no batch discount we know of for this model.
+    """
+
+    model: str
+    provider: str
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
+    batch_input: float | None = None
+    batch_output: float | None = None
+    reasoning: float | None = None
+    per_request: float = 0.0
+    long_context: LongContextPrice | None = None
+    #: service-tier overrides, e.g. {"flex": {"input": ..., "output": ...}}
+    tiers: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    source: str = ""
+    checked: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if v not in (None, (), {}, "")}
+        if "aliases" in out:
+            out["aliases"] = list(out["aliases"])
+        return out
+
+
+_PRICE_FIELDS = {f.name for f in fields(ModelPrice)} - {"model", "provider"}
+_NUMERIC = ("input", "output", "cache_read", "cache_write", "cache_write_1h", "batch_input",
+            "batch_output", "reasoning", "per_request")
+
+
+def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelPrice:
+    unknown = set(raw) - _PRICE_FIELDS
+    if unknown:
+        raise ConfigError(
+            f"price row {provider}/{model} has unknown field(s) {sorted(unknown)}; "
+            f"known fields: {sorted(_PRICE_FIELDS)}"
+        )
+    merged = {**defaults, **raw}
+    for key in ("input", "output"):
+        if key not in merged:
+            raise ConfigError(f"price row {provider}/{model} needs {key!r} (USD per 1M tokens)")
+    for key in _NUMERIC:
+        value = merged.get(key)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
+            raise ConfigError(f"price row {provider}/{model}: {key} must be a number >= 0, got {value!r}")
+    long_context = merged.get("long_context")
+    if isinstance(long_context, Mapping):
+        merged["long_context"] = LongContextPrice(**long_context)
+    merged["aliases"] = tuple(merged.get("aliases") or ())
+    merged["tiers"] = dict(merged.get("tiers") or {})
+    for key in _NUMERIC:
+        if merged.get(key) is not None:
+            merged[key] = float(merged[key])
+    return ModelPrice(model=model, provider=provider, **merged)
+
+
+class PriceTable:
+    """Prices by provider and model. Immutable; overrides return a new table."""
+
+    def __init__(self, rows: Iterable[ModelPrice] = ()) -> None:
+        self._rows: dict[tuple[str, str], ModelPrice] = {}
+        self._by_model: dict[str, list[ModelPrice]] = {}
+        for row in rows:
+            self._add(row)
+
+    def _add(self, row: ModelPrice) -> None:
+        self._rows[(row.provider, row.model)] = row
+        for name in (row.model, *row.aliases):
+            bucket = self._by_model.setdefault(name, [])
+            bucket[:] = [r for r in bucket if r.provider != row.provider] + [row]
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PriceTable:
+        """Build from llmspend's JSON layout: ``{"providers": {provider: {model: row}}}``,
+        with optional per-provider ``"_defaults"`` (e.g. the source page)."""
+        providers = data.get("providers")
+        if not isinstance(providers, Mapping):
+            raise ConfigError('a price file needs a "providers" object: {"providers": {"openai": {"gpt-4o": {...}}}}')
+        rows = []
+        for provider, models in providers.items():
+            if not isinstance(models, Mapping):
+                raise ConfigError(f"price file: provider {provider!r} must map model names to rows")
+            defaults = models.get("_defaults", {})
+            for model, raw in models.items():
+                if model != "_defaults":
+                    rows.append(_row(provider, model, raw, defaults))
+        return cls(rows)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PriceTable:
+        """Load a price file in llmspend's layout or LiteLLM's (detected from its shape)."""
+        try:
+            data = json.loads(Path(path).expanduser().read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read price file {path}: {exc}") from exc
+        except ValueError as exc:
+            raise ConfigError(f"price file {path} is not valid JSON: {exc}") from exc
+        if isinstance(data, Mapping) and "providers" in data:
+            return cls.from_dict(data)
+        from .litellm import from_litellm
+
+        return from_litellm(data)
+
+    @classmethod
+    def default(cls) -> PriceTable:
+        """The table shipped with llmspend (loaded once per process)."""
+        global _DEFAULT
+        if _DEFAULT is None:
+            text = resources.files("llmspend.pricing").joinpath("data/prices.json").read_text()
+            _DEFAULT = cls.from_dict(json.loads(text))
+        return _DEFAULT
+
+    def with_overrides(self, overrides: Mapping[str, Any] | PriceTable) -> PriceTable:
+        """A new table with rows added or replaced.
+
+        ``overrides`` is another table, a dict in the file layout (``{"providers": ...}``), or
+        a flat ``{model: row}`` dict; a flat row may name its ``provider`` (default: the
+        provider of the row it replaces, else ``"custom"``). Fields a flat row leaves out are
+        taken from the row it replaces, so ``{"gpt-4o": {"input": 2.0}}`` changes one price.
+        """
+        table = PriceTable(self._rows.values())
+        if isinstance(overrides, PriceTable):
+            for row in overrides:
+                table._add(row)
+            return table
+        if "providers" in overrides:
+            for row in PriceTable.from_dict(overrides):
+                table._add(row)
+            return table
+        for model, raw in overrides.items():
+            if not isinstance(raw, Mapping):
+                raise ConfigError(f"price override for {model!r} must be a dict of prices, got {type(raw).__name__}")
+            raw = dict(raw)
+            provider = raw.pop("provider", None)
+            base = self.lookup(model, provider=provider)
+            defaults: dict[str, Any] = {}
+            if base is not None:
+                defaults = {k: v for k, v in base.as_dict().items() if k not in ("model", "provider", "aliases")}
+                provider = provider or base.provider
+            table._add(_row(provider or "custom", model, raw, defaults))
+        return table
+
+    # -- queries -----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[ModelPrice]:
+        return iter(self._rows.values())
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def providers(self) -> set[str]:
+        return {provider for provider, _ in self._rows}
+
+    def lookup(self, model: str | None, provider: str | None = None) -> ModelPrice | None:
+        """The row for ``model`` (see the module docstring for how names resolve).
+
+        With a ``provider`` that has rows of its own, only its rows are considered: the same
+        open model costs different amounts on different hosts. Otherwise the first row of any
+        provider with that model name is used.
+        """
+        if not model:
+            return None
+        candidates = [model]
+        if "/" in model:
+            candidates.append(model.rsplit("/", 1)[-1])
+        for name in list(candidates):
+            bare = normalise_model(name)
+            if bare != name:
+                candidates.append(bare)
+        scoped = provider is not None and provider in self.providers
+        for name in candidates:
+            rows = self._by_model.get(name)
+            if not rows:
+                continue
+            if scoped:
+                for row in rows:
+                    if row.provider == provider:
+                        return row
+            else:
+                return rows[0]
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        providers: dict[str, dict[str, Any]] = {}
+        for row in self._rows.values():
+            providers.setdefault(row.provider, {})[row.model] = {
+                k: v for k, v in row.as_dict().items() if k not in ("model", "provider")
+            }
+        return {"schema": 1, "unit": "USD per 1M tokens", "providers": providers}
+
+
+_DEFAULT: PriceTable | None = None
+
+
+def coerce_prices(value: object) -> PriceTable:
+    """Turn what a user passes as ``prices=`` into a table (raises ConfigError)."""
+    if value is None:
+        return PriceTable.default()
+    if isinstance(value, PriceTable):
+        return value
+    if isinstance(value, str | Path):
+        return PriceTable.default().with_overrides(PriceTable.from_file(value))
+    if isinstance(value, Mapping):
+        return PriceTable.default().with_overrides(value)
+    raise ConfigError(
+        f"prices= takes a PriceTable, a path to a price file, or a dict of overrides; got {type(value).__name__}"
+    )

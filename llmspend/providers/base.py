@@ -1,0 +1,164 @@
+"""The provider adapter contract.
+
+A provider adapter is the only part of llmspend that knows a provider's wire format. It reads
+a request into a :class:`Call` (what is being asked, of which model), reads the provider's
+answer into an :class:`Outcome` (usage, ids, finish reasons), and reads event streams as they
+pass. Everything it does is a pure function of bytes; it never sends anything itself.
+
+Contract for implementers (first-party and third-party plugins alike):
+
+- ``parse_request`` returns ``None`` for any request it does not recognise; such requests pass
+  through the pipeline untouched and unmeasured. It must not raise.
+- ``parse_response`` raises :class:`~llmspend.exceptions.ResponseParseError` for a body it
+  cannot read; the pipeline then returns the body unchanged and logs one warning.
+- A :class:`StreamReader` must hand on every byte the provider sent except what the adapter
+  itself asked for on the caller's behalf (OpenAI's usage-only chunk when the caller did not
+  request it), and must not raise on malformed events.
+
+Adapters are registered under the ``llmspend.providers`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .._http import Request
+
+__all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one request asks of a provider, as far as cost and telemetry need to know."""
+
+    provider: str  #: ``gen_ai.provider.name``, e.g. ``"openai"``
+    operation: str  #: ``gen_ai.operation.name``: ``chat``, ``text_completion``, ``embeddings``
+    endpoint: str  #: the API within the provider, e.g. ``"chat.completions"``, ``"responses"``
+    model: str | None
+    stream: bool
+    server_address: str
+    server_port: int
+    #: ``gen_ai.request.*`` values (temperature, max_tokens, ...), keyed by attribute suffix
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: for streams: did the caller itself ask for usage (else the adapter may add it)
+    usage_requested: bool = True
+    #: the request body as parsed JSON, for stages that need more than the above
+    body: Any = None
+
+    @property
+    def span_name(self) -> str:
+        return f"{self.operation} {self.model}" if self.model else self.operation
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one call, in the OpenTelemetry GenAI sense.
+
+    ``input_tokens`` counts *all* input, cached reads and cache writes included (Anthropic
+    reports those apart; its adapter adds them in). So uncached input is
+    ``input_tokens - cache_read_tokens - cache_write_tokens``. ``output_tokens`` includes
+    reasoning tokens.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    #: every cache write, whatever its lifetime
+    cache_write_tokens: int = 0
+    #: the part of ``cache_write_tokens`` written with a one-hour lifetime (Anthropic)
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    #: counted with a tokenizer by llmspend, not reported by the provider
+    estimated: bool = False
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        return max(0, self.input_tokens - self.cache_read_tokens - self.cache_write_tokens)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.estimated or other.estimated,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a provider's answer says, as far as cost and telemetry need to know."""
+
+    usage: Usage | None = None
+    response_id: str | None = None
+    response_model: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    service_tier: str | None = None
+    #: the generated text (all choices), for estimates and opt-in content capture
+    output_text: str = ""
+    #: False when a stream ended before the provider finished (caller stopped, connection lost)
+    complete: bool = True
+
+    def with_usage(self, usage: Usage) -> Outcome:
+        return replace(self, usage=usage)
+
+
+class StreamReader(Protocol):
+    """Reads an event stream as it passes to the caller."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Take the next bytes from the provider; return the bytes to hand to the caller."""
+        ...
+
+    def flush(self) -> bytes:
+        """The stream ended: return any bytes still held back."""
+        ...
+
+    def outcome(self, complete: bool) -> Outcome:
+        """What the events seen so far say."""
+        ...
+
+
+class ProviderAdapter(ABC):
+    """Reads one provider's wire format. See the module docstring for the contract."""
+
+    #: the default ``gen_ai.provider.name`` of this adapter
+    name: str = ""
+
+    def supports_client(self, client: object) -> bool:
+        """Whether ``llmspend.wrap(client)`` should use this adapter for ``client``."""
+        return False
+
+    def matches(self, request: Request) -> bool:
+        """Whether this adapter reads ``request`` when no adapter was chosen by the client
+        (plain ``httpx`` use). The default asks :meth:`parse_request`."""
+        return self.parse_request(request) is not None
+
+    @abstractmethod
+    def parse_request(self, request: Request) -> Call | None: ...
+
+    def prepare_request(self, request: Request, call: Call) -> Request:
+        """The request to send for ``call``; e.g. ask a stream for usage. Default: unchanged."""
+        return request
+
+    @abstractmethod
+    def parse_response(self, call: Call, body: bytes) -> Outcome: ...
+
+    @abstractmethod
+    def stream_reader(self, call: Call, request: Request) -> StreamReader: ...
+
+    @abstractmethod
+    def estimate_input_tokens(self, call: Call) -> int:
+        """Input tokens of ``call`` counted locally, for when the provider reports none."""
+
+    def with_model(self, request: Request, model: str) -> Request:
+        """The same request asking ``model`` instead (used by cascades and budgets)."""
+        body = dict(request.json())
+        body["model"] = model
+        return request.replace(json_body=body)

@@ -1,0 +1,366 @@
+"""The OpenAI-compatible adapter: OpenAI itself and every server that speaks its API
+(vLLM, Ollama, Together, Groq, Fireworks, DeepSeek, Mistral, ...).
+
+Endpoints read: chat completions, legacy completions, embeddings and the Responses API.
+Usage is read as the provider reports it, cached input (``prompt_tokens_details.cached_tokens``,
+``input_tokens_details.cached_tokens``) and reasoning tokens
+(``completion_tokens_details.reasoning_tokens``) included. For streamed chat and completions
+the API reports usage only when ``stream_options.include_usage`` is set, so when the caller did
+not set it this adapter sets it and removes the extra usage-only chunk before the caller sees it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .._http import Request
+from ..exceptions import ResponseParseError
+from ..tokens import count_chat_messages, count_text
+from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage
+from .sse import EventSplitter, event_data
+
+__all__ = ["OpenAIAdapter", "provider_for_host"]
+
+# gen_ai.provider.name for the hosts of known OpenAI-compatible services. Any other host
+# (a local vLLM or Ollama, a proxy) is reported as "openai", the API it speaks; pass
+# provider= to wrap() to name it otherwise.
+_HOST_PROVIDERS = (
+    ("api.openai.com", "openai"),
+    (".openai.azure.com", "azure.ai.openai"),
+    ("api.together.xyz", "together"),
+    ("api.together.ai", "together"),
+    ("api.groq.com", "groq"),
+    ("api.fireworks.ai", "fireworks"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+    ("api.x.ai", "x_ai"),
+    ("openrouter.ai", "openrouter"),
+    ("api.perplexity.ai", "perplexity"),
+)
+
+
+def provider_for_host(host: str, default: str = "openai") -> str:
+    host = host.lower()
+    for suffix, name in _HOST_PROVIDERS:
+        if host == suffix or (suffix.startswith(".") and host.endswith(suffix)):
+            return name
+    return default
+
+
+# (path suffix, endpoint, gen_ai.operation.name); chat first: it also ends in /completions.
+_ENDPOINTS = (
+    ("/chat/completions", "chat.completions", "chat"),
+    ("/completions", "completions", "text_completion"),
+    ("/embeddings", "embeddings", "embeddings"),
+    ("/responses", "responses", "chat"),
+)
+
+# request body key -> gen_ai.request.* attribute suffix
+_PARAMS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "max_output_tokens": "max_tokens",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "seed": "seed",
+    "n": "choice.count",
+    "top_k": "top_k",
+}
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class OpenAIAdapter(ProviderAdapter):
+    """Reads the OpenAI API and OpenAI-compatible servers.
+
+    ``provider`` fixes ``gen_ai.provider.name`` (and the price-table provider) for every call;
+    by default it follows the host (``api.groq.com`` is ``groq``, unknown hosts ``openai``).
+    ``add_stream_usage=False`` stops the adapter from asking streams for usage, for servers
+    that reject ``stream_options``; their streamed costs are then estimated.
+    """
+
+    name = "openai"
+
+    def __init__(self, provider: str | None = None, *, add_stream_usage: bool = True) -> None:
+        self.provider = provider
+        self.add_stream_usage = add_stream_usage
+
+    def supports_client(self, client: object) -> bool:
+        module = type(client).__module__
+        return module == "openai" or module.startswith("openai.")
+
+    def parse_request(self, request: Request) -> Call | None:
+        if request.method != "POST":
+            return None
+        path = request.path.rstrip("/")
+        for suffix, endpoint, operation in _ENDPOINTS:
+            if path.endswith(suffix):
+                break
+        else:
+            return None
+        try:
+            body = request.json()
+        except ValueError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        params: dict[str, Any] = {}
+        for key, attr in _PARAMS.items():
+            value = body.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                params[attr] = value
+        stop = body.get("stop")
+        if isinstance(stop, str):
+            params["stop_sequences"] = (stop,)
+        elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+            params["stop_sequences"] = tuple(stop)
+        fmt = body.get("response_format") or (body.get("text") or {}).get("format")
+        if isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema"):
+            params["output.type"] = "json"
+        stream = body.get("stream") is True
+        options = body.get("stream_options")
+        usage_requested = not stream or endpoint == "responses" or (
+            isinstance(options, Mapping) and options.get("include_usage") is True
+        )
+        model = body.get("model")
+        return Call(
+            provider=self.provider or provider_for_host(request.host),
+            operation=operation,
+            endpoint=endpoint,
+            model=model if isinstance(model, str) else None,
+            stream=stream,
+            server_address=request.host,
+            server_port=request.port,
+            params=params,
+            usage_requested=usage_requested,
+            body=body,
+        )
+
+    def prepare_request(self, request: Request, call: Call) -> Request:
+        if call.usage_requested or not self.add_stream_usage:
+            return request
+        body = dict(call.body)
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return request.replace(json_body=body)
+
+    # -- responses ---------------------------------------------------------------------
+    def parse_response(self, call: Call, body: bytes) -> Outcome:
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise ResponseParseError(f"{call.endpoint} response is not JSON") from exc
+        if not isinstance(data, dict):
+            raise ResponseParseError(f"{call.endpoint} response is not a JSON object")
+        if call.endpoint == "responses":
+            return _responses_outcome(data)
+        usage = data.get("usage")
+        if usage is not None and not isinstance(usage, Mapping):
+            raise ResponseParseError("usage is not an object")
+        texts, reasons = [], []
+        choices = data.get("choices")
+        if call.endpoint != "embeddings":
+            if not isinstance(choices, list):
+                raise ResponseParseError(f"{call.endpoint} response has no choices")
+            for choice in choices:
+                if not isinstance(choice, Mapping):
+                    raise ResponseParseError("a choice is not an object")
+                texts.append(_choice_text(choice))
+                if isinstance(choice.get("finish_reason"), str):
+                    reasons.append(choice["finish_reason"])
+        return Outcome(
+            usage=_chat_usage(usage) if usage else None,
+            response_id=data.get("id") if isinstance(data.get("id"), str) else None,
+            response_model=data.get("model") if isinstance(data.get("model"), str) else None,
+            finish_reasons=tuple(reasons),
+            service_tier=data.get("service_tier") if isinstance(data.get("service_tier"), str) else None,
+            output_text="".join(texts),
+        )
+
+    def stream_reader(self, call: Call, request: Request) -> StreamReader:
+        injected = not call.usage_requested and self.add_stream_usage
+        return _OpenAIStreamReader(call, drop_usage_chunk=injected)
+
+    def estimate_input_tokens(self, call: Call) -> int:
+        body = call.body if isinstance(call.body, Mapping) else {}
+        if call.endpoint == "chat.completions":
+            total = count_chat_messages(body.get("messages") or (), call.model)
+            if body.get("tools"):
+                total += count_text(json.dumps(body["tools"]), call.model)
+            return total
+        if call.endpoint == "responses":
+            source = body.get("input")
+            text = source if isinstance(source, str) else json.dumps(source or "")
+            return count_text((body.get("instructions") or "") + text, call.model)
+        source = body.get("prompt") if call.endpoint == "completions" else body.get("input")
+        if isinstance(source, str):
+            return count_text(source, call.model)
+        if isinstance(source, list):
+            return sum(count_text(s, call.model) if isinstance(s, str) else len(s) for s in source)
+        return 0
+
+
+def _chat_usage(usage: Mapping[str, Any]) -> Usage:
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    in_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+    out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    if not isinstance(in_details, Mapping) or not isinstance(out_details, Mapping):
+        raise ResponseParseError("usage details are not objects")
+    return Usage(
+        input_tokens=_int(prompt),
+        output_tokens=_int(completion),
+        cache_read_tokens=_int(in_details.get("cached_tokens")),
+        reasoning_tokens=_int(out_details.get("reasoning_tokens")),
+    )
+
+
+def _choice_text(choice: Mapping[str, Any]) -> str:
+    message = choice.get("message") or choice.get("delta") or {}
+    parts: list[str] = []
+    if isinstance(choice.get("text"), str):
+        parts.append(choice["text"])
+    if isinstance(message, Mapping):
+        if isinstance(message.get("content"), str):
+            parts.append(message["content"])
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                parts.append(str(function.get("name") or ""))
+                parts.append(str(function.get("arguments") or ""))
+    return "".join(parts)
+
+
+def _responses_outcome(data: Mapping[str, Any]) -> Outcome:
+    usage = data.get("usage")
+    texts = []
+    for item in data.get("output") or ():
+        if not isinstance(item, Mapping):
+            continue
+        for part in item.get("content") or ():
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+        if isinstance(item.get("arguments"), str):
+            texts.append(item["arguments"])
+    status = data.get("status")
+    return Outcome(
+        usage=_chat_usage(usage) if isinstance(usage, Mapping) else None,
+        response_id=data.get("id") if isinstance(data.get("id"), str) else None,
+        response_model=data.get("model") if isinstance(data.get("model"), str) else None,
+        finish_reasons=(status,) if isinstance(status, str) else (),
+        service_tier=data.get("service_tier") if isinstance(data.get("service_tier"), str) else None,
+        output_text="".join(texts),
+    )
+
+
+class _OpenAIStreamReader:
+    """Watches chat/completions/responses streams; optionally drops the injected usage chunk."""
+
+    __slots__ = ("_call", "_drop", "_split", "_texts", "_reasons", "_usage", "_id", "_model", "_tier", "_final")
+
+    def __init__(self, call: Call, *, drop_usage_chunk: bool) -> None:
+        self._call = call
+        self._drop = drop_usage_chunk
+        self._split = EventSplitter()
+        self._texts: list[str] = []
+        self._reasons: dict[int, str] = {}
+        self._usage: Usage | None = None
+        self._id: str | None = None
+        self._model: str | None = None
+        self._tier: str | None = None
+        self._final: Outcome | None = None  # responses API: the completed response object
+
+    def feed(self, chunk: bytes) -> bytes:
+        events = self._split.feed(chunk)
+        if not self._drop:
+            for event in events:
+                self._observe(event)
+            return chunk  # hand on exactly what arrived, without waiting for event ends
+        return b"".join(event for event in events if not self._observe(event))
+
+    def flush(self) -> bytes:
+        rest = self._split.flush()
+        if rest and not self._observe(rest) and self._drop:
+            return rest
+        return b""
+
+    def _observe(self, event: bytes) -> bool:
+        """Read one event; True when it is the usage-only chunk this adapter asked for."""
+        data = event_data(event)
+        if data is None or data == b"[DONE]":
+            return False
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return False
+        if not isinstance(payload, dict):
+            return False
+        if self._call.endpoint == "responses":
+            self._observe_responses(payload)
+            return False
+        if isinstance(payload.get("id"), str):
+            self._id = payload["id"]
+        if isinstance(payload.get("model"), str):
+            self._model = payload["model"]
+        if isinstance(payload.get("service_tier"), str):
+            self._tier = payload["service_tier"]
+        choices = payload.get("choices")
+        usage = payload.get("usage")
+        if isinstance(usage, Mapping):
+            try:
+                self._usage = _chat_usage(usage)
+            except ResponseParseError:
+                pass
+        if isinstance(choices, list):
+            for choice in choices:
+                if not isinstance(choice, Mapping):
+                    continue
+                self._texts.append(_choice_text(choice))
+                if isinstance(choice.get("finish_reason"), str):
+                    index = choice.get("index", 0)
+                    self._reasons[index if isinstance(index, int) else 0] = choice["finish_reason"]
+        return self._drop and choices == [] and isinstance(usage, Mapping)
+
+    def _observe_responses(self, payload: Mapping[str, Any]) -> None:
+        kind = payload.get("type")
+        if kind == "response.output_text.delta" and isinstance(payload.get("delta"), str):
+            self._texts.append(payload["delta"])
+        elif kind == "response.function_call_arguments.delta" and isinstance(payload.get("delta"), str):
+            self._texts.append(payload["delta"])
+        response = payload.get("response")
+        if isinstance(response, Mapping):
+            if isinstance(response.get("id"), str):
+                self._id = response["id"]
+            if isinstance(response.get("model"), str):
+                self._model = response["model"]
+            if kind in ("response.completed", "response.incomplete", "response.failed"):
+                self._final = _responses_outcome(response)
+
+    def outcome(self, complete: bool) -> Outcome:
+        text = "".join(self._texts)
+        if self._final is not None:
+            final = self._final
+            return Outcome(
+                usage=final.usage,
+                response_id=final.response_id,
+                response_model=final.response_model,
+                finish_reasons=final.finish_reasons,
+                service_tier=final.service_tier,
+                output_text=final.output_text or text,
+                complete=complete,
+            )
+        return Outcome(
+            usage=self._usage,
+            response_id=self._id,
+            response_model=self._model,
+            finish_reasons=tuple(self._reasons[i] for i in sorted(self._reasons)),
+            service_tier=self._tier,
+            output_text=text,
+            complete=complete,
+        )

@@ -1,0 +1,60 @@
+"""Server-sent events, split as they arrive without changing a byte.
+
+Providers stream answers as SSE. llmspend reads each event as it passes, and in one case must
+hold one back (OpenAI's usage-only chunk when llmspend, not the caller, asked for it), so it
+needs event boundaries; everything else is handed on exactly as received.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["EventSplitter", "event_data", "event_name"]
+
+# An event ends at a blank line; the spec allows \r\n, \n and \r line endings.
+_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+class EventSplitter:
+    """Feed bytes, get back the complete events (each with its terminating blank line)."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buffer = self._buffer + chunk if self._buffer else chunk
+        events: list[bytes] = []
+        start = 0
+        for match in _BOUNDARY.finditer(buffer):
+            events.append(buffer[start : match.end()])
+            start = match.end()
+        self._buffer = buffer[start:]
+        return events
+
+    def flush(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
+def _fields(event: bytes, name: bytes) -> list[bytes]:
+    out = []
+    for line in event.splitlines():
+        if line.startswith(name):
+            value = line[len(name) :]
+            if value.startswith(b":"):
+                value = value[1:]
+                out.append(value[1:] if value.startswith(b" ") else value)
+    return out
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The event's ``data`` (lines joined by newlines), or ``None`` if it has none."""
+    parts = _fields(event, b"data")
+    return b"\n".join(parts) if parts else None
+
+
+def event_name(event: bytes) -> str | None:
+    parts = _fields(event, b"event")
+    return parts[-1].decode("utf-8", "replace") if parts else None
