@@ -261,6 +261,27 @@ class Response:
                     await stream.aclose()  # type: ignore[union-attr]
         return self.content
 
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The body's chunks as they arrive (decoded). A body can be iterated once."""
+        if self.content is not None:
+            if self.content:
+                yield self.content
+        elif self._reader is not None:
+            yield from self._reader.iter_bytes()
+        elif self.stream is not None:
+            yield from self.stream  # type: ignore[misc]
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        if self.content is not None:
+            if self.content:
+                yield self.content
+        elif self._reader is not None:
+            async for chunk in self._reader.aiter_bytes():
+                yield chunk
+        elif self.stream is not None:
+            async for chunk in self.stream:  # type: ignore[union-attr]
+                yield chunk
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()

@@ -29,6 +29,9 @@ from ..exceptions import ConfigError
 
 __all__ = ["ModelPrice", "LongContextPrice", "PriceTable", "normalise_model"]
 
+#: the provider of a user's row that serves a model name whatever provider the call goes to
+ANY_PROVIDER = "*"
+
 _DATE_SUFFIX = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}))$|(?:-latest)$")
 
 
@@ -177,7 +180,8 @@ class PriceTable:
 
         ``overrides`` is another table, a dict in the file layout (``{"providers": ...}``), or
         a flat ``{model: row}`` dict; a flat row may name its ``provider`` (default: the
-        provider of the row it replaces, else ``"custom"``). Fields a flat row leaves out are
+        provider of the row it replaces, else ``"*"``: the row then serves that model name
+        whatever provider the call goes to). Fields a flat row leaves out are
         taken from the row it replaces, so ``{"gpt-4o": {"input": 2.0}}`` changes one price.
         """
         table = PriceTable(self._rows.values())
@@ -199,7 +203,7 @@ class PriceTable:
             if base is not None:
                 defaults = {k: v for k, v in base.as_dict().items() if k not in ("model", "provider", "aliases")}
                 provider = provider or base.provider
-            table._add(_row(provider or "custom", model, raw, defaults))
+            table._add(_row(provider or ANY_PROVIDER, model, raw, defaults))
         return table
 
     # -- queries -----------------------------------------------------------------------
@@ -216,8 +220,8 @@ class PriceTable:
     def lookup(self, model: str | None, provider: str | None = None) -> ModelPrice | None:
         """The row for ``model`` (see the module docstring for how names resolve).
 
-        With a ``provider`` that has rows of its own, only its rows are considered: the same
-        open model costs different amounts on different hosts. Otherwise the first row of any
+        With a ``provider`` that has rows of its own, only its rows (and user rows for any
+        provider) are considered: the same open model costs different amounts on different hosts. Otherwise the first row of any
         provider with that model name is used.
         """
         if not model:
@@ -234,12 +238,11 @@ class PriceTable:
             rows = self._by_model.get(name)
             if not rows:
                 continue
-            if scoped:
-                for row in rows:
-                    if row.provider == provider:
-                        return row
-            else:
+            if not scoped:
                 return rows[0]
+            for row in rows:
+                if row.provider == provider or row.provider == ANY_PROVIDER:
+                    return row
         return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -121,15 +121,19 @@ class StreamReader(Protocol):
         ...
 
     def outcome(self, complete: bool) -> Outcome:
-        """What the events seen so far say."""
+        """What the events seen so far say. ``complete`` is False when the stream was cut
+        short; a reader that saw the provider's own end-of-answer event may still report the
+        answer complete."""
         ...
 
 
 class ProviderAdapter(ABC):
     """Reads one provider's wire format. See the module docstring for the contract."""
 
-    #: the default ``gen_ai.provider.name`` of this adapter
+    #: the adapter's name and default ``gen_ai.provider.name``
     name: str = ""
+    #: a ``gen_ai.provider.name`` that overrides the adapter's own choice (``wrap(provider=)``)
+    provider: str | None = None
 
     def supports_client(self, client: object) -> bool:
         """Whether ``llmspend.wrap(client)`` should use this adapter for ``client``."""

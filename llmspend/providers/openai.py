@@ -89,7 +89,7 @@ class OpenAIAdapter(ProviderAdapter):
     name = "openai"
 
     def __init__(self, provider: str | None = None, *, add_stream_usage: bool = True) -> None:
-        self.provider = provider
+        self.provider = provider  # None: follow the host
         self.add_stream_usage = add_stream_usage
 
     def supports_client(self, client: object) -> bool:
@@ -262,7 +262,7 @@ def _responses_outcome(data: Mapping[str, Any]) -> Outcome:
 class _OpenAIStreamReader:
     """Watches chat/completions/responses streams; optionally drops the injected usage chunk."""
 
-    __slots__ = ("_call", "_drop", "_split", "_texts", "_reasons", "_usage", "_id", "_model", "_tier", "_final")
+    __slots__ = ("_call", "_drop", "_split", "_texts", "_reasons", "_usage", "_id", "_model", "_tier", "_final", "_done")
 
     def __init__(self, call: Call, *, drop_usage_chunk: bool) -> None:
         self._call = call
@@ -275,6 +275,7 @@ class _OpenAIStreamReader:
         self._model: str | None = None
         self._tier: str | None = None
         self._final: Outcome | None = None  # responses API: the completed response object
+        self._done = False  # the provider said the answer is over ([DONE], response.completed)
 
     def feed(self, chunk: bytes) -> bytes:
         events = self._split.feed(chunk)
@@ -293,7 +294,10 @@ class _OpenAIStreamReader:
     def _observe(self, event: bytes) -> bool:
         """Read one event; True when it is the usage-only chunk this adapter asked for."""
         data = event_data(event)
-        if data is None or data == b"[DONE]":
+        if data == b"[DONE]":
+            self._done = True
+            return False
+        if data is None:
             return False
         try:
             payload = json.loads(data)
@@ -341,8 +345,11 @@ class _OpenAIStreamReader:
                 self._model = response["model"]
             if kind in ("response.completed", "response.incomplete", "response.failed"):
                 self._final = _responses_outcome(response)
+                self._done = True
 
     def outcome(self, complete: bool) -> Outcome:
+        # A caller (the SDK) may close the stream right after the provider's last event.
+        complete = complete or self._done
         text = "".join(self._texts)
         if self._final is not None:
             final = self._final

@@ -1,0 +1,13 @@
+"""The built-in pipeline stages, one per module."""
+
+from __future__ import annotations
+
+from ..pipeline import StageSpec
+
+__all__ = ["builtin_specs"]
+
+
+def builtin_specs() -> tuple[StageSpec, ...]:
+    from . import retry, telemetry
+
+    return (telemetry.SPEC, retry.SPEC)

@@ -1,0 +1,57 @@
+"""Attribute and metric names: OpenTelemetry's GenAI conventions and llmspend's own.
+
+GenAI names follow the semantic conventions (``open-telemetry/semantic-conventions-genai``,
+status Development). There is no merged cost convention: ``gen_ai.usage.cost`` (USD) is what
+tracing backends already read as a call's total cost, and ``llmspend.cost.*`` carries the parts.
+"""
+
+from __future__ import annotations
+
+# -- GenAI conventions -------------------------------------------------------------------
+OPERATION_NAME = "gen_ai.operation.name"
+PROVIDER_NAME = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+REQUEST_STREAM = "gen_ai.request.stream"
+RESPONSE_ID = "gen_ai.response.id"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+USAGE_COST = "gen_ai.usage.cost"
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+TOKEN_TYPE = "gen_ai.token.type"
+OPENAI_SERVICE_TIER = "openai.response.service_tier"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+
+# -- llmspend ----------------------------------------------------------------------------
+COST_USD = "llmspend.cost.usd"
+COST_INPUT_USD = "llmspend.cost.input_usd"
+COST_CACHE_READ_USD = "llmspend.cost.cache_read_usd"
+COST_CACHE_WRITE_USD = "llmspend.cost.cache_write_usd"
+COST_OUTPUT_USD = "llmspend.cost.output_usd"
+COST_REQUEST_USD = "llmspend.cost.request_usd"
+COST_STATUS = "llmspend.cost.status"
+COST_ESTIMATED = "llmspend.cost.estimated"
+COST_SAVED_USD = "llmspend.cost.saved_usd"
+COST_BATCH = "llmspend.cost.batch"
+USAGE_CACHE_WRITE_1H_TOKENS = "llmspend.usage.cache_write_1h.input_tokens"
+STREAM_COMPLETE = "llmspend.stream.complete"
+SERVED_FROM = "llmspend.served_from"
+ENDPOINT = "llmspend.endpoint"
+
+# -- metrics -----------------------------------------------------------------------------
+METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_COST = "llmspend.cost"
+METRIC_SAVED = "llmspend.cost.saved"
+
+# The conventions' advisory bucket boundaries.
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16, ... 67108864
+DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))  # 0.01, 0.02, ... 81.92

@@ -1,0 +1,313 @@
+"""One provider call's span, cost and metrics, from the request to the end of its body.
+
+The recorder is shared by the sync and async telemetry stage and by stream observers, so the
+bookkeeping lives in one place. Everything it does is guarded: a fault in telemetry is logged
+and never reaches the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ..attribution import current_attribution
+from ..pricing.cost import NO_USAGE, UNKNOWN_MODEL, Cost, price_usage, unknown_cost
+from ..providers.base import Call, Outcome, Usage
+from ..tokens import count_text
+from . import attributes as A
+
+if TYPE_CHECKING:
+    from .._http import Request
+    from ..pricing.table import PriceTable
+    from ..providers.base import ProviderAdapter
+    from .instruments import Instruments
+
+__all__ = ["CallRecorder", "price_call", "warn_once"]
+
+logger = logging.getLogger("llmspend")
+
+_warned: set[tuple[str, ...]] = set()
+_warned_lock = threading.Lock()
+
+# Content on spans is opt-in; when on, cap it so one huge prompt cannot swamp an exporter.
+_MAX_CONTENT_CHARS = 64_000
+
+
+def warn_once(key: tuple[str, ...], message: str, *args: object) -> None:
+    """Log ``message`` at WARNING the first time ``key`` is seen in this process."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    logger.warning(message, *args)
+
+
+def price_call(prices: PriceTable, call: Call, outcome: Outcome, usage: Usage, *, batch: bool = False) -> Cost:
+    """Price ``usage`` for ``call``: the response's model first (a dated snapshot may be priced
+    apart from its alias), then the requested one. Unknown models get no number."""
+    row = None
+    for model in (outcome.response_model, call.model):
+        if model:
+            row = prices.lookup(model, provider=call.provider)
+            if row is not None:
+                break
+    if row is None:
+        model = call.model or outcome.response_model or "<none>"
+        warn_once(
+            ("unknown_model", call.provider, model),
+            "llmspend: no price for model %r (provider %r); its cost is reported as unknown. "
+            "Add it with wrap(..., prices={%r: {'input': USD_PER_1M, 'output': USD_PER_1M}})",
+            model,
+            call.provider,
+            model,
+        )
+        return unknown_cost(UNKNOWN_MODEL)
+    return price_usage(usage, row, batch=batch, service_tier=outcome.service_tier)
+
+
+def _input_content(call: Call) -> Any:
+    body = call.body if isinstance(call.body, Mapping) else {}
+    for key in ("messages", "input", "prompt"):
+        if key in body:
+            value = body[key]
+            if key == "input" and body.get("instructions"):
+                return [{"role": "system", "content": body["instructions"]}, {"role": "user", "content": value}]
+            return value
+    return None
+
+
+def _content_json(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= _MAX_CONTENT_CHARS else text[:_MAX_CONTENT_CHARS] + "…"
+
+
+class CallRecorder:
+    """Span and bookkeeping of one call. Create it when the request enters the telemetry
+    stage; call :meth:`finish`, :meth:`fail` or :meth:`finish_status` exactly once after."""
+
+    def __init__(
+        self,
+        instruments: Instruments,
+        prices: PriceTable,
+        adapter: ProviderAdapter,
+        request: Request,
+        call: Call,
+        *,
+        capture_content: bool,
+    ) -> None:
+        self.instruments = instruments
+        self.prices = prices
+        self.adapter = adapter
+        self.call = call
+        self.context = request.context
+        self.capture_content = capture_content
+        self.started = time.perf_counter()
+        self._ended = False
+        self._first_chunk_at: float | None = None
+        attrs: dict[str, Any] = {
+            A.OPERATION_NAME: call.operation,
+            A.PROVIDER_NAME: call.provider,
+            A.SERVER_ADDRESS: call.server_address,
+            A.SERVER_PORT: call.server_port,
+            A.ENDPOINT: call.endpoint,
+        }
+        if call.model:
+            attrs[A.REQUEST_MODEL] = call.model
+        if call.stream:
+            attrs[A.REQUEST_STREAM] = True
+        for key, value in call.params.items():
+            attrs["gen_ai." + key if key == "output.type" else "gen_ai.request." + key] = value
+        self.attribution = current_attribution()
+        attrs.update(self.attribution.span_attributes())
+        attrs.update(self.context.attributes)  # what outer stages noted before the span existed
+        self.span = instruments.tracer.start_span(call.span_name, kind=SpanKind.CLIENT, attributes=attrs)
+        self.context.span = self.span
+        if capture_content:
+            content = _input_content(call)
+            if content is not None:
+                self.span.set_attribute(A.INPUT_MESSAGES, _content_json(content))
+
+    @contextmanager
+    def activated(self) -> Iterator[None]:
+        """Make the span current while the rest of the chain runs (so spans below nest)."""
+        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            yield
+
+    def first_chunk(self) -> None:
+        if self._first_chunk_at is None:
+            self._first_chunk_at = time.perf_counter()
+            self._guard(
+                self.span.set_attribute, A.RESPONSE_TIME_TO_FIRST_CHUNK, self._first_chunk_at - self.started
+            )
+
+    # -- endings -----------------------------------------------------------------------
+    def fail(self, exc: BaseException) -> None:
+        """The call raised before a response arrived (connection error, timeout, ...)."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            error = type(exc).__qualname__
+            self.span.set_attribute(A.ERROR_TYPE, error)
+            self.span.set_status(Status(StatusCode.ERROR, error))
+            self._metrics(None, None, error_type=error)
+            self.span.end()
+        except Exception:  # pragma: no cover - telemetry must never fail the call
+            logger.exception("llmspend: telemetry failed while recording an error")
+
+    def finish_status(self, status_code: int) -> None:
+        """The provider answered with an HTTP error; the caller gets it unchanged."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            error = str(status_code)
+            self.span.set_attribute(A.ERROR_TYPE, error)
+            self.span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
+            self._metrics(None, None, error_type=error)
+            self.span.end()
+        except Exception:  # pragma: no cover
+            logger.exception("llmspend: telemetry failed while recording an HTTP error")
+
+    def finish(self, outcome: Outcome | None, *, error: BaseException | None = None) -> None:
+        """The body has been read (or the stream ended). ``outcome is None`` means the body
+        could not be read as the provider's format: its cost stays unknown."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._finish(outcome, error)
+        except Exception:  # pragma: no cover - telemetry must never fail the call
+            logger.exception("llmspend: telemetry failed while finishing a span")
+            try:
+                self.span.end()
+            except Exception:
+                pass
+
+    def _finish(self, outcome: Outcome | None, error: BaseException | None) -> None:
+        span, call, context = self.span, self.call, self.context
+        if outcome is None:
+            cost: Cost = unknown_cost(NO_USAGE)
+            usage = None
+        else:
+            usage = outcome.usage
+            if usage is None:
+                usage = Usage(
+                    input_tokens=self.adapter.estimate_input_tokens(call),
+                    output_tokens=count_text(outcome.output_text, call.model),
+                    estimated=True,
+                )
+            cost = price_call(self.prices, call, outcome, usage, batch=bool(context.extra.get("batch_api")))
+            if outcome.response_id:
+                span.set_attribute(A.RESPONSE_ID, outcome.response_id)
+            if outcome.response_model:
+                span.set_attribute(A.RESPONSE_MODEL, outcome.response_model)
+            if outcome.finish_reasons:
+                span.set_attribute(A.RESPONSE_FINISH_REASONS, outcome.finish_reasons)
+            if outcome.service_tier and call.provider == "openai":
+                span.set_attribute(A.OPENAI_SERVICE_TIER, outcome.service_tier)
+            if call.stream:
+                span.set_attribute(A.STREAM_COMPLETE, outcome.complete)
+            if self.capture_content and outcome.output_text:
+                span.set_attribute(
+                    A.OUTPUT_MESSAGES, _content_json([{"role": "assistant", "content": outcome.output_text}])
+                )
+
+        served_from = context.served_from
+        if served_from is not None:
+            # Nothing was bought: what the answer cost when it was bought is the saving.
+            if cost.total_usd is not None:
+                context.add_saving(served_from, cost.total_usd)
+            span.set_attribute(A.SERVED_FROM, served_from)
+            cost = Cost(total_usd=0.0, status=cost.status if cost.status == UNKNOWN_MODEL else "ok")
+            reported_usage = None
+        else:
+            reported_usage = usage
+
+        if reported_usage is not None:
+            span.set_attribute(A.USAGE_INPUT_TOKENS, reported_usage.input_tokens)
+            span.set_attribute(A.USAGE_OUTPUT_TOKENS, reported_usage.output_tokens)
+            if reported_usage.cache_read_tokens:
+                span.set_attribute(A.USAGE_CACHE_READ_INPUT_TOKENS, reported_usage.cache_read_tokens)
+            if reported_usage.cache_write_tokens:
+                span.set_attribute(A.USAGE_CACHE_CREATION_INPUT_TOKENS, reported_usage.cache_write_tokens)
+            if reported_usage.cache_write_1h_tokens:
+                span.set_attribute(A.USAGE_CACHE_WRITE_1H_TOKENS, reported_usage.cache_write_1h_tokens)
+            if reported_usage.reasoning_tokens:
+                span.set_attribute(A.USAGE_REASONING_OUTPUT_TOKENS, reported_usage.reasoning_tokens)
+
+        span.set_attribute(A.COST_STATUS, cost.status)
+        span.set_attribute(A.COST_ESTIMATED, cost.estimated)
+        if cost.total_usd is not None:
+            span.set_attribute(A.USAGE_COST, cost.total_usd)
+            span.set_attribute(A.COST_USD, cost.total_usd)
+            span.set_attribute(A.COST_INPUT_USD, cost.input_usd)
+            span.set_attribute(A.COST_CACHE_READ_USD, cost.cache_read_usd)
+            span.set_attribute(A.COST_CACHE_WRITE_USD, cost.cache_write_usd)
+            span.set_attribute(A.COST_OUTPUT_USD, cost.output_usd)
+            if cost.request_usd:
+                span.set_attribute(A.COST_REQUEST_USD, cost.request_usd)
+            if cost.batch:
+                span.set_attribute(A.COST_BATCH, True)
+        saved = sum(context.savings.values())
+        if saved:
+            span.set_attribute(A.COST_SAVED_USD, saved)
+        context.outcome = outcome
+        context.cost = cost
+        if error is not None:
+            error_type = type(error).__qualname__
+            span.set_attribute(A.ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        self._metrics(
+            reported_usage,
+            cost.total_usd,
+            error_type=type(error).__qualname__ if error is not None else None,
+            response_model=outcome.response_model if outcome else None,
+        )
+        self.attribution.record(cost, context)
+        span.end()
+
+    def _metrics(
+        self,
+        usage: Usage | None,
+        cost_usd: float | None,
+        *,
+        error_type: str | None,
+        response_model: str | None = None,
+    ) -> None:
+        call = self.call
+        attrs: dict[str, str | int] = {
+            A.OPERATION_NAME: call.operation,
+            A.PROVIDER_NAME: call.provider,
+            A.SERVER_ADDRESS: call.server_address,
+            A.SERVER_PORT: call.server_port,
+        }
+        if call.model:
+            attrs[A.REQUEST_MODEL] = call.model
+        if response_model:
+            attrs[A.RESPONSE_MODEL] = response_model
+        if error_type:
+            attrs[A.ERROR_TYPE] = error_type
+        attrs.update(self.attribution.metric_attributes())
+        self.instruments.record_call(
+            attrs,
+            duration_s=time.perf_counter() - self.started,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            cost_usd=cost_usd,
+            savings=self.context.savings,
+        )
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # pragma: no cover
+            logger.exception("llmspend: telemetry call failed")

@@ -1,0 +1,158 @@
+"""``llmspend.wrap``: the pipeline installed in an existing client, in one line.
+
+    client = llmspend.wrap(openai.OpenAI())            # same type, same settings
+    client = llmspend.wrap(httpx2.Client(base_url=...), provider="openai")
+
+Options are validated here, before anything is sent: an unknown option or a wrong value
+raises :class:`~llmspend.exceptions.ConfigError` saying what to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from typing import Any, TypeVar
+
+from .exceptions import ConfigError
+from .pipeline import BuildContext, Pipeline, Stage
+from .plugins import provider_adapters, stage_specs
+from .pricing.table import coerce_prices
+from .providers.base import ProviderAdapter
+from .transports import install, library_of
+
+__all__ = ["wrap", "build_pipeline", "known_options"]
+
+T = TypeVar("T")
+
+# Options that configure the pipeline as a whole rather than one stage.
+_CORE_OPTIONS = {
+    "prices": "a PriceTable, a price file path, or a dict of per-model price overrides",
+    "tracer_provider": "an OpenTelemetry TracerProvider (default: the global one)",
+    "meter_provider": "an OpenTelemetry MeterProvider (default: the global one)",
+    "capture_content": "True to put prompt and completion text on spans (off by default)",
+    "provider": "the gen_ai.provider.name to report and price as (e.g. 'groq'), or a ProviderAdapter",
+}
+
+
+def known_options() -> dict[str, str]:
+    """Every option ``wrap()`` accepts, with what it takes."""
+    options = dict(_CORE_OPTIONS)
+    for spec in stage_specs():
+        options[spec.option] = spec.doc or f"the {spec.option} stage"
+    return options
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    known = known_options()
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"wrap() got an unknown option {name!r}.{hint} Known options: {', '.join(sorted(known))}"
+            )
+
+
+def _adapters_for(client: object | None, provider: object) -> tuple[ProviderAdapter, ...]:
+    if isinstance(provider, ProviderAdapter):
+        return (provider,)
+    if provider is not None and not isinstance(provider, str):
+        raise ConfigError(f"provider= takes a provider name or a ProviderAdapter, got {type(provider).__name__}")
+    adapters = provider_adapters()
+    chosen: tuple[ProviderAdapter, ...]
+    if client is not None:
+        chosen = tuple(a for a in adapters if a.supports_client(client))[:1]
+        if not chosen:
+            raise ConfigError(
+                f"no llmspend provider adapter handles {type(client).__module__}.{type(client).__name__}; "
+                "install its plugin (e.g. pip install llmspend-anthropic) or pass provider="
+            )
+    elif isinstance(provider, str):
+        named = tuple(a for a in adapters if a.name == provider)
+        chosen = named or tuple(a for a in adapters if a.name == "openai")
+    else:
+        chosen = adapters
+    if isinstance(provider, str):
+        renamed = []
+        for adapter in chosen:
+            adapter = copy.copy(adapter)
+            adapter.provider = provider
+            renamed.append(adapter)
+        chosen = tuple(renamed)
+    return chosen
+
+
+def build_pipeline(
+    *,
+    is_async: bool | None = None,
+    adapters: tuple[ProviderAdapter, ...] | None = None,
+    **options: Any,
+) -> Pipeline:
+    """Build the pipeline ``wrap()`` would install, for use with a transport directly.
+
+    ``is_async`` says whether it will serve an async client (stages that only work async then
+    fail here, at construction, if it is False). ``adapters`` defaults to every installed
+    provider adapter, each request read by the first that recognises it.
+    """
+    _check_options(options)
+    provider = options.get("provider")
+    if adapters is None:
+        adapters = _adapters_for(None, provider)
+    context = BuildContext(
+        prices=coerce_prices(options.get("prices")),
+        is_async=bool(is_async),
+        tracer_provider=options.get("tracer_provider"),
+        meter_provider=options.get("meter_provider"),
+        adapters=adapters,
+        options=options,
+    )
+    stages: list[tuple[int, Stage]] = []
+    for spec in stage_specs():
+        value = options.get(spec.option, spec.default)
+        if value is None or value is False:
+            continue
+        stage = spec.build(value, context)
+        if not isinstance(stage, Stage):
+            raise ConfigError(f"the {spec.option!r} stage factory returned {type(stage).__name__}, not a Stage")
+        stages.append((spec.order, stage))
+    stages.sort(key=lambda pair: pair[0])
+    return Pipeline([stage for _, stage in stages], adapters, is_async=is_async)
+
+
+def _sdk_http_client(client: object) -> Any:
+    """The httpx2/httpx client inside an official (Stainless-generated) SDK client."""
+    http = getattr(client, "_client", None)
+    if http is not None and library_of(http) is not None and callable(getattr(client, "copy", None)):
+        return http
+    return None
+
+
+def wrap(client: T, **options: Any) -> T:
+    """Return ``client`` with the llmspend pipeline in its HTTP transport.
+
+    ``client`` is an official SDK client (``openai.OpenAI``/``AsyncOpenAI``; others through
+    provider plugins) or a plain ``httpx2``/``httpx`` client, sync or async. The result is a
+    client of the same type and settings (timeouts, proxies, limits, default headers); the
+    client passed in is left unchanged. See :func:`known_options` for the options.
+
+    With retries on (the default) the returned SDK client has the SDK's own retries turned off,
+    so attempts do not multiply; ``retry=False`` keeps the SDK's.
+    """
+    _check_options(options)
+    sdk_http = _sdk_http_client(client)
+    http = sdk_http if sdk_http is not None else client
+    found = library_of(http)
+    if found is None:
+        raise ConfigError(
+            f"llmspend.wrap() takes an official SDK client (openai.OpenAI, openai.AsyncOpenAI, ...) or an "
+            f"httpx2/httpx client; got {type(client).__module__}.{type(client).__name__}"
+        )
+    _, is_async = found
+    adapters = _adapters_for(client if sdk_http is not None else None, options.get("provider"))
+    pipeline = build_pipeline(is_async=is_async, adapters=adapters, **options)
+    wrapped_http = install(http, pipeline)
+    if sdk_http is None:
+        return wrapped_http  # type: ignore[no-any-return]
+    if pipeline.stage("retry") is not None:
+        return client.copy(http_client=wrapped_http, max_retries=0)  # type: ignore[attr-defined,no-any-return]
+    return client.copy(http_client=wrapped_http)  # type: ignore[attr-defined,no-any-return]
