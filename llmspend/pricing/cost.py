@@ -73,6 +73,8 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
             read_rate = long_context.cache_read
         if long_context.cache_write is not None:
             write_rate = write_1h_rate = long_context.cache_write
+        if long_context.cache_write_1h is not None:
+            write_1h_rate = long_context.cache_write_1h
 
     tier = row.tiers.get(service_tier or "") if service_tier else None
     if tier:
@@ -82,12 +84,15 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
 
     applied_batch = False
     if batch and row.batch_input is not None and row.batch_output is not None:
-        # Batch prices scale every input-side rate by the same discount.
-        scale = row.batch_input / row.input if row.input else 1.0
-        input_rate, output_rate = row.batch_input, row.batch_output
-        read_rate, write_rate, write_1h_rate = read_rate * scale, write_rate * scale, write_1h_rate * scale
-        if reasoning_rate is not None and row.output:
-            reasoning_rate *= row.batch_output / row.output
+        # The batch discount scales whatever rates apply to this request (long-context rates
+        # included), input side by one factor and output side by the other.
+        in_scale = row.batch_input / row.input if row.input else 1.0
+        out_scale = row.batch_output / row.output if row.output else 1.0
+        input_rate = input_rate * in_scale if row.input else row.batch_input
+        output_rate = output_rate * out_scale if row.output else row.batch_output
+        read_rate, write_rate, write_1h_rate = read_rate * in_scale, write_rate * in_scale, write_1h_rate * in_scale
+        if reasoning_rate is not None:
+            reasoning_rate *= out_scale
         applied_batch = True
 
     write_5m_tokens = max(0, usage.cache_write_tokens - usage.cache_write_1h_tokens)

@@ -49,6 +49,8 @@ class LongContextPrice:
     output: float
     cache_read: float | None = None
     cache_write: float | None = None
+    #: one-hour cache writes above the threshold (Anthropic: 2x the long-context input price)
+    cache_write_1h: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,13 @@ def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[st
             raise ConfigError(f"price row {provider}/{model}: {key} must be a number >= 0, got {value!r}")
     long_context = merged.get("long_context")
     if isinstance(long_context, Mapping):
-        merged["long_context"] = LongContextPrice(**long_context)
+        try:
+            merged["long_context"] = LongContextPrice(**long_context)
+        except TypeError as exc:
+            raise ConfigError(
+                f"price row {provider}/{model}: long_context needs threshold, input, output "
+                f"(optional cache_read, cache_write, cache_write_1h): {exc}"
+            ) from exc
     merged["aliases"] = tuple(merged.get("aliases") or ())
     merged["tiers"] = dict(merged.get("tiers") or {})
     for key in _NUMERIC:
