@@ -167,7 +167,14 @@ class FakeLLMServer:
 
             do_GET = do_POST = do_DELETE = do_PUT = _serve
 
-        self._httpd = ThreadingHTTPServer((self.host, self.port), _Handler)
+        class _Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                import sys
+
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # clients hanging up is normal
+                    super().handle_error(request, client_address)
+
+        self._httpd = _Server((self.host, self.port), _Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(

@@ -1,0 +1,65 @@
+"""The command line: --help everywhere, prices, demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from llmspend.cli import COMMANDS, main
+
+
+def test_help_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    top = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command in top
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        assert "usage: llmspend " + command in capsys.readouterr().out
+
+
+def test_prices_shows_row_and_source(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "gpt-4o-2024-08-06"]) == 0
+    out = capsys.readouterr().out
+    assert "resolves to openai/gpt-4o" in out
+    assert "input  2.5 USD per 1M tokens" in out
+    assert "source  https://" in out
+
+
+def test_prices_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "no-such-model-zz"]) == 1
+    assert "no price for 'no-such-model-zz'" in capsys.readouterr().out
+
+
+def test_prices_json_and_list(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["prices", "gpt-4o-mini", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input"] > 0
+    assert main(["prices", "--list", "--provider", "groq"]) == 0
+    listing = capsys.readouterr().out
+    rows = [line.split()[0] for line in listing.splitlines()[2:] if line.strip() and not line.startswith("USD")]
+    assert rows and set(rows) == {"groq"}
+
+
+def test_demo_runs_offline(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+    from llmspend.demo import run_demo
+
+    result = run_demo(rounds=1, show_spans=3)
+    out = capsys.readouterr().out
+    assert "Cost by model" in out and "total" in out
+    assert result.calls >= 20
+    priced = [s for s in result.spans if "llmspend.cost.usd" in s["attributes"]]
+    assert result.total_usd == pytest.approx(sum(s["attributes"]["llmspend.cost.usd"] for s in priced))
+    assert any(s["attributes"].get("gen_ai.usage.cache_read.input_tokens") for s in result.spans)
+    assert any(s["attributes"].get("gen_ai.request.stream") for s in result.spans)
+
+
+def test_console_script_entry_point() -> None:
+    done = subprocess.run([sys.executable, "-m", "llmspend", "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("llmspend ")

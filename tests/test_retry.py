@@ -1,0 +1,154 @@
+"""Retries: transient failures retried with backoff, attempts never multiplied with the SDK's,
+other errors reaching the caller as the SDK's own exception types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+import llmspend
+from llmspend._http import Headers
+from llmspend.stages.retry import RetryPolicy, RetryStage, retry_after_seconds, should_retry_status
+from llmspend.testing import FakeLLMServer
+
+from .conftest import API_KEY, Spans
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _client(server: FakeLLMServer, spans: Spans, retry: Any) -> openai.OpenAI:
+    return llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider, retry=retry)
+
+
+def test_429_then_success(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
+    server.fail_next(429, headers={"retry-after": "0.25"})
+    r = _client(server, spans, fast_retry).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert r.choices
+    assert len(server.requests) == 2
+    assert fast_retry.waits == [0.25]  # type: ignore[attr-defined]  # the provider's Retry-After
+    span = spans.one()
+    (event,) = span.events
+    assert event.name == "llmspend.retry"
+    assert event.attributes["llmspend.retry.reason"] == "429"  # type: ignore[index]
+    assert event.attributes["llmspend.retry.attempt"] == 1  # type: ignore[index]
+    assert "error.type" not in (span.attributes or {})
+    assert span.attributes["llmspend.cost.usd"] > 0  # type: ignore[index]
+
+
+def test_500_until_retries_run_out(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
+    server.fail_next(500, times=10)
+    with pytest.raises(openai.InternalServerError):  # the SDK's own exception type
+        _client(server, spans, fast_retry).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    # 3 attempts in all: the SDK's own retries were turned off, so they do not multiply
+    assert len(server.requests) == 3
+    span = spans.one()
+    assert [e.attributes["llmspend.retry.attempt"] for e in span.events] == [1, 2]  # type: ignore[index]
+    assert span.attributes["error.type"] == "500"  # type: ignore[index]
+    assert "llmspend.cost.usd" not in (span.attributes or {})
+    waits = fast_retry.waits  # type: ignore[attr-defined]
+    assert len(waits) == 2 and all(0 <= w <= RetryPolicy().max_backoff_s for w in waits)
+
+
+def test_not_retried_errors_reach_caller_unchanged(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
+    server.fail_next(400, body={"error": {"message": "bad things", "type": "invalid_request_error", "code": "bad"}})
+    with pytest.raises(openai.BadRequestError) as info:
+        _client(server, spans, fast_retry).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert info.value.code == "bad" and "bad things" in info.value.message
+    assert len(server.requests) == 1
+    assert spans.one().attributes["error.type"] == "400"  # type: ignore[index]
+
+
+def test_should_retry_header_wins(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
+    server.fail_next(503, headers={"x-should-retry": "false"})
+    with pytest.raises(openai.InternalServerError):
+        _client(server, spans, fast_retry).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 1
+
+
+def test_connection_errors_are_retried(spans: Spans, fast_retry: RetryStage) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = llmspend.wrap(openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY),
+                           tracer_provider=spans.provider, retry=fast_retry)
+    with pytest.raises(openai.APIConnectionError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    span = spans.one()
+    assert len(span.events) == 2
+    assert span.attributes["error.type"] == "ConnectError"  # type: ignore[index]
+
+
+def test_timeouts_come_from_the_sdk_and_are_retried(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
+    server.latency_s = 0.3
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY, timeout=0.05),
+                           tracer_provider=spans.provider, retry=fast_retry)
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert spans.one().attributes["error.type"] == "ReadTimeout"  # type: ignore[index]
+    assert len(fast_retry.waits) == 2  # type: ignore[attr-defined]
+
+
+def test_retry_false_keeps_the_sdks_own(server: FakeLLMServer, spans: Spans) -> None:
+    raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=2)
+    client = llmspend.wrap(raw, tracer_provider=spans.provider, retry=False)
+    assert client.max_retries == 2
+    server.fail_next(429, times=2, headers={"retry-after-ms": "1"})
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 3  # the SDK retried, llmspend did not add attempts
+    assert [s.attributes["error.type"] for s in spans.finished[:2]] == ["429", "429"]  # type: ignore[index]
+
+
+async def test_async_retry(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
+    server.fail_next(502)
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider, retry=fast_retry)
+    await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 2
+    assert len(spans.one().events) == 1
+
+
+def test_streaming_429_retried_before_stream_starts(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
+    server.fail_next(429)
+    chunks = list(_client(server, spans, fast_retry).chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    assert chunks and len(server.requests) == 2
+    assert spans.one().attributes["llmspend.stream.complete"] is True  # type: ignore[index]
+
+
+def test_retry_option_forms(server: FakeLLMServer, spans: Spans) -> None:
+    client = _client(server, spans, {"max_attempts": 5, "initial_backoff_s": 0})
+    server.fail_next(500, times=4)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 5
+
+
+# -- pure decisions -----------------------------------------------------------------------
+def test_retry_after_forms() -> None:
+    assert retry_after_seconds(Headers([("retry-after-ms", "1500")])) == 1.5
+    assert retry_after_seconds(Headers([("Retry-After", "3")])) == 3.0
+    assert retry_after_seconds(Headers([("retry-after", "Wed, 21 Oct 2015 07:28:05 GMT")]), now=1445412480.0) == 5.0
+    assert retry_after_seconds(Headers([("retry-after", "soon")])) is None
+    assert retry_after_seconds(Headers()) is None
+
+
+def test_status_decisions() -> None:
+    statuses = RetryPolicy().statuses
+    assert should_retry_status(529, Headers(), statuses)  # Anthropic overloaded
+    assert not should_retry_status(400, Headers(), statuses)
+    assert should_retry_status(400, Headers([("x-should-retry", "true")]), statuses)
+    assert not should_retry_status(500, Headers([("x-should-retry", "false")]), statuses)
+
+
+def test_too_long_retry_after_falls_back_to_backoff() -> None:
+    from llmspend.stages.retry import wait_retry_after
+    import tenacity
+    from llmspend._http import Response
+
+    wait = wait_retry_after(tenacity.wait_fixed(2), cap_s=60)
+    state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+    state.set_result(Response(429, Headers([("retry-after", "3600")])))
+    assert wait(state) == 2
+    state.set_result(Response(429, Headers([("retry-after", "7")])))
+    assert wait(state) == 7

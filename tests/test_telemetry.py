@@ -1,0 +1,145 @@
+"""Spans and metrics: names, buckets, opt-in content, privacy, no-op without an SDK, and
+telemetry faults that never reach the caller."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import openai
+import pytest
+from opentelemetry.sdk.trace import SpanProcessor
+
+import llmspend
+from llmspend.telemetry import attributes as A
+from llmspend.testing import FakeLLMServer
+
+from .conftest import API_KEY, Metrics, Spans
+
+MESSAGES = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "my secret question"}]
+
+
+def test_metrics_follow_the_conventions(server: FakeLLMServer, spans: Spans, metrics: Metrics) -> None:
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=spans.provider, meter_provider=metrics.provider)
+    r = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    found = metrics.collect()
+    usage = found["gen_ai.client.token.usage"]
+    assert usage.unit == "{token}"
+    points = {p.attributes["gen_ai.token.type"]: p for p in usage.data.data_points}
+    assert points["input"].sum == r.usage.prompt_tokens  # type: ignore[union-attr]
+    assert points["output"].sum == r.usage.completion_tokens  # type: ignore[union-attr]
+    assert tuple(points["input"].explicit_bounds) == A.TOKEN_BUCKETS
+    assert A.TOKEN_BUCKETS[:3] == (1.0, 4.0, 16.0) and A.TOKEN_BUCKETS[-1] == 67108864.0
+    assert points["input"].attributes["gen_ai.operation.name"] == "chat"
+    assert points["input"].attributes["gen_ai.provider.name"] == "openai"
+    assert points["input"].attributes["gen_ai.request.model"] == "gpt-4o"
+    duration = found["gen_ai.client.operation.duration"]
+    assert duration.unit == "s"
+    (point,) = duration.data.data_points
+    assert tuple(point.explicit_bounds) == A.DURATION_BUCKETS
+    assert A.DURATION_BUCKETS[0] == 0.01 and A.DURATION_BUCKETS[-1] == pytest.approx(81.92)
+    assert point.count == 1
+    cost = found["llmspend.cost"]
+    assert cost.unit == "USD"
+    assert cost.data.data_points[0].value == pytest.approx(spans.attrs()["llmspend.cost.usd"])
+
+
+def test_errors_carry_error_type_on_metrics(server: FakeLLMServer, spans: Spans, metrics: Metrics) -> None:
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=spans.provider, meter_provider=metrics.provider, retry=False)
+    server.fail_next(404)
+    with pytest.raises(openai.NotFoundError):
+        openai.OpenAI.with_options(client, max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    (point,) = metrics.collect()["gen_ai.client.operation.duration"].data.data_points
+    assert point.attributes["error.type"] == "404"
+    assert spans.one().status.status_code.name == "ERROR"
+
+
+def test_content_only_when_opted_in(server: FakeLLMServer, spans: Spans) -> None:
+    plain = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider)
+    plain.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert A.INPUT_MESSAGES not in spans.attrs() and A.OUTPUT_MESSAGES not in spans.attrs()
+    assert "my secret question" not in json.dumps(spans.attrs())
+    opted = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider, capture_content=True)
+    r = opted.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    a = spans.attrs()
+    assert json.loads(a[A.INPUT_MESSAGES]) == MESSAGES
+    assert json.loads(a[A.OUTPUT_MESSAGES])[0]["content"] == r.choices[0].message.content
+
+
+def test_api_key_never_in_spans_metrics_or_logs(server: FakeLLMServer, spans: Spans, metrics: Metrics, caplog: pytest.LogCaptureFixture) -> None:
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=spans.provider, meter_provider=metrics.provider, capture_content=True)
+    with caplog.at_level(logging.DEBUG):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        list(client.chat.completions.create(model="unknown-model-x", messages=MESSAGES, stream=True))
+        server.fail_next(401)
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert {k.lower(): v for k, v in server.requests[0].headers.items()}["authorization"] == f"Bearer {API_KEY}"  # sent ...
+    dumped = "".join(s.to_json() for s in spans.finished)
+    dumped += str(metrics.reader.get_metrics_data().to_json())  # type: ignore[union-attr]
+    dumped += caplog.text
+    assert API_KEY not in dumped and "SECRET" not in dumped  # ... and recorded nowhere
+
+
+def test_noop_without_an_sdk(server: FakeLLMServer) -> None:
+    # No tracer_provider and no global SDK: the API's no-op tracer; the call works as usual.
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY))
+    assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices
+
+
+def test_exporter_fault_never_fails_the_call(server: FakeLLMServer, spans: Spans, caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(SpanProcessor):
+        def on_end(self, span: object) -> None:
+            raise RuntimeError("exporter down")
+
+    spans.provider.add_span_processor(Broken())
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider)
+    with caplog.at_level(logging.ERROR, logger="llmspend"):
+        r = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        assert r.choices
+        assert list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    assert "telemetry failed" in caplog.text
+
+
+def test_spans_nest_under_the_callers_span(server: FakeLLMServer, spans: Spans) -> None:
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider)
+    tracer = spans.provider.get_tracer("app")
+    with tracer.start_as_current_span("handle request") as parent:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    llm = [s for s in spans.finished if s.name == "chat gpt-4o"][0]
+    assert llm.parent is not None and llm.parent.span_id == parent.get_span_context().span_id
+
+
+def test_configure_telemetry_console(server: FakeLLMServer) -> None:
+    import io
+
+    out = io.StringIO()
+    telemetry = llmspend.configure_telemetry("console", out=out, set_global=False)
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    telemetry.shutdown()
+    lines = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    span = [line for line in lines if line.get("name") == "chat gpt-4o"][0]
+    assert span["attributes"]["llmspend.cost.usd"] > 0
+    with pytest.raises(llmspend.ConfigError, match="console' or 'otlp"):
+        llmspend.configure_telemetry("zipkin", set_global=False)
+
+
+def test_configure_telemetry_otlp_posts_to_the_endpoint(server: FakeLLMServer) -> None:
+    from llmspend.testing import FakeResponse
+
+    server.route("POST", "/v1/traces", lambda req: FakeResponse(200, b"", {"content-type": "application/x-protobuf"}))
+    server.route("POST", "/v1/metrics", lambda req: FakeResponse(200, b"", {"content-type": "application/x-protobuf"}))
+    telemetry = llmspend.configure_telemetry("otlp", endpoint=server.url, set_global=False)
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    telemetry.shutdown()
+    paths = [r.path for r in server.requests]
+    assert "/v1/traces" in paths and "/v1/metrics" in paths
+    traces = [r for r in server.requests if r.path == "/v1/traces"][0]
+    assert b"llmspend.cost.usd" in traces.body  # protobuf carries attribute keys as plain bytes
