@@ -50,12 +50,15 @@ def test_prices_json_and_list(capsys: pytest.CaptureFixture[str]) -> None:
 def test_demo_runs_offline(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
     from llmspend.demo import run_demo
 
-    result = run_demo(rounds=1, show_spans=3)
+    spans_file = tmp_path / "spans.jsonl"  # type: ignore[operator]
+    result = run_demo(rounds=1, show_spans=3, spans_out=str(spans_file))
     out = capsys.readouterr().out
-    assert "Cost by model" in out and "total" in out
-    assert result.calls >= 20
+    assert "Exact cost of every call" in out and "total" in out
+    cost = result.sections["cost"]
+    assert cost["calls"] >= 20
     priced = [s for s in result.spans if "llmspend.cost.usd" in s["attributes"]]
-    assert result.total_usd == pytest.approx(sum(s["attributes"]["llmspend.cost.usd"] for s in priced))
+    assert cost["total_usd"] == pytest.approx(sum(s["attributes"]["llmspend.cost.usd"] for s in priced))
+    assert len(spans_file.read_text().splitlines()) == len(result.spans)
     assert any(s["attributes"].get("gen_ai.usage.cache_read.input_tokens") for s in result.spans)
     assert any(s["attributes"].get("gen_ai.request.stream") for s in result.spans)
 
