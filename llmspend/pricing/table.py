@@ -132,11 +132,13 @@ class PriceTable:
     def __init__(self, rows: Iterable[ModelPrice] = ()) -> None:
         self._rows: dict[tuple[str, str], ModelPrice] = {}
         self._by_model: dict[str, list[ModelPrice]] = {}
+        self._providers: set[str] = set()
         for row in rows:
             self._add(row)
 
     def _add(self, row: ModelPrice) -> None:
         self._rows[(row.provider, row.model)] = row
+        self._providers.add(row.provider)
         for name in (row.model, *row.aliases):
             bucket = self._by_model.setdefault(name, [])
             bucket[:] = [r for r in bucket if r.provider != row.provider] + [row]
@@ -222,8 +224,8 @@ class PriceTable:
         return len(self._rows)
 
     @property
-    def providers(self) -> set[str]:
-        return {provider for provider, _ in self._rows}
+    def providers(self) -> frozenset[str]:
+        return frozenset(self._providers)
 
     def lookup(self, model: str | None, provider: str | None = None) -> ModelPrice | None:
         """The row for ``model`` (see the module docstring for how names resolve).
@@ -241,7 +243,7 @@ class PriceTable:
             bare = normalise_model(name)
             if bare != name:
                 candidates.append(bare)
-        scoped = provider is not None and provider in self.providers
+        scoped = provider is not None and provider in self._providers
         for name in candidates:
             rows = self._by_model.get(name)
             if not rows:

@@ -110,7 +110,13 @@ class Outcome:
 
 
 class StreamReader(Protocol):
-    """Reads an event stream as it passes to the caller."""
+    """Reads an event stream as it passes to the caller.
+
+    ``feed`` runs once per chunk on the caller's path, so it should do as little as possible
+    (split and keep); the parsing can wait for :meth:`outcome`. ``output_text`` of the outcome
+    must be filled when it has no usage (the cost is then estimated from it) and when the
+    telemetry stage set ``capture_text = True`` on the reader; otherwise it may be empty.
+    """
 
     def feed(self, chunk: bytes) -> bytes:
         """Take the next bytes from the provider; return the bytes to hand to the caller."""

@@ -141,6 +141,10 @@ class CallRecorder:
         with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
             yield
 
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
     def first_chunk(self) -> None:
         if self._first_chunk_at is None:
             self._first_chunk_at = time.perf_counter()
@@ -194,6 +198,7 @@ class CallRecorder:
 
     def _finish(self, outcome: Outcome | None, error: BaseException | None) -> None:
         span, call, context = self.span, self.call, self.context
+        attrs: dict[str, Any] = {}  # set in one go: one lock and one validation pass on the span
         if outcome is None:
             cost: Cost = unknown_cost(NO_USAGE)
             usage = None
@@ -207,69 +212,68 @@ class CallRecorder:
                 )
             cost = price_call(self.prices, call, outcome, usage, batch=bool(context.extra.get("batch_api")))
             if outcome.response_id:
-                span.set_attribute(A.RESPONSE_ID, outcome.response_id)
+                attrs[A.RESPONSE_ID] = outcome.response_id
             if outcome.response_model:
-                span.set_attribute(A.RESPONSE_MODEL, outcome.response_model)
+                attrs[A.RESPONSE_MODEL] = outcome.response_model
             if outcome.finish_reasons:
-                span.set_attribute(A.RESPONSE_FINISH_REASONS, outcome.finish_reasons)
+                attrs[A.RESPONSE_FINISH_REASONS] = outcome.finish_reasons
             if outcome.service_tier and call.provider == "openai":
-                span.set_attribute(A.OPENAI_SERVICE_TIER, outcome.service_tier)
+                attrs[A.OPENAI_SERVICE_TIER] = outcome.service_tier
             if call.stream:
-                span.set_attribute(A.STREAM_COMPLETE, outcome.complete)
+                attrs[A.STREAM_COMPLETE] = outcome.complete
             if self.capture_content and outcome.output_text:
-                span.set_attribute(
-                    A.OUTPUT_MESSAGES, _content_json([{"role": "assistant", "content": outcome.output_text}])
-                )
+                attrs[A.OUTPUT_MESSAGES] = _content_json([{"role": "assistant", "content": outcome.output_text}])
 
         served_from = context.served_from
         if served_from is not None:
             # Nothing was bought: what the answer cost when it was bought is the saving.
             if cost.total_usd is not None:
                 context.add_saving(served_from, cost.total_usd)
-            span.set_attribute(A.SERVED_FROM, served_from)
+            attrs[A.SERVED_FROM] = served_from
             cost = Cost(total_usd=0.0, status=cost.status if cost.status == UNKNOWN_MODEL else "ok")
             reported_usage = None
         else:
             reported_usage = usage
 
         if reported_usage is not None:
-            span.set_attribute(A.USAGE_INPUT_TOKENS, reported_usage.input_tokens)
-            span.set_attribute(A.USAGE_OUTPUT_TOKENS, reported_usage.output_tokens)
+            attrs[A.USAGE_INPUT_TOKENS] = reported_usage.input_tokens
+            attrs[A.USAGE_OUTPUT_TOKENS] = reported_usage.output_tokens
             if reported_usage.cache_read_tokens:
-                span.set_attribute(A.USAGE_CACHE_READ_INPUT_TOKENS, reported_usage.cache_read_tokens)
+                attrs[A.USAGE_CACHE_READ_INPUT_TOKENS] = reported_usage.cache_read_tokens
             if reported_usage.cache_write_tokens:
-                span.set_attribute(A.USAGE_CACHE_CREATION_INPUT_TOKENS, reported_usage.cache_write_tokens)
+                attrs[A.USAGE_CACHE_CREATION_INPUT_TOKENS] = reported_usage.cache_write_tokens
             if reported_usage.cache_write_1h_tokens:
-                span.set_attribute(A.USAGE_CACHE_WRITE_1H_TOKENS, reported_usage.cache_write_1h_tokens)
+                attrs[A.USAGE_CACHE_WRITE_1H_TOKENS] = reported_usage.cache_write_1h_tokens
             if reported_usage.reasoning_tokens:
-                span.set_attribute(A.USAGE_REASONING_OUTPUT_TOKENS, reported_usage.reasoning_tokens)
+                attrs[A.USAGE_REASONING_OUTPUT_TOKENS] = reported_usage.reasoning_tokens
 
-        span.set_attribute(A.COST_STATUS, cost.status)
-        span.set_attribute(A.COST_ESTIMATED, cost.estimated)
+        attrs[A.COST_STATUS] = cost.status
+        attrs[A.COST_ESTIMATED] = cost.estimated
         if cost.total_usd is not None:
-            span.set_attribute(A.USAGE_COST, cost.total_usd)
-            span.set_attribute(A.COST_USD, cost.total_usd)
-            span.set_attribute(A.COST_INPUT_USD, cost.input_usd)
-            span.set_attribute(A.COST_CACHE_READ_USD, cost.cache_read_usd)
-            span.set_attribute(A.COST_CACHE_WRITE_USD, cost.cache_write_usd)
-            span.set_attribute(A.COST_OUTPUT_USD, cost.output_usd)
+            attrs[A.USAGE_COST] = cost.total_usd
+            attrs[A.COST_USD] = cost.total_usd
+            attrs[A.COST_INPUT_USD] = cost.input_usd
+            attrs[A.COST_CACHE_READ_USD] = cost.cache_read_usd
+            attrs[A.COST_CACHE_WRITE_USD] = cost.cache_write_usd
+            attrs[A.COST_OUTPUT_USD] = cost.output_usd
             if cost.request_usd:
-                span.set_attribute(A.COST_REQUEST_USD, cost.request_usd)
+                attrs[A.COST_REQUEST_USD] = cost.request_usd
             if cost.batch:
-                span.set_attribute(A.COST_BATCH, True)
+                attrs[A.COST_BATCH] = True
         saved = sum(context.savings.values())
         if saved:
-            span.set_attribute(A.COST_SAVED_USD, saved)
+            attrs[A.COST_SAVED_USD] = saved
         context.outcome = outcome
         context.cost = cost
-        if error is not None:
-            error_type = type(error).__qualname__
-            span.set_attribute(A.ERROR_TYPE, error_type)
+        error_type = type(error).__qualname__ if error is not None else None
+        if error_type is not None:
+            attrs[A.ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR, error_type))
+        span.set_attributes(attrs)
         self._metrics(
             reported_usage,
             cost.total_usd,
-            error_type=type(error).__qualname__ if error is not None else None,
+            error_type=error_type,
             response_model=outcome.response_model if outcome else None,
         )
         self.attribution.record(cost, context)
