@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -70,6 +71,8 @@ def variants(base_url: str) -> dict[str, dict[str, Callable[[], Any]]]:
         "chat": {"bare SDK": chat(bare), "wrap (OTel SDK)": chat(wrapped), "wrap (no OTel SDK)": chat(wrapped_noop)},
         "stream": {"bare SDK": stream(bare), "wrap (OTel SDK)": stream(wrapped), "wrap (no OTel SDK)": stream(wrapped_noop)},
     }
+    # LiteLLM fetches a remote price map on import unless told not to; this benchmark is offline.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         import litellm
     except ImportError:
