@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import httpx
+import httpx2
 import openai
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -23,7 +24,7 @@ out: dict[str, object] = {"openai": openai.__version__}
 
 with FakeLLMServer() as server:
     client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-legacy"), tracer_provider=provider)
-    out["http_client"] = type(client._client).__module__.split(".")[0]
+    out["on_httpx2"] = isinstance(client._client, httpx2.Client)
     out["same_type"] = type(client) is openai.OpenAI
     r = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     out["chat_tokens"] = [r.usage.prompt_tokens, r.usage.completion_tokens]

@@ -29,7 +29,7 @@ def test_wrap_on_openai_2_over_httpx() -> None:
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["openai"].startswith("2.")
-    assert out["http_client"] == "httpx" and out["httpx_is_legacy"] and out["same_type"]
+    assert out["httpx_is_legacy"] and not out["on_httpx2"] and out["same_type"]
     chat, stream, retried, async_span = out["spans"]
     assert [chat["gen_ai.usage.input_tokens"], chat["gen_ai.usage.output_tokens"]] == out["chat_tokens"]
     assert chat["llmspend.cost.usd"] > 0 and chat["llmspend.cost.estimated"] is False
