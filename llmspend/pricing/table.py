@@ -133,10 +133,13 @@ class PriceTable:
         self._rows: dict[tuple[str, str], ModelPrice] = {}
         self._by_model: dict[str, list[ModelPrice]] = {}
         self._providers: set[str] = set()
+        # lookups are on every call's path and a table never changes once built: memoise
+        self._memo: dict[tuple[str, str | None], ModelPrice | None] = {}
         for row in rows:
             self._add(row)
 
     def _add(self, row: ModelPrice) -> None:
+        self._memo.clear()
         self._rows[(row.provider, row.model)] = row
         self._providers.add(row.provider)
         for name in (row.model, *row.aliases):
@@ -236,6 +239,15 @@ class PriceTable:
         """
         if not model:
             return None
+        key = (model, provider)
+        if key in self._memo:
+            return self._memo[key]
+        if len(self._memo) > 4096:  # model names come from requests: keep the memo bounded
+            self._memo.clear()
+        found = self._memo[key] = self._lookup(model, provider)
+        return found
+
+    def _lookup(self, model: str, provider: str | None) -> ModelPrice | None:
         candidates = [model]
         if "/" in model:
             candidates.append(model.rsplit("/", 1)[-1])
