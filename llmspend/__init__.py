@@ -9,6 +9,7 @@ See ``docs/`` for the stages (cache, trim, batch, cascade, retry) and their opti
 """
 
 from ._http import Headers, Request, Response
+from . import economics, report
 from ._version import __version__
 from .context import CallContext
 from .exceptions import (
@@ -33,6 +34,8 @@ __all__ = [
     "build_pipeline",
     "known_options",
     "configure_telemetry",
+    "economics",
+    "report",
     # pipeline
     "Stage",
     "StageSpec",
