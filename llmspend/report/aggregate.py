@@ -42,10 +42,10 @@ def _number(value: Any) -> float | None:
 
 
 def _tokens(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if type(value) is int else 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Totals:
     """Counters for one group of calls (a model, a feature, a day, or all of them)."""
 
@@ -68,23 +68,19 @@ class Totals:
         """Mean cost of the priced calls (``None``: none priced)."""
         return self.cost_usd / self.priced_calls if self.priced_calls else None
 
-    def add(self, cost: float | None, failed: bool, saved: float, attrs: Mapping[str, Any]) -> None:
-        self.calls += 1
-        if cost is not None:
-            self.priced_calls += 1
-            self.cost_usd += cost
-            if attrs.get("llmspend.cost.estimated") is True:
-                self.estimated_calls += 1
-        elif failed:
-            self.failed_calls += 1
-        else:
-            self.unknown_cost_calls += 1
-        if attrs.get("llmspend.served_from"):
-            self.served_by_stage += 1
-        self.saved_usd += saved
-        self.input_tokens += _tokens(attrs.get("gen_ai.usage.input_tokens"))
-        self.cached_input_tokens += _tokens(attrs.get("gen_ai.usage.cache_read.input_tokens"))
-        self.output_tokens += _tokens(attrs.get("gen_ai.usage.output_tokens"))
+    def add(self, call: Totals) -> None:
+        """Add another group's counters (or one call's, see :func:`call_totals`)."""
+        self.calls += call.calls
+        self.priced_calls += call.priced_calls
+        self.unknown_cost_calls += call.unknown_cost_calls
+        self.failed_calls += call.failed_calls
+        self.estimated_calls += call.estimated_calls
+        self.served_by_stage += call.served_by_stage
+        self.cost_usd += call.cost_usd
+        self.saved_usd += call.saved_usd
+        self.input_tokens += call.input_tokens
+        self.cached_input_tokens += call.cached_input_tokens
+        self.output_tokens += call.output_tokens
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +97,25 @@ class Totals:
             "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
         }
+
+
+def call_totals(cost: float | None, failed: bool, saved: float, attrs: Mapping[str, Any]) -> Totals:
+    """One call as counters, worked out once and then added to every group it belongs to."""
+    priced = cost is not None
+    get = attrs.get
+    return Totals(  # positional: this runs once a span
+        1,
+        int(priced),
+        int(not priced and not failed),
+        int(not priced and failed),
+        int(priced and get("llmspend.cost.estimated") is True),
+        int(bool(get("llmspend.served_from"))),
+        cost or 0.0,
+        saved,
+        _tokens(get("gen_ai.usage.input_tokens")),
+        _tokens(get("gen_ai.usage.cache_read.input_tokens")),
+        _tokens(get("gen_ai.usage.output_tokens")),
+    )
 
 
 @dataclass
@@ -152,7 +167,8 @@ class SpendReport:
                 entry = self.savings[stage] = StageSaving()
             entry.usd += usd
             entry.calls += 1
-        self.total.add(cost, failed, saved, attrs)
+        call = call_totals(cost, failed, saved, attrs)
+        self.total.add(call)
         keys = (
             attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model"),
             attrs.get("llmspend.feature"),
@@ -160,7 +176,7 @@ class SpendReport:
             record.day,
         )
         for dimension, key in zip(DIMENSIONS, keys):
-            self._group(dimension, str(key) if key not in (None, "") else NONE).add(cost, failed, saved, attrs)
+            self._group(dimension, str(key) if key not in (None, "") else NONE).add(call)
         return True
 
     def _group(self, dimension: str, key: str) -> Totals:
@@ -192,7 +208,7 @@ class SpendReport:
         if top is not None and len(items) > top:
             rest = Totals()
             for _, t in items[top:]:
-                _merge(rest, t)
+                rest.add(t)
             items = items[:top] + [(f"{OTHER} {len(items) - top} more", rest)]
         return items
 
@@ -216,7 +232,3 @@ class SpendReport:
             "read": self.read.as_dict(),
         }
 
-
-def _merge(into: Totals, other: Totals) -> None:
-    for name, value in other.__dict__.items():
-        setattr(into, name, getattr(into, name) + value)

@@ -78,13 +78,15 @@ def marked_stages(attributes: Mapping[str, Any]) -> set[str]:
 def stage_savings(attributes: Mapping[str, Any]) -> dict[str, float]:
     """USD saved on one call, by stage name (empty when nothing was saved)."""
     per_stage: dict[str, float] = {}
-    for key, value in attributes.items():
+    for key in attributes:
         if key.startswith(SAVED_PREFIX):
-            usd = _usd(value)
+            usd = _usd(attributes[key])
             if usd:
                 stage = _stage_name(key)
                 per_stage[stage] = per_stage.get(stage, 0.0) + usd
     total = _usd(attributes.get(SAVED_TOTAL))
+    if not total and not per_stage:
+        return per_stage
     rest = (total or 0.0) - sum(per_stage.values())
     if rest > _EPSILON * max(1.0, abs(total or 0.0)):
         marked = marked_stages(attributes) - set(per_stage) if per_stage else marked_stages(attributes)

@@ -40,6 +40,7 @@ COST_REQUEST_USD = "llmspend.cost.request_usd"
 COST_STATUS = "llmspend.cost.status"
 COST_ESTIMATED = "llmspend.cost.estimated"
 COST_SAVED_USD = "llmspend.cost.saved_usd"
+COST_SAVED_STAGE_USD = "llmspend.cost.saved.{stage}_usd"  # one per stage that saved something
 COST_BATCH = "llmspend.cost.batch"
 USAGE_CACHE_WRITE_1H_TOKENS = "llmspend.usage.cache_write_1h.input_tokens"
 STREAM_COMPLETE = "llmspend.stream.complete"

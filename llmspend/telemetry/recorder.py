@@ -263,6 +263,8 @@ class CallRecorder:
         saved = sum(context.savings.values())
         if saved:
             attrs[A.COST_SAVED_USD] = saved
+            for stage, usd in context.savings.items():  # so reports can say which stage saved what
+                attrs[A.COST_SAVED_STAGE_USD.format(stage=stage)] = usd
         context.outcome = outcome
         context.cost = cost
         error_type = type(error).__qualname__ if error is not None else None
