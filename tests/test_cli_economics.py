@@ -194,3 +194,13 @@ def test_report_reads_stdin_and_shows_progress(tmp_path: Path) -> None:
 def test_report_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "report", str(tmp_path / "nope.jsonl"))
     assert code == 2 and "cannot read span file" in err
+
+
+def test_argument_shapes_are_checked(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["economics", "encs", "--hourly-rate", "10", "--actions", "x.csv", "--where", "gpt2", "--cost-usd", "0"])
+    assert "COLUMN=VALUE" in capsys.readouterr().err
+    spans = tmp_path / "syn.jsonl"
+    write_synthetic_spans(spans, 20, seed=1)
+    code, _, err = run(capsys, "report", str(spans), "--top", "0")
+    assert code == 2 and "--top must be at least 1" in err

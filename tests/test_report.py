@@ -391,3 +391,13 @@ def test_iter_spans_yields_records_one_at_a_time(tmp_path: Path) -> None:
     first = next(stream)
     assert first.attributes["gen_ai.operation.name"] == "chat" and first.day == "2025-03-01"
     assert sum(1 for _ in stream) == 9
+
+
+def test_otlp_line_of_the_wrong_shape_is_malformed_not_fatal(tmp_path: Path) -> None:
+    bad = {"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x", "startTimeUnixNano": "soon",
+                                                          "attributes": [{"key": "gen_ai.operation.name"}]}]}]}]}
+    good = {"name": "y", "context": {}, "attributes": {**LLM, "llmspend.cost.usd": 0.25}}
+    path = tmp_path / "odd.jsonl"
+    path.write_text(json.dumps(bad) + "\n" + json.dumps(good) + "\n")
+    report = build_report(path)
+    assert report.read.malformed == 1 and report.total.calls == 1 and report.total.cost_usd == 0.25

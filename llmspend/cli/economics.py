@@ -55,6 +55,17 @@ def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str], plot: Ca
     return 0
 
 
+def _where(text: str) -> dict[str, str]:
+    """``model=gpt2,team=a`` -> {"model": "gpt2", "team": "a"}."""
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected COLUMN=VALUE pairs separated by commas, got {text!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _volumes(text: str) -> list[float]:
     return [quantity(v) for v in text.split(",") if v.strip()]
 
@@ -87,7 +98,7 @@ def _register_encs(group: Any) -> None:
                    help="share of responses used as is, edited, ignored (they add up to 1)")
     p.add_argument("--actions", metavar="CSV", help="a log of agent decisions: column 'action' (use/edit/ignore), "
                    "optional 'seconds' (time spent on that message); see docs/economics.md")
-    p.add_argument("--where", type=lambda s: dict(kv.split("=", 1) for kv in s.split(",")), metavar="COL=VALUE",
+    p.add_argument("--where", type=_where, metavar="COL=VALUE",
                    help="with --actions: count only rows whose column COL is VALUE (e.g. model=gpt2)")
     p.add_argument("--saved", type=pairs, metavar="use=S,edit=S,ignore=S",
                    help="seconds each action saves (negative: costs); e.g. use=25,ignore=0")
@@ -165,6 +176,12 @@ def _money(value: float | None) -> str:
     return "-" if value is None else f"-${-value:,.0f}" if value < 0 else f"${value:,.0f}"
 
 
+def _breakeven_volume(r: EncsResult) -> str:
+    if r.breakeven_volume is None:
+        return "never"
+    return "no set-up" if r.setup_cost_usd == 0 else f"{r.breakeven_volume:,.0f}"
+
+
 def _encs_text(results: Mapping[str, EncsResult], *, source: str | None) -> str:
     first = next(iter(results.values()))
     lines = [f"Agent time: ${first.hourly_rate_usd:,.2f} an hour" + (f"; action rates from {source}" if source else "")]
@@ -181,7 +198,7 @@ def _encs_text(results: Mapping[str, EncsResult], *, source: str | None) -> str:
          "set-up", "first-year net", "break-even volume"],
         [(name, _cents(r.cost_per_response_usd), _cents(r.gross_saving_usd), _cents(r.encs_usd),
           _money(r.annual_savings_usd), _money(r.setup_cost_usd), _money(r.first_year_net_usd),
-          "never" if r.breakeven_volume is None else f"{r.breakeven_volume:,.0f}")
+          _breakeven_volume(r))
          for name, r in results.items()],
         right=(1, 2, 3, 4, 5, 6, 7),
     ))

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from ..exceptions import ConfigError
 from ..report import DIMENSIONS, SpendReport, Totals, build_report
 from ._table import format_table, usd
 
@@ -36,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     dims = [d.strip() for d in args.by.split(",") if d.strip()]
     unknown = [d for d in dims if d not in DIMENSIONS]
     if unknown:
-        from ..exceptions import ConfigError
-
         raise ConfigError(f"--by: unknown breakdown {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}")
+    if args.top < 1:
+        raise ConfigError(f"--top must be at least 1, got {args.top}")
     report = build_report(args.spans, progress=args.progress)
     if args.plot:
         from ..report.plot import plot_report

@@ -135,8 +135,9 @@ def _records(obj: Any) -> tuple[str, list[SpanRecord]]:
     if "resourceSpans" in obj:
         return "otlp-json", list(_otlp_spans(obj))
     if "attributes" in obj and "name" in obj and ("context" in obj or "start_time" in obj):
-        attrs = obj.get("attributes") or {}
-        return "console-json", [SpanRecord(str(obj["name"]), dict(attrs), _day_from_iso(obj.get("start_time")))]
+        attrs = obj.get("attributes")
+        return "console-json", [SpanRecord(str(obj["name"]), attrs if isinstance(attrs, dict) else {},
+                                           _day_from_iso(obj.get("start_time")))]
     return "", []
 
 
@@ -214,13 +215,12 @@ def iter_spans(
                     stats.skipped += 1
                     continue
                 try:
-                    obj = json.loads(text)
-                except ValueError:
+                    kind, records = _records(json.loads(text))
+                except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, or not a span's shape
                     stats.malformed += 1
                     if len(stats.malformed_at) < 5:
                         stats.malformed_at.append(f"{path}:{start}")
                     continue
-                kind, records = _records(obj)
                 if not kind:
                     stats.skipped += 1
                     continue
