@@ -34,15 +34,24 @@ def quantity(text: str) -> float:
     return float(match.group(1).replace(",", "").replace("_", "")) * _SUFFIX[match.group(2)]
 
 
-def pairs(text: str) -> dict[str, float]:
-    """``use=0.6,edit=0.25`` -> {"use": 0.6, "edit": 0.25}."""
-    out: dict[str, float] = {}
+def _split(text: str, shape: str) -> dict[str, str]:
+    out: dict[str, str] = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER pairs separated by commas, got {text!r}")
-        out[key.strip()] = quantity(value)
+            raise argparse.ArgumentTypeError(f"expected {shape} pairs separated by commas, got {text!r}")
+        out[key.strip()] = value.strip()
     return out
+
+
+def pairs(text: str) -> dict[str, float]:
+    """``use=0.6,edit=0.25`` -> {"use": 0.6, "edit": 0.25}."""
+    return {key: quantity(value) for key, value in _split(text, "NAME=NUMBER").items()}
+
+
+def _where(text: str) -> dict[str, str]:
+    """``model=gpt2,team=a`` -> {"model": "gpt2", "team": "a"}."""
+    return _split(text, "COLUMN=VALUE")
 
 
 def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str], plot: Callable[[str], object]) -> int:
@@ -53,17 +62,6 @@ def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str], plot: Ca
     if args.plot and not args.json:
         print(f"\nChart written to {args.plot}")
     return 0
-
-
-def _where(text: str) -> dict[str, str]:
-    """``model=gpt2,team=a`` -> {"model": "gpt2", "team": "a"}."""
-    out: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(f"expected COLUMN=VALUE pairs separated by commas, got {text!r}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def _volumes(text: str) -> list[float]:
