@@ -180,6 +180,7 @@ def test_report_unknown_costs_are_not_zero(capsys: pytest.CaptureFixture[str], t
 
 
 def test_report_reads_stdin_and_shows_progress(tmp_path: Path) -> None:
+    pytest.importorskip("tqdm", reason="the progress bar is drawn by tqdm, which is optional")
     spans = tmp_path / "syn.jsonl"
     truth = write_synthetic_spans(spans, 200, seed=12)
     env = {**os.environ, "LLMSPEND_DISABLE_PLUGIN_AUTOLOAD": "1"}

@@ -148,7 +148,7 @@ def _open(path: str) -> tuple[IO[bytes], int | None]:
     try:
         size = os.path.getsize(path)
         if path.endswith(".gz"):
-            return cast(IO[bytes], gzip.open(path, "rb")), size
+            return cast(IO[bytes], gzip.open(path, "rb")), None  # progress counts uncompressed bytes
         if path.endswith(".zst"):
             raise ConfigError(f"{path}: zstd-compressed; decompress it first (zstd -d {path})")
         return open(path, "rb"), size
