@@ -505,3 +505,34 @@ def test_input_margin_option_is_validated() -> None:
     with pytest.raises(llmspend.ConfigError, match="unknown"):
         llmspend.wrap(openai.OpenAI(api_key=API_KEY), budget={"margin": 0.1})
     assert PriceTable.default().lookup("gpt-4o-mini") is not None
+
+
+def test_budgets_settle_real_costs_without_the_telemetry_stage(server: FakeLLMServer) -> None:
+    from llmspend import Usage
+    from llmspend.pricing import price_usage
+
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), telemetry=False)
+    book = MemoryLedger()
+    with llmspend.track(feature="bulk", budget_usd=1.0, period="day", ledger=book):
+        r = ask(client)
+        streamed = "".join(c.choices[0].delta.content or "" for c in ask(client, stream=True) if c.choices)
+    row = PriceTable.default().lookup("gpt-4o-mini")
+    assert row is not None and r.usage is not None and streamed
+    first = price_usage(Usage(r.usage.prompt_tokens, r.usage.completion_tokens), row).total_usd
+    status = spent_on(book)
+    assert status.calls == 2 and status.reserved_usd == 0
+    # the stream had no usage (nobody asked for it): it is charged from a local count
+    assert status.spent_usd > first
+
+
+def test_demo_shows_costs_by_feature_and_a_refused_call(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.demo import run_demo
+
+    result = run_demo(sections=["budget"]).sections["budget"]
+    out = capsys.readouterr().out
+    assert set(result["by_feature"]) == {"support-reply", "triage", "daily-digest"}
+    assert result["by_feature"]["support-reply"]["calls"] == 10
+    assert set(result["by_user"]) == {"ana", "ben", "chloe"}
+    assert "BudgetExceededError: budget 'bulk-rewrite/day'" in out
+    assert result["requests_reached_server"] == result["sent_before_refusal"] > 0
+    assert result["fallback_models"][0] == "gpt-4o" and result["fallback_models"][-1] == "gpt-4o-mini"

@@ -124,6 +124,7 @@ class RedisLedger(Ledger):
         self._settle = client.register_script(_SETTLE)
         self._release = client.register_script(_DROP_HOLD)
         self._status = client.register_script(_STATUS)
+        self._registered: set[tuple[str, int, str]] = set()
 
     def _keys(self, key: str, window: Window) -> list[str]:
         account = f"{self.prefix}:{{{key}|{window.start}}}"
@@ -145,8 +146,11 @@ class RedisLedger(Ledger):
         amount = to_nano(amount_usd, up=True)
         limit = "" if limit_usd is None else str(to_nano(limit_usd))
         rid = uuid.uuid4().hex
-        record = json.dumps({"period": window.period, "limit": None if limit_usd is None else to_nano(limit_usd)})
-        self._run("register a budget", self.client.hset, f"{self.prefix}:budgets", key, record)
+        registered = (key, window.start, limit)
+        if registered not in self._registered:  # once per key, window and limit: saves a round trip
+            record = json.dumps({"period": window.period, "limit": None if limit_usd is None else to_nano(limit_usd)})
+            self._run("register a budget", self.client.hset, f"{self.prefix}:budgets", key, record)
+            self._registered.add(registered)
         args = [rid, str(amount), limit, repr(float(self.lease_s)), self._ttl(window)]
         if not self._run("reserve", self._reserve, keys=self._keys(key, window), args=args):
             return None

@@ -1,0 +1,138 @@
+"""What attribution and budgets cost per call: ledger operations alone, and whole calls through
+the openai SDK against the local fake server, side by side in one run (ratios, since the
+machines are shared and noisy).
+
+    python benchmarks/budget_overhead.py [--calls 300] [--ops 2000]
+
+The Redis rows need a redis-server binary (started here on a free port, in a temporary
+directory, and stopped at the end); they are skipped, saying so, without one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+
+import llmspend
+from llmspend.ledger import DiskLedger, Ledger, MemoryLedger
+from llmspend.periods import period_window
+from llmspend.testing import FakeLLMServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "llmspend-redis"))
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str | None]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as workdir:
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                 "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            import redis
+
+            client = redis.Redis(port=port)
+            for _ in range(200):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.02)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def ledger_ops(ledger: Ledger, ops: int) -> list[float]:
+    window = period_window("day", time.time())
+    times = []
+    for _ in range(ops):
+        start = time.perf_counter()
+        reservation = ledger.reserve("bench/day", 0.001, 1e9, window)
+        assert reservation is not None
+        ledger.settle(reservation, 0.0005)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls per variant (default 300)")
+    parser.add_argument("--ops", type=int, default=2000, help="reserve+settle pairs per ledger (default 2000)")
+    args = parser.parse_args()
+    print(f"# {platform.node()} {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+          f"{time.strftime('%Y-%m-%d')}")
+    with redis_server() as redis_url, tempfile.TemporaryDirectory() as tmp:
+        ledgers: dict[str, Ledger] = {"memory": MemoryLedger(), "disk": DiskLedger(Path(tmp) / "ledger")}
+        if redis_url:
+            from llmspend_redis.ledger import RedisLedger
+
+            ledgers["redis"] = RedisLedger(redis_url)
+        else:
+            print("redis rows skipped: no redis-server on PATH")
+
+        print(f"\nledger reserve + settle, {args.ops} pairs each (one thread)")
+        print(f"{'ledger':<8} {'median us':>10} {'p99 us':>10}")
+        for name, ledger in ledgers.items():
+            t = ledger_ops(ledger, args.ops)
+            print(f"{name:<8} {statistics.median(t) * 1e6:>10.1f} {pct(t, 0.99) * 1e6:>10.1f}")
+
+        with FakeLLMServer() as server:
+            client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-bench"))
+            messages = [{"role": "user", "content": "How long does a refund take?"}]
+
+            def call() -> Any:
+                return client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=50)
+
+            variants: dict[str, Callable[[], Any]] = {"wrap only": call}
+            variants["track(feature)"] = llmspend.track(feature="bench")(call)
+            for name, ledger in ledgers.items():
+                variants[f"budget, {name} ledger"] = llmspend.track(
+                    feature=f"bench-{name}", budget_usd=1e6, period="day", ledger=ledger)(call)
+            for fn in variants.values():  # warm up: connections, tokenizer, scripts
+                for _ in range(20):
+                    fn()
+            times: dict[str, list[float]] = {name: [] for name in variants}
+            rounds = 5
+            for _ in range(rounds):  # interleaved, so drift on a shared machine hits all alike
+                for name, fn in variants.items():
+                    for _ in range(args.calls // rounds):
+                        start = time.perf_counter()
+                        fn()
+                        times[name].append(time.perf_counter() - start)
+        base = statistics.median(times["wrap only"])
+        print(f"\nwhole call through the openai SDK to the local server, {args.calls} calls per variant")
+        print(f"{'variant':<24} {'median ms':>10} {'p99 ms':>8} {'added ms':>9} {'ratio':>6}")
+        for name, t in times.items():
+            median = statistics.median(t)
+            print(f"{name:<24} {median * 1e3:>10.3f} {pct(t, 0.99) * 1e3:>8.3f} {(median - base) * 1e3:>9.3f} "
+                  f"{median / base:>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
