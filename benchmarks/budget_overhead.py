@@ -27,6 +27,7 @@ from typing import Any
 import openai
 
 import llmspend
+from llmspend.demo.app import system_prompt
 from llmspend.ledger import DiskLedger, Ledger, MemoryLedger
 from llmspend.periods import period_window
 from llmspend.testing import FakeLLMServer
@@ -103,31 +104,38 @@ def main() -> int:
 
         with FakeLLMServer() as server:
             client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-bench"))
-            messages = [{"role": "user", "content": "How long does a refund take?"}]
+            short = [{"role": "user", "content": "How long does a refund take?"}]
+            # the demo app's ~1,500-token system prompt: a budget counts its tokens on every call
+            long = [{"role": "system", "content": system_prompt()}, *short]
 
-            def call() -> Any:
+            def call(messages: list[dict[str, str]] = short) -> Any:
                 return client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=50)
+
+            def long_call() -> Any:
+                return call(long)
 
             variants: dict[str, Callable[[], Any]] = {"wrap only": call}
             variants["track(feature)"] = llmspend.track(feature="bench")(call)
             for name, ledger in ledgers.items():
                 variants[f"budget, {name} ledger"] = llmspend.track(
                     feature=f"bench-{name}", budget_usd=1e6, period="day", ledger=ledger)(call)
+            variants["wrap only, long prompt"] = long_call
+            variants["budget, memory, long"] = llmspend.track(
+                feature="bench-long", budget_usd=1e6, period="day", ledger=ledgers["memory"])(long_call)
             for fn in variants.values():  # warm up: connections, tokenizer, scripts
                 for _ in range(20):
                     fn()
             times: dict[str, list[float]] = {name: [] for name in variants}
-            rounds = 5
-            for _ in range(rounds):  # interleaved, so drift on a shared machine hits all alike
+            for _ in range(args.calls):  # one call of each variant in turn: drift hits all alike
                 for name, fn in variants.items():
-                    for _ in range(args.calls // rounds):
-                        start = time.perf_counter()
-                        fn()
-                        times[name].append(time.perf_counter() - start)
-        base = statistics.median(times["wrap only"])
-        print(f"\nwhole call through the openai SDK to the local server, {args.calls} calls per variant")
+                    start = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - start)
+        print(f"\nwhole call through the openai SDK to the local server, {args.calls} calls per variant "
+              f"(long: a 1,500-token prompt, compared with wrap only on the same prompt)")
         print(f"{'variant':<24} {'median ms':>10} {'p99 ms':>8} {'added ms':>9} {'ratio':>6}")
         for name, t in times.items():
+            base = statistics.median(times["wrap only, long prompt" if "long" in name else "wrap only"])
             median = statistics.median(t)
             print(f"{name:<24} {median * 1e3:>10.3f} {pct(t, 0.99) * 1e3:>8.3f} {(median - base) * 1e3:>9.3f} "
                   f"{median / base:>6.2f}")

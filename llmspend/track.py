@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
 
 from ._version import __version__
 from .attribution import Attribution, current_attribution, metric_feature, reset_attribution, set_attribution
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from .pricing.cost import Cost
 
 __all__ = ["track", "TrackedScope"]
+
+logger = logging.getLogger("llmspend")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -115,7 +118,7 @@ class TrackedScope:
         budgets = parent.budgets
         if spec.budget is not None:
             assert spec.feature is not None  # checked at construction
-            budgets = (*budgets, spec.budget.bind(feature or spec.feature, user))
+            budgets = (*budgets, spec.budget.bind(spec.feature, user))
         self.attribution = Attribution(
             feature=feature,
             user=user,
@@ -132,7 +135,11 @@ class TrackedScope:
             if active.limit_usd is not None:
                 attrs[BUDGET_LIMIT] = active.limit_usd
         name = f"llmspend.track {feature or self._label}" if (feature or self._label) else "llmspend.track"
-        self.span = spec.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attrs)
+        try:
+            self.span = spec.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attrs)
+        except Exception:  # telemetry never breaks the tracked code: go on without a span
+            logger.exception("llmspend: could not start the span of a tracked scope")
+            self.span = INVALID_SPAN
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -163,6 +170,12 @@ class TrackedScope:
         span = self.span
         if span is None:
             return
+        try:
+            self._end_span(span, error)
+        except Exception:  # telemetry never breaks the tracked code
+            logger.exception("llmspend: could not end the span of a tracked scope")
+
+    def _end_span(self, span: Span, error: BaseException | None) -> None:
         with self._lock:
             span.set_attribute(TOTAL_USD, self.total_usd)
             span.set_attribute(CALLS, self.calls)

@@ -383,3 +383,20 @@ def test_configuration_errors_at_construction(kwargs: dict[str, Any], message: s
 def test_decorating_something_not_callable_is_an_error() -> None:
     with pytest.raises(llmspend.ConfigError, match="decorates functions"):
         llmspend.track(feature="f")(42)  # type: ignore[arg-type]
+
+
+def test_a_failing_span_processor_never_breaks_the_tracked_code(client: openai.OpenAI) -> None:
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    class Boom(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            raise RuntimeError("exporter bug")
+
+        def on_end(self, span: Any) -> None:
+            raise RuntimeError("exporter bug")
+
+    provider = TracerProvider()
+    provider.add_span_processor(Boom())
+    with llmspend.track(feature="robust", tracer_provider=provider) as scope:
+        ask(client)
+    assert scope.calls == 1

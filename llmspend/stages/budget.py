@@ -109,10 +109,12 @@ class BudgetStage(Stage):
         self.clock = clock
 
     # -- before the call ---------------------------------------------------------------
-    def _budgets(self, request: Request) -> tuple[ActiveBudget, ...]:
-        if request.call is None or request.adapter is None:
+    @staticmethod
+    def _budgets(request: Request) -> tuple[ActiveBudget, ...]:
+        budgets = current_attribution().budgets  # first: outside a budget, do nothing at all
+        if not budgets or request.adapter is None or request.call is None:
             return ()
-        return current_attribution().budgets
+        return budgets
 
     def _bound(self, request: Request, call: Call, adapter: ProviderAdapter) -> CostBound:
         row = self.prices.lookup(call.model, provider=call.provider) if call.model else None
