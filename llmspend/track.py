@@ -155,16 +155,21 @@ class TrackedScope:
             reset_attribution(attribution_token)
 
     @contextmanager
-    def running(self) -> Iterator[TrackedScope]:
-        """Start, stay active throughout, finish: the whole life of a function's scope."""
+    def lifetime(self) -> Iterator[TrackedScope]:
+        """Start, then finish (marking the span with any error but a generator's close)."""
         self.start()
         try:
-            with self.active():
-                yield self
+            yield self
         except BaseException as exc:
             self.finish(exc)
             raise
         self.finish()
+
+    @contextmanager
+    def running(self) -> Iterator[TrackedScope]:
+        """The whole life of a function's scope: active from start to finish."""
+        with self.lifetime(), self.active():
+            yield self
 
     def finish(self, error: BaseException | None = None) -> None:
         span = self.span
@@ -319,9 +324,7 @@ def _wrap_async_generator(spec: track, fn: Callable[..., Any], label: str | None
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         scope = TrackedScope(spec, label)
         agen = fn(*args, **kwargs)
-        scope.start()
-        error: BaseException | None = None
-        try:
+        with scope.lifetime():
             sent: Any = None
             thrown: BaseException | None = None
             while True:
@@ -339,13 +342,6 @@ def _wrap_async_generator(spec: track, fn: Callable[..., Any], label: str | None
                     raise
                 except BaseException as exc:
                     thrown = exc
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            scope.finish(error)
 
     return wrapper
 
@@ -368,9 +364,7 @@ def _check_tags(tags: Mapping[str, str | int | float | bool] | None) -> dict[str
 def _drive(scope: TrackedScope, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
     """Run ``gen`` step by step with the scope active during each step only, so the scope never
     leaks into the consumer's code between items."""
-    scope.start()
-    error: BaseException | None = None
-    try:
+    with scope.lifetime():
         sent: Any = None
         thrown: BaseException | None = None
         while True:
@@ -388,10 +382,3 @@ def _drive(scope: TrackedScope, gen: Generator[Any, Any, Any]) -> Generator[Any,
                 raise
             except BaseException as exc:
                 thrown = exc
-    except GeneratorExit:
-        raise
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        scope.finish(error)
