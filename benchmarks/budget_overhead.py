@@ -1,6 +1,6 @@
 """What attribution and budgets cost per call: ledger operations alone, and whole calls through
-the openai SDK against the local fake server, side by side in one run (ratios, since the
-machines are shared and noisy).
+the openai SDK against the local fake server (in a process of its own), side by side in one run
+(ratios, since the machines are shared and noisy).
 
     python benchmarks/budget_overhead.py [--calls 300] [--ops 2000]
 
@@ -30,7 +30,6 @@ import llmspend
 from llmspend.demo.app import system_prompt
 from llmspend.ledger import DiskLedger, Ledger, MemoryLedger
 from llmspend.periods import period_window
-from llmspend.testing import FakeLLMServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "llmspend-redis"))
 
@@ -61,6 +60,21 @@ def redis_server() -> Iterator[str | None]:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def fake_server_process() -> Iterator[str]:
+    """The fake server in a process of its own, as a provider is: in the client's process its
+    threads would compete with the client for the GIL and blur the figures."""
+    code = ("import sys, time; from llmspend.testing import FakeLLMServer; s = FakeLLMServer().start(); "
+            "print(s.base_url, flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def ledger_ops(ledger: Ledger, ops: int) -> list[float]:
@@ -102,8 +116,8 @@ def main() -> int:
             t = ledger_ops(ledger, args.ops)
             print(f"{name:<8} {statistics.median(t) * 1e6:>10.1f} {pct(t, 0.99) * 1e6:>10.1f}")
 
-        with FakeLLMServer() as server:
-            client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-bench"))
+        with fake_server_process() as base_url:
+            client = llmspend.wrap(openai.OpenAI(base_url=base_url, api_key="sk-bench"))
             short = [{"role": "user", "content": "How long does a refund take?"}]
             # the demo app's ~1,500-token system prompt: a budget counts its tokens on every call
             long = [{"role": "system", "content": system_prompt()}, *short]
