@@ -14,7 +14,9 @@ from ._version import __version__
 from .context import CallContext
 from .exceptions import (
     BudgetExceededError,
+    BudgetUnknownCostError,
     ConfigError,
+    LedgerError,
     LLMSpendError,
     PluginError,
     PromptTooLongError,
@@ -27,6 +29,10 @@ from .providers.openai import OpenAIAdapter
 from .stages.retry import RetryPolicy
 from .telemetry.setup import configure as configure_telemetry
 from .wrap import build_pipeline, known_options, wrap
+from .track import track, TrackedScope
+from .budgets import BudgetStatus, spent
+from .ledger import set_default_ledger
+from .attribution import set_max_metric_features
 
 __all__ = [
     "__version__",
@@ -36,6 +42,13 @@ __all__ = [
     "configure_telemetry",
     "economics",
     "report",
+    # attribution and budgets
+    "track",
+    "TrackedScope",
+    "spent",
+    "BudgetStatus",
+    "set_default_ledger",
+    "set_max_metric_features",
     # pipeline
     "Stage",
     "StageSpec",
@@ -60,6 +73,8 @@ __all__ = [
     "ConfigError",
     "PluginError",
     "BudgetExceededError",
+    "BudgetUnknownCostError",
+    "LedgerError",
     "PromptTooLongError",
     "ResponseParseError",
 ]

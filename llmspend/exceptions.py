@@ -8,6 +8,8 @@ llmspend sits below the SDK in its HTTP transport and hands the provider's respo
     ├── ConfigError              a wrong option: raised by wrap()/constructors, before any call
     │   └── PluginError          an entry-point plugin that failed to load or validate
     ├── BudgetExceededError      a call would overspend a budget; raised before it is sent
+    │   └── BudgetUnknownCostError   a budgeted call whose most possible cost cannot be known
+    ├── LedgerError              a budget ledger (disk, Redis) could not be reached or read
     ├── PromptTooLongError       a prompt cannot fit its token budget even after trimming
     └── ResponseParseError       internal: a provider response we could not read (never
                                  reaches the caller; the response passes through unchanged)
@@ -22,6 +24,8 @@ __all__ = [
     "ConfigError",
     "PluginError",
     "BudgetExceededError",
+    "BudgetUnknownCostError",
+    "LedgerError",
     "PromptTooLongError",
     "ResponseParseError",
 ]
@@ -61,6 +65,30 @@ class BudgetExceededError(LLMSpendError):
             f"budget {budget!r} would be exceeded: this call may cost up to ${requested_usd:.6f}, "
             f"${remaining_usd:.6f} of ${limit_usd:.6f} is left; the budget {when}"
         )
+
+
+class BudgetUnknownCostError(BudgetExceededError):
+    """A budgeted call whose most possible cost cannot be known (no price for its model, or no
+    output limit), refused because its budget says ``on_unknown="refuse"``. Nothing was sent."""
+
+    def __init__(self, budget: str, *, reason: str, limit_usd: float, remaining_usd: float,
+                 resets_at: datetime | None) -> None:
+        self.budget = budget
+        self.reason = reason
+        self.limit_usd = limit_usd
+        self.remaining_usd = remaining_usd
+        self.requested_usd = float("inf")
+        self.resets_at = resets_at
+        LLMSpendError.__init__(
+            self,
+            f"budget {budget!r} cannot bound this call's cost: {reason}. Add a price "
+            f"(wrap(..., prices={{MODEL: {{'input': USD_PER_1M, 'output': USD_PER_1M}}}})) or max_tokens, "
+            f"or let such calls through with track(..., on_unknown='allow')",
+        )
+
+
+class LedgerError(LLMSpendError):
+    """A budget ledger could not be reached or read (disk, Redis). The call was not sent."""
 
 
 class PromptTooLongError(LLMSpendError):

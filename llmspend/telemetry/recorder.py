@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..providers.base import ProviderAdapter
     from .instruments import Instruments
 
-__all__ = ["CallRecorder", "price_call", "warn_once"]
+__all__ = ["CallRecorder", "price_call", "usage_or_estimate", "warn_once"]
 
 logger = logging.getLogger("llmspend")
 
@@ -71,6 +71,17 @@ def price_call(prices: PriceTable, call: Call, outcome: Outcome, usage: Usage, *
         )
         return unknown_cost(UNKNOWN_MODEL)
     return price_usage(usage, row, batch=batch, service_tier=outcome.service_tier)
+
+
+def usage_or_estimate(adapter: ProviderAdapter, call: Call, outcome: Outcome) -> Usage:
+    """The provider's usage, or, when it reported none, a local count marked as an estimate."""
+    if outcome.usage is not None:
+        return outcome.usage
+    return Usage(
+        input_tokens=adapter.estimate_input_tokens(call),
+        output_tokens=count_text(outcome.output_text, call.model),
+        estimated=True,
+    )
 
 
 def _input_content(call: Call) -> Any:
@@ -203,13 +214,7 @@ class CallRecorder:
             cost: Cost = unknown_cost(NO_USAGE)
             usage = None
         else:
-            usage = outcome.usage
-            if usage is None:
-                usage = Usage(
-                    input_tokens=self.adapter.estimate_input_tokens(call),
-                    output_tokens=count_text(outcome.output_text, call.model),
-                    estimated=True,
-                )
+            usage = usage_or_estimate(self.adapter, call, outcome)
             cost = price_call(self.prices, call, outcome, usage, batch=bool(context.extra.get("batch_api")))
             if outcome.response_id:
                 attrs[A.RESPONSE_ID] = outcome.response_id
