@@ -152,7 +152,7 @@ def test_report_on_the_demos_spans(capsys: pytest.CaptureFixture[str], tmp_path:
 
     spans = tmp_path / "demo.jsonl"
     with open(os.devnull, "w") as quiet:
-        demo = run_demo(out=quiet, rounds=1, show_spans=0, spans_out=str(spans))
+        demo = run_demo(out=quiet, rounds=1, show_spans=0, spans_out=str(spans), sections=["cost"])
     chart = tmp_path / "spend.png"
     code, out, _ = run(capsys, "report", str(spans), "--plot", str(chart))
     assert code == 0
