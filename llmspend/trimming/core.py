@@ -156,7 +156,7 @@ def _structured(example: Any, position: int) -> tuple[list[Any], str]:
     )
 
 
-def _message_examples(messages: list[Any], shapes: list[Shape], sizes: list[int]) -> list[_Example]:
+def _message_examples(messages: list[Any], shapes: list[Shape], size: Callable[[int], int]) -> list[_Example]:
     """Examples marked in the conversation: runs of example messages, each starting at its
     question side."""
     found: list[_Example] = []
@@ -166,7 +166,7 @@ def _message_examples(messages: list[Any], shapes: list[Shape], sizes: list[int]
         if shape.example_start or not found or found[-1].members[-1] != i - 1:
             found.append(_Example("messages", i))
         found[-1].members += (i,)
-        found[-1].tokens += sizes[i]
+        found[-1].tokens += size(i)
     for ex in found:
         asks = [item_text(messages[i]) for i in ex.members if shapes[i].example_start]
         ex.text = "\n".join(asks or [item_text(messages[i]) for i in ex.members])
@@ -234,23 +234,28 @@ def _split(shapes: list[Shape], segments: list[list[int]], latest_user: int | No
     return first, last
 
 
-def _cut(segment_costs: list[int], fits: Callable[[int], bool], budget: int, drop_step: float) -> int | None:
-    """How many of the oldest segments to drop: the fewest that fit, among cut points placed
-    every ``drop_step * budget`` tokens from the start of the conversation, so the cut stays
-    put while the conversation grows. ``None`` when even dropping all of them is not enough."""
-    count = len(segment_costs)
-    if fits(0):
+def _cut(placing: list[int], size: Callable[[int], int], room: int, step: float) -> int:
+    """How many of the oldest droppable segments to drop so the rest fits in ``room`` tokens.
+
+    The fewest that fit, rounded up to the next cut point; cut points are placed every ``step``
+    tokens from the start of the conversation, measured with ``placing`` (each segment's tokens
+    as given, so the points never move while the conversation grows): the cut then stays put
+    for many calls and the prompt keeps its cached prefix. ``size(j)`` is segment ``j``'s
+    tokens as it will be sent; only the segments that are kept are ever sized.
+    """
+    count = len(placing)
+    fewest, kept = count, 0
+    while fewest > 0 and kept + size(fewest - 1) <= room:
+        fewest -= 1
+        kept += size(fewest)
+    if fewest == 0:
         return 0
-    if not fits(count):
-        return None
-    step = drop_step * budget
-    position = 0
-    previous = 0
-    for j in range(1, count):
-        position += segment_costs[j - 1]
-        chunk = math.floor(position / step) if step > 0 else j
-        if chunk != previous and fits(j):
-            return j
+    position = previous = 0
+    for cut in range(1, count):
+        position += placing[cut - 1]
+        chunk = math.floor(position / step) if step > 0 else cut
+        if chunk != previous and cut >= fewest:
+            return cut
         previous = chunk
     return count
 
@@ -335,24 +340,34 @@ def trim(
     if budget is None:
         budget = default_budget(model, max_tokens=max_tokens, prices=prices)
 
-    # lossless rewrites of everything but system prompts
+    # lossless rewrites of everything but system prompts, made (and counted) only for what is sent
     reasons: dict[int, list[str]] = {}
-    current = list(original)
+    current: dict[int, Any] = {}
+    sized: dict[int, int] = {}
+
+    def sent_form(i: int) -> Any:
+        if i not in current:
+            rewrite = collapse_whitespace and (shapes[i].role != SYSTEM or shapes[i].example)
+            current[i] = map_text(original[i], _rewrite_losslessly(i, reasons)) if rewrite else original[i]
+        return current[i]
+
+    def size(i: int) -> int:
+        if i not in sized:
+            item = sent_form(i)
+            sized[i] = costs[i] if item is original[i] else item_tokens(item, model)
+        return sized[i]
+
     if collapse_whitespace:
-        for i, shape in enumerate(shapes):
-            if shape.role != SYSTEM or shape.example:
-                current[i] = map_text(original[i], _rewrite_losslessly(i, reasons))
         for ex in structured:
             ex.messages = [map_text(m, _rewrite_losslessly(-1, {})) for m in ex.messages]
             ex.tokens = sum(item_tokens(m, model) for m in ex.messages)
-    sizes = [costs[i] if current[i] is original[i] else item_tokens(current[i], model) for i in range(len(original))]
 
     # few-shot examples: the k most similar to the question
     conversation = [i for i, s in enumerate(shapes) if s.role != SYSTEM and not s.example]
     users = [i for i in conversation if shapes[i].role == USER]
     question = item_text(original[users[-1]]) if users else ""
     tags = _tag_examples(original, shapes, model) if examples_k is not None else []
-    pool = _message_examples(original, shapes, sizes) + structured + tags
+    pool = _message_examples(original, shapes, size) + structured + tags
     dropped: list[Dropped] = []
     if examples_k is not None and len(pool) > examples_k:
         chosen = set(select_examples(question, [ex.text for ex in pool], examples_k) if question else range(examples_k))
@@ -363,31 +378,32 @@ def trim(
     segments = _segments(shapes, conversation)
     first, last = _split(shapes, segments, users[-1] if users else None, keep_first_turns)
     droppable = segments[first:last]
-    segment_costs = [sum(sizes[i] for i in seg) for seg in droppable]
-    always = fixed + sum(sizes[i] for i, s in enumerate(shapes) if s.role == SYSTEM and not s.example)
-    always += sum(sizes[i] for seg in segments[:first] + segments[last:] for i in seg)
+    always = fixed + sum(size(i) for i, s in enumerate(shapes) if s.role == SYSTEM and not s.example)
+    always += sum(size(i) for seg in segments[:first] + segments[last:] for i in seg)
     always -= sum(ex.tokens for ex in tags)  # a tag's tokens count once it is chosen
 
-    def total(cut: int, chosen: list[_Example]) -> int:
-        return always + sum(segment_costs[cut:]) + sum(ex.tokens for ex in chosen)
+    def room(chosen: list[_Example]) -> int:
+        assert budget is not None
+        return budget - always - sum(ex.tokens for ex in chosen)
 
     cut = 0
     if budget is not None:
-        limit = budget
-        found = _cut(segment_costs, lambda j: total(j, pool) <= limit, limit, drop_step)
-        cut = len(droppable) if found is None else found
-        if found is None:  # examples go next, least similar first
+        if room(pool) >= 0:
+            cut = _cut([sum(costs[i] for i in seg) for seg in droppable],
+                       lambda j: sum(size(i) for i in droppable[j]), room(pool), drop_step * budget)
+        else:  # every old turn goes, then examples, least similar first
+            cut = len(droppable)
             order = rank_examples(question, [ex.text for ex in pool]) if question else list(range(len(pool)))
             gone: set[int] = set()
             for n in reversed(order):
-                if total(cut, [ex for m, ex in enumerate(pool) if m not in gone]) <= limit:
+                if room([ex for m, ex in enumerate(pool) if m not in gone]) >= 0:
                     break
                 if pool[n].source != "tag" or examples_k is not None:  # a system prompt's only when asked
                     gone.add(n)
             dropped += [Dropped("example", pool[n].index, "over_budget", pool[n].tokens) for n in sorted(gone)]
             pool = [ex for m, ex in enumerate(pool) if m not in gone]
     for seg in droppable[:cut]:
-        dropped += [Dropped("message", i, "over_budget", sizes[i]) for i in seg]
+        dropped += [Dropped("message", i, "over_budget", costs[i]) for i in seg]
 
     # what is sent, in order
     removed = {i for seg in droppable[:cut] for i in seg}
@@ -407,7 +423,7 @@ def trim(
                 origins += [None] * len(ex.messages)
         if i == len(original) or i in removed:
             continue
-        item = current[i]
+        item = sent_form(i)
         if i in tag_spans:
             item = _without_tags(item, tag_spans[i])
             reasons.setdefault(i, []).append("examples")
@@ -421,7 +437,7 @@ def trim(
 
         out = _dedupe(out, [shapes[o] if o is not None else None for o in origins], min_duplicate_chars, touched)
 
-    final = [sizes[o] if o is not None and item is current[o] else item_tokens(item, model) for item, o in zip(out, origins)]
+    final = [size(o) if o is not None and item is current[o] else item_tokens(item, model) for item, o in zip(out, origins)]
     tokens_after = fixed + sum(final)
     if budget is not None and tokens_after > budget:
         if on_overflow == "error":
@@ -434,8 +450,8 @@ def trim(
         return TrimResult(untrimmed, tokens_before, tokens_before, budget, overflow=True,
                           examples_used=tuple(ex.index for ex in structured))
     rewritten = tuple(
-        Rewritten(o, tuple(dict.fromkeys(reasons.get(o, ()))), costs[o], size)
-        for item, o, size in zip(out, origins, final)
+        Rewritten(o, tuple(dict.fromkeys(reasons.get(o, ()))), costs[o], tokens)
+        for item, o, tokens in zip(out, origins, final)
         if o is not None and item is not original[o]
     )
     return TrimResult(out, tokens_before, tokens_after, budget, tuple(dropped), rewritten,
