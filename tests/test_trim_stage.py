@@ -234,3 +234,18 @@ async def test_requests_without_a_conversation_pass_untouched(caller: Caller, se
 def test_wrong_trim_options_fail_at_wrap(server: FakeLLMServer, value: Any) -> None:
     with pytest.raises(ConfigError, match="trim"):
         llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), trim=value)
+
+
+def test_demo_section_shows_the_saving() -> None:
+    import io
+
+    from llmspend.demo import run_demo
+
+    out = io.StringIO()
+    result = run_demo(out, sections=["trim"]).sections["trim"]
+    whole, trimmed = result["whole"], result["trimmed"]
+    assert whole["calls"] == trimmed["calls"] == 40
+    assert trimmed["input"] < whole["input"] and trimmed["usd"] < whole["usd"]
+    assert trimmed["last_after"] <= result["budget"] < trimmed["last_before"]
+    assert trimmed["cached"] > 0  # the kept opening still hits the provider's prompt cache
+    assert "Measured:" in out.getvalue() and "llmspend.cost.saved_usd" in out.getvalue()
