@@ -25,6 +25,7 @@ import argparse
 import csv
 import datetime
 import json
+import os
 import platform
 import random
 import statistics
@@ -83,15 +84,6 @@ def synthetic_conversation(target_tokens: int, seed: int = 7) -> list[dict[str, 
         t += 1
     messages.append({"role": "user", "content": "So, where is my latest order, and can I get a refund?"})
     return messages
-
-
-def median_s(fn: Callable[[], Any], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
@@ -187,6 +179,15 @@ def mmlu_examples(data: Path, pools: tuple[int, ...] = (50, 500), tests: int = 3
     return out
 
 
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, Python {platform.python_version()}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=15)
@@ -194,7 +195,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     report = {
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+        "machine": machine(),
         "date": datetime.date.today().isoformat(),
         "llmspend": llmspend.__version__,
         "speed": speed(args.runs),
