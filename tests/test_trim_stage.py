@@ -230,7 +230,8 @@ async def test_requests_without_a_conversation_pass_untouched(caller: Caller, se
 
 
 @pytest.mark.parametrize("value", ["yes", 0, -5, {"bugdet": 100}, {"budget": {"search": 0}},
-                                   {"on_overflow": "truncate"}, {"examples_k": 1.5}, {"dedupe": "no"}])
+                                   {"on_overflow": "truncate"}, {"examples_k": 1.5}, {"dedupe": "no"},
+                                   {"budget": {}, "drop_step": -1}])
 def test_wrong_trim_options_fail_at_wrap(server: FakeLLMServer, value: Any) -> None:
     with pytest.raises(ConfigError, match="trim"):
         llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), trim=value)

@@ -75,10 +75,10 @@ class TrimOptions:
     min_duplicate_chars: int = DEFAULT_MIN_DUPLICATE_CHARS
 
     def __post_init__(self) -> None:
-        budgets = self.budget.values() if isinstance(self.budget, Mapping) else [self.budget]
-        for budget in budgets:
-            check_settings(budget, self.examples_k, self.on_overflow, self.drop_step, self.keep_first_turns,
-                           self.min_duplicate_chars, 0)
+        check_settings(None, self.examples_k, self.on_overflow, self.drop_step, self.keep_first_turns,
+                       self.min_duplicate_chars, 0)
+        for budget in self.budget.values() if isinstance(self.budget, Mapping) else [self.budget]:
+            check_settings(budget, None, "error", 0, 0, 1, 0)
         if isinstance(self.budget, Mapping):
             if not all(isinstance(k, str) for k in self.budget):
                 raise ConfigError("trim budget per feature must be a {feature name: tokens} dict")

@@ -32,7 +32,8 @@ from ..pricing.table import PriceTable
 from ..tokens import TOKENS_REPLY_PRIMER, count_text
 from .examples import example_blocks, rank_examples, select_examples
 from .messages import SYSTEM, USER, Shape, item_text, item_tokens, map_text, read
-from .text import DuplicateFilter, collapse_whitespace, compact_json
+from .text import DuplicateFilter, compact_json
+from .text import collapse_whitespace as collapse_spaces
 
 __all__ = ["trim", "TrimResult", "Dropped", "Rewritten", "default_budget", "OnOverflow"]
 
@@ -100,7 +101,7 @@ def default_budget(model: str | None, *, max_tokens: int | None = None, prices: 
     row = (prices or PriceTable.default()).lookup(model)
     if row is None or not row.context_window:
         return None
-    reserve = max_tokens if max_tokens is not None else (row.max_output_tokens or 0)
+    reserve = int(max_tokens) if max_tokens is not None else (row.max_output_tokens or 0)
     return max(1, row.context_window - reserve)
 
 
@@ -119,7 +120,9 @@ class _Example:
 
 
 def check_settings(budget: int | None, examples_k: int | None, on_overflow: str, drop_step: float,
-           keep_first_turns: int, min_duplicate_chars: int, overhead_tokens: int) -> None:
+                   keep_first_turns: int, min_duplicate_chars: int, overhead_tokens: int) -> None:
+    """Raise ConfigError, saying what to change, for a setting trim() cannot take."""
+
     def is_int(value: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
@@ -263,7 +266,7 @@ def _cut(placing: list[int], size: Callable[[int], int], room: int, step: float)
 def _rewrite_losslessly(index: int, reasons: dict[int, list[str]]) -> Callable[[str, bool], str]:
     def rewrite(text: str, is_tool: bool) -> str:
         compact = compact_json(text) if is_tool else None
-        new = compact if compact is not None else collapse_whitespace(text)
+        new = compact if compact is not None else collapse_spaces(text)
         if new != text:
             reasons.setdefault(index, []).append("json" if compact is not None else "whitespace")
         return new
