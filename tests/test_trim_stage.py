@@ -250,3 +250,15 @@ def test_demo_section_shows_the_saving() -> None:
     assert trimmed["last_after"] <= result["budget"] < trimmed["last_before"]
     assert trimmed["cached"] > 0  # the kept opening still hits the provider's prompt cache
     assert "Measured:" in out.getvalue() and "llmspend.cost.saved_usd" in out.getvalue()
+
+
+def test_an_adapter_without_message_access_is_left_alone(server: FakeLLMServer, spans: Spans) -> None:
+    class NoRewriting(llmspend.OpenAIAdapter):
+        get_messages = llmspend.ProviderAdapter.get_messages  # the contract's default: nothing to trim
+
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider,
+                           provider=NoRewriting(), trim=100)
+    messages = conversation(10)
+    client.chat.completions.create(model=MODEL, messages=messages)  # type: ignore[arg-type]
+    assert server.requests[-1].json()["messages"] == messages
+    assert not any(k.startswith("llmspend.trim") for k in spans.attrs())
