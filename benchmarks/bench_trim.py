@@ -41,7 +41,7 @@ from llmspend import trim
 from llmspend._http import Headers, Request
 from llmspend.providers.openai import OpenAIAdapter
 from llmspend.stages.trim import TrimOptions, TrimStage
-from llmspend.tokens import count_chat_messages
+from llmspend.tokens import TOKENS_REPLY_PRIMER, count_chat_messages
 
 MODEL = "gpt-4o-mini"
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def synthetic_conversation(target_tokens: int, seed: int = 7) -> list[dict[str, 
     def add(message: dict[str, Any]) -> None:
         nonlocal total
         messages.append(message)
-        total += count_chat_messages([message], MODEL)
+        total += count_chat_messages([message], MODEL) - TOKENS_REPLY_PRIMER
 
     add({"role": "system", "content": "You are the support assistant of Example Store. " + _words(rng, 300)})
     t = 0
