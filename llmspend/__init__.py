@@ -27,7 +27,9 @@ from .pricing import Cost, ModelPrice, PriceTable
 from .providers.base import Call, Outcome, ProviderAdapter, Usage
 from .providers.openai import OpenAIAdapter
 from .stages.retry import RetryPolicy
+from .stages.trim import TrimOptions
 from .telemetry.setup import configure as configure_telemetry
+from .trimming import TrimResult, trim
 from .wrap import build_pipeline, known_options, wrap
 from .track import track, TrackedScope
 from .budgets import BudgetStatus, spent
@@ -68,6 +70,9 @@ __all__ = [
     "ModelPrice",
     "PriceTable",
     "RetryPolicy",
+    "trim",
+    "TrimOptions",
+    "TrimResult",
     # errors
     "LLMSpendError",
     "ConfigError",

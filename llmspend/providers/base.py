@@ -14,6 +14,13 @@ Contract for implementers (first-party and third-party plugins alike):
 - A :class:`StreamReader` must hand on every byte the provider sent except what the adapter
   itself asked for on the caller's behalf (OpenAI's usage-only chunk when the caller did not
   request it), and must not raise on malformed events.
+- Prompt rewriting (the trim stage) is optional: ``get_messages`` returns the conversation as a
+  list (oldest first) in a shape ``llmspend.trim`` reads (OpenAI chat messages, Responses API
+  input items, or messages of Anthropic-style content blocks), or ``None`` when the request has
+  none or the adapter does not support rewriting it; such requests pass on untouched.
+  ``with_messages`` puts a rewritten list back and changes nothing else;
+  ``estimate_overhead_tokens`` counts what the prompt spends outside that list (tool
+  definitions, top-level instructions), so a token budget covers the whole prompt.
 
 Adapters are registered under the ``llmspend.providers`` entry-point group.
 """
@@ -166,6 +173,20 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def estimate_input_tokens(self, call: Call) -> int:
         """Input tokens of ``call`` counted locally, for when the provider reports none."""
+
+    # -- prompt rewriting (optional; see the module docstring) ------------------------------
+    def get_messages(self, call: Call) -> list[Any] | None:
+        """The conversation of ``call``, oldest first, or ``None``: nothing to rewrite."""
+        return None
+
+    def with_messages(self, request: Request, call: Call, messages: list[Any]) -> Request:
+        """``request`` with its conversation replaced by ``messages``. Called only for a call
+        whose :meth:`get_messages` returned a list."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} adapter cannot rewrite messages")
+
+    def estimate_overhead_tokens(self, call: Call) -> int:
+        """Input tokens of ``call`` outside :meth:`get_messages`'s list, counted locally."""
+        return 0
 
     def with_model(self, request: Request, model: str) -> Request:
         """The same request asking ``model`` instead (used by cascades and budgets)."""

@@ -75,6 +75,10 @@ _PARAMS = {
 }
 
 
+# where each endpoint keeps its conversation (the list the trim stage may rewrite)
+_MESSAGES_KEY = {"chat.completions": "messages", "responses": "input"}
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -206,6 +210,29 @@ class OpenAIAdapter(ProviderAdapter):
         if isinstance(source, list):
             return sum(count_text(s, call.model) if isinstance(s, str) else len(s) for s in source)
         return 0
+
+    # -- prompt rewriting ----------------------------------------------------------------
+    def get_messages(self, call: Call) -> list[Any] | None:
+        """Chat ``messages`` or a Responses ``input`` list (a plain-string input has nothing
+        to trim)."""
+        key = _MESSAGES_KEY.get(call.endpoint)
+        body = call.body if isinstance(call.body, Mapping) else {}
+        messages = body.get(key) if key is not None else None
+        return messages if isinstance(messages, list) else None
+
+    def with_messages(self, request: Request, call: Call, messages: list[Any]) -> Request:
+        body = dict(call.body)
+        body[_MESSAGES_KEY[call.endpoint]] = messages
+        return request.replace(json_body=body)
+
+    def estimate_overhead_tokens(self, call: Call) -> int:
+        body = call.body if isinstance(call.body, Mapping) else {}
+        total = 0
+        if body.get("tools"):
+            total += count_text(json.dumps(body["tools"]), call.model)
+        if call.endpoint == "responses" and isinstance(body.get("instructions"), str):
+            total += count_text(body["instructions"], call.model)
+        return total
 
 
 def _chat_usage(usage: Mapping[str, Any]) -> Usage:

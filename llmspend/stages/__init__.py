@@ -8,6 +8,6 @@ __all__ = ["builtin_specs"]
 
 
 def builtin_specs() -> tuple[StageSpec, ...]:
-    from . import budget, retry, telemetry
+    from . import budget, retry, telemetry, trim
 
-    return (telemetry.SPEC, retry.SPEC, budget.SPEC)
+    return (telemetry.SPEC, budget.SPEC, trim.SPEC, retry.SPEC)
