@@ -10,6 +10,7 @@ See ``docs/`` for the stages (cache, trim, batch, cascade, retry) and their opti
 
 from ._http import Headers, Request, Response
 from ._version import __version__
+from .batching import batch
 from .context import CallContext
 from .exceptions import (
     BudgetExceededError,
@@ -23,6 +24,7 @@ from .pipeline import BuildContext, Pipeline, Stage, StageSpec
 from .pricing import Cost, ModelPrice, PriceTable
 from .providers.base import Call, Outcome, ProviderAdapter, Usage
 from .providers.openai import OpenAIAdapter
+from .stages.batch import BatchOptions
 from .stages.retry import RetryPolicy
 from .telemetry.setup import configure as configure_telemetry
 from .wrap import build_pipeline, known_options, wrap
@@ -33,6 +35,8 @@ __all__ = [
     "build_pipeline",
     "known_options",
     "configure_telemetry",
+    "batch",
+    "BatchOptions",
     # pipeline
     "Stage",
     "StageSpec",

@@ -9,6 +9,7 @@ llmspend sits below the SDK in its HTTP transport and hands the provider's respo
     │   └── PluginError          an entry-point plugin that failed to load or validate
     ├── BudgetExceededError      a call would overspend a budget; raised before it is sent
     ├── PromptTooLongError       a prompt cannot fit its token budget even after trimming
+    ├── BatchJobError            a provider's Batch API refused or lost a job (llmspend batch)
     └── ResponseParseError       internal: a provider response we could not read (never
                                  reaches the caller; the response passes through unchanged)
 """
@@ -23,6 +24,7 @@ __all__ = [
     "PluginError",
     "BudgetExceededError",
     "PromptTooLongError",
+    "BatchJobError",
     "ResponseParseError",
 ]
 
@@ -71,6 +73,10 @@ class PromptTooLongError(LLMSpendError):
         self.budget = budget
         msg = f"prompt needs {tokens} tokens after trimming but the budget is {budget}"
         super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class BatchJobError(LLMSpendError):
+    """A provider's Batch API answered with an error (an unknown job id, a refused upload)."""
 
 
 class ResponseParseError(LLMSpendError):

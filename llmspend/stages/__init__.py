@@ -8,6 +8,6 @@ __all__ = ["builtin_specs"]
 
 
 def builtin_specs() -> tuple[StageSpec, ...]:
-    from . import retry, telemetry
+    from . import batch, retry, telemetry
 
-    return (telemetry.SPEC, retry.SPEC)
+    return (telemetry.SPEC, retry.SPEC, batch.SPEC)
