@@ -341,8 +341,9 @@ class BatchStage(Stage):
         links = [Link(s.get_span_context()) for s in spans if s is not None and s.get_span_context().is_valid]
         # Child of the callers' common parent when they have one (say, a request handler
         # that gathered them), else a root span: it belongs to no single caller.
-        parents = {getattr(s, "parent", None) for s in spans}
-        parent = parents.pop() if len(parents) == 1 else None
+        parents = [getattr(s, "parent", None) for s in spans]
+        ids = {(p.trace_id, p.span_id) if p is not None else None for p in parents}
+        parent = parents[0] if len(ids) == 1 else None
         ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else otel_context.Context()
         attributes: dict[str, Any] = {
             A.OPERATION_NAME: call.operation,
