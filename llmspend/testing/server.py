@@ -210,6 +210,10 @@ class FakeLLMServer:
             do_GET = do_POST = do_DELETE = do_PUT = _serve
 
         class _Server(ThreadingHTTPServer):
+            # socketserver's default backlog of 5 resets connections when many concurrent
+            # clients (an async batch of calls) connect at once.
+            request_queue_size = 256
+
             def handle_error(self, request: Any, client_address: Any) -> None:
                 import sys
 
