@@ -412,3 +412,15 @@ def test_options_object_is_accepted() -> None:
     client = llmspend.wrap(openai.AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key=API_KEY), batch=options)
     stage = client._client._transport.pipeline.stage("batch")
     assert stage is not None and stage.options is options
+
+
+def test_demo_section_shows_the_saving(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.demo import run_demo
+
+    result = run_demo(sections=["batch"]).sections["batch"]
+    alone, batched = result["alone"], result["batched"]
+    assert alone["calls"] == batched["calls"] == alone["requests"] == 8
+    assert batched["requests"] == 2  # 8 questions, 4 to a request
+    assert batched["input_tokens"] < alone["input_tokens"] / 2
+    assert 0 < batched["usd"] < alone["usd"] and batched["saved_usd"] > 0
+    assert "batched (batch=True)" in capsys.readouterr().out
