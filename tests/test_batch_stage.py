@@ -14,7 +14,7 @@ import pytest
 
 import llmspend
 from llmspend.attribution import Attribution, _current
-from llmspend.batching import read_questions
+from llmspend.batching import TaggedFormat, read_questions
 from llmspend.testing import FakeLLMServer
 from llmspend.testing.batch_prompts import batched_questions
 from llmspend.testing.server import FakeRequest, FakeResponse
@@ -424,3 +424,19 @@ def test_demo_section_shows_the_saving(capsys: pytest.CaptureFixture[str]) -> No
     assert batched["input_tokens"] < alone["input_tokens"] / 2
     assert 0 < batched["usd"] < alone["usd"] and batched["saved_usd"] > 0
     assert "batched (batch=True)" in capsys.readouterr().out
+
+
+async def test_a_fault_of_the_stage_fails_open(server: FakeLLMServer, spans: Spans, caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenFormat(TaggedFormat):
+        def parse(self, text: str, count: int, *, truncated: bool = False) -> Any:
+            raise RuntimeError("parser bug")
+
+    requests = [ask(q) for q in QUESTIONS[:3]]
+    with caplog.at_level(logging.WARNING, logger="llmspend"):
+        results = await gather(wrapped(server, spans, batch=llmspend.BatchOptions(window_ms=150, format=BrokenFormat())), requests)
+    assert len(server.requests) == 1 + 3  # the merged request, then each call on its own
+    assert [r.choices[0].message.content for r in results] == [plain_answer(server, r) for r in requests]
+    assert all(s.attributes["llmspend.batch.error"] == "RuntimeError: parser bug" for s in caller_spans(spans))
+    merged = merged_span(spans)  # ended, not leaked
+    assert merged.attributes["error.type"] == "RuntimeError"
+    assert "batching failed (RuntimeError: parser bug)" in caplog.text

@@ -255,9 +255,19 @@ class BatchStage(Stage):
 
     # -- one merged request ----------------------------------------------------------------
     async def _merge(self, members: list[_Member], call_next: AsyncCallNext) -> None:
-        first = members[0]
         body = merged_body([m.call.body for m in members], self.options.format)
-        span = self._start_span(first.call, members)
+        span = self._start_span(members[0].call, members)
+        try:
+            await self._ask(members, body, span, call_next)
+        except BaseException as exc:
+            if span.is_recording():  # not ended yet: a fault of ours, or cancelled
+                _end_failed(span, type(exc).__qualname__)
+            raise
+
+    async def _ask(self, members: list[_Member], body: dict[str, Any], span: Span, call_next: AsyncCallNext) -> None:
+        """Send the merged request, read its answers, ask again what is in doubt, and hand
+        every caller its response. Ends ``span``."""
+        first = members[0]
         merged = Request(
             first.request.method,
             first.request.url,
