@@ -440,3 +440,15 @@ async def test_a_fault_of_the_stage_fails_open(server: FakeLLMServer, spans: Spa
     merged = merged_span(spans)  # ended, not leaked
     assert merged.attributes["error.type"] == "RuntimeError"
     assert "batching failed (RuntimeError: parser bug)" in caplog.text
+
+
+def test_a_pipeline_of_unknown_kind_passes_sync_calls_on_without_the_header(server: FakeLLMServer) -> None:
+    import httpx2
+
+    from llmspend.transports.httpx2 import PipelineTransport
+
+    pipeline = llmspend.build_pipeline(batch=True)  # is_async not given: not refused at construction
+    with httpx2.Client(transport=PipelineTransport(pipeline), base_url=server.base_url) as client:
+        response = client.post("/chat/completions", json=ask(QUESTIONS[0]), headers={"x-llmspend-batch": "on"})
+    assert response.status_code == 200 and len(server.requests) == 1
+    assert "x-llmspend-batch" not in {k.lower() for k in server.requests[0].headers}

@@ -103,15 +103,16 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
-def answer_completion(merged: Mapping[str, Any], index: int, answer: str, usage: Usage | None) -> dict[str, Any]:
-    """The chat completion one caller gets: the merged response's metadata, its own answer
-    and its share of the usage (none when the provider reported none)."""
+def answer_completion(merged: Mapping[str, Any], index: int, answer: str, usage: Usage | None,
+                      model: str | None = None) -> dict[str, Any]:
+    """The chat completion one caller gets: the merged response's metadata (``model`` when
+    it names none), its own answer and its share of the usage (none when none was reported)."""
     rid = merged.get("id")
     body: dict[str, Any] = {
         "id": f"{rid}-{index}" if isinstance(rid, str) else f"chatcmpl-batch-{index}",
         "object": "chat.completion",
         "created": merged.get("created") if isinstance(merged.get("created"), int) else int(time.time()),
-        "model": merged.get("model"),
+        "model": merged.get("model") if isinstance(merged.get("model"), str) else model,
         "choices": [{
             "index": 0,
             "message": {"role": "assistant", "content": answer, "refusal": None},

@@ -51,7 +51,7 @@ from ..batching.merge import (
 from ..batching.prompt import BatchFormat, TaggedFormat, split_question
 from ..context import CallContext
 from ..exceptions import ConfigError, ResponseParseError
-from ..pipeline import AsyncCallNext, BuildContext, Stage, StageSpec
+from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
 from ..pricing.table import PriceTable
 from ..providers.base import Call, Outcome, Usage
 from ..telemetry import attributes as A
@@ -97,7 +97,7 @@ class BatchOptions:
     window_ms: float = 20.0
     max_size: int = 4
     auto: bool = True
-    features: Mapping[str, bool] = field(default_factory=dict)
+    features: Mapping[str, bool] | Collection[str] = field(default_factory=dict)
     format: BatchFormat = field(default_factory=TaggedFormat)
 
     def __post_init__(self) -> None:
@@ -133,8 +133,9 @@ def marking(header: str | None, feature: str | None, options: BatchOptions) -> b
             return False
         warn_once(("batch_header", value[:40]),
                   "llmspend: ignoring %s: %r (use on or off)", HEADER, header[:40])
-    if feature is not None and feature in options.features:
-        return options.features[feature]
+    marks = options.features  # a dict once BatchOptions has checked it
+    if feature is not None and isinstance(marks, Mapping) and feature in marks:
+        return bool(marks[feature])
     return None
 
 
@@ -190,6 +191,13 @@ class BatchStage(Stage):
         self.tracer = trace.get_tracer("llmspend", __version__, tracer_provider=tracer_provider)
         self._groups: dict[tuple[Any, ...], _Group] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle(self, request: Request, call_next: CallNext) -> Response:
+        # Only reached through a pipeline built without saying it is sync (build_pipeline()
+        # with is_async unset): nothing to merge with, but the header must not reach the provider.
+        if HEADER in request.headers:
+            request = request.replace(headers=request.headers.without(HEADER))
+        return call_next(request)
 
     async def ahandle(self, request: Request, call_next: AsyncCallNext) -> Response:
         call = request.call
@@ -297,7 +305,8 @@ class BatchStage(Stage):
         outcome = _outcome(merged, merged_call, content)
         usage = outcome.usage if outcome is not None else None
 
-        failed = [(i, m) for i, m in enumerate(members, 1) if i in parsed.failures]
+        # (a caller that gave up meanwhile is not asked for again)
+        failed = [(i, m) for i, m in enumerate(members, 1) if i in parsed.failures and not m.future.done()]
         resent = await asyncio.gather(*(self._resend(m, call_next) for _, m in failed), return_exceptions=True)
         resent_by_index = {i: r for (i, _), r in zip(failed, resent)}
 
@@ -305,6 +314,7 @@ class BatchStage(Stage):
         carriers = [i for i in range(1, len(members) + 1)
                     if i in parsed.answers or _usage_body(resent_by_index.get(i)) is not None]
         model = first.call.model
+        merged_estimate = count_chat_messages(body["messages"], model)
         shares: dict[int, Usage | None] = dict.fromkeys(carriers)
         if usage is not None and carriers:
             own_in = [count_text(question_line(i, members[i - 1].question), model) for i in carriers]
@@ -317,8 +327,8 @@ class BatchStage(Stage):
             context.set_attribute(INDEX, i)
             _link(context.span, span)
             if i in parsed.answers:
-                reply = answer_completion(data, i, parsed.answers[i], shares.get(i))
-                self._note_saving(member, body, usage, shares.get(i), outcome)
+                reply = answer_completion(data, i, parsed.answers[i], shares.get(i), model)
+                self._note_saving(member, merged_estimate, usage, shares.get(i), outcome)
                 _deliver(member, Response(response.status_code, _json_headers(response), content=dumps(reply)))
                 continue
             context.set_attribute(RESENT, parsed.failures[i])
@@ -396,15 +406,13 @@ class BatchStage(Stage):
                     span.set_attribute(MERGED_COST_USD, cost.total_usd)
         span.end()
 
-    def _note_saving(self, member: _Member, merged: Mapping[str, Any], usage: Usage | None,
+    def _note_saving(self, member: _Member, merged_estimate: int, usage: Usage | None,
                      share: Usage | None, outcome: Outcome | None) -> None:
         """What this caller saved against asking alone (an estimate: the input it would have
         paid, counted locally and scaled to the provider's count of the merged prompt)."""
         if usage is None or share is None or outcome is None or not usage.input_tokens:
             return
-        model = member.call.model
-        merged_estimate = count_chat_messages(merged["messages"], model)
-        alone = round(count_chat_messages(member.call.body["messages"], model) * usage.input_tokens / max(1, merged_estimate))
+        alone = round(count_chat_messages(member.call.body["messages"], member.call.model) * usage.input_tokens / max(1, merged_estimate))
         cached_ratio = usage.cache_read_tokens / usage.input_tokens
         alone_usage = replace(share, input_tokens=alone, cache_read_tokens=round(alone * cached_ratio),
                               cache_write_tokens=0, cache_write_1h_tokens=0, estimated=True)
