@@ -452,3 +452,19 @@ def test_a_pipeline_of_unknown_kind_passes_sync_calls_on_without_the_header(serv
         response = client.post("/chat/completions", json=ask(QUESTIONS[0]), headers={"x-llmspend-batch": "on"})
     assert response.status_code == 200 and len(server.requests) == 1
     assert "x-llmspend-batch" not in {k.lower() for k in server.requests[0].headers}
+
+
+async def test_a_caller_that_gives_up_after_the_merged_request_is_not_asked_for_again(server: FakeLLMServer, spans: Spans) -> None:
+    server.latency_s = 0.3
+    server.fault_next_batch(missing=[1, 2])
+    client = wrapped(server, spans, batch={"window_ms": 150, "max_size": 2})
+
+    async def impatient() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.chat.completions.create(**ask(QUESTIONS[0])), 0.2)
+
+    _, patient = await asyncio.gather(impatient(), client.chat.completions.create(**ask(QUESTIONS[1])))
+    assert patient.choices[0].message.content == plain_answer(server, ask(QUESTIONS[1]))
+    assert len(server.requests) == 1 + 1 + 1  # merged, the patient caller's again, and plain_answer's own
+    assert not any("llmspend.batch.error" in (s.attributes or {}) for s in spans.finished)
+    assert merged_span(spans).attributes.get("error.type") is None

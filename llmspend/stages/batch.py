@@ -332,10 +332,14 @@ class BatchStage(Stage):
                 _deliver(member, Response(response.status_code, _json_headers(response), content=dumps(reply)))
                 continue
             context.set_attribute(RESENT, parsed.failures[i])
-            result = resent_by_index[i]
+            result = resent_by_index.get(i)
+            if result is None or member.future.done():  # the caller gave up
+                continue
+            if isinstance(result, asyncio.CancelledError):
+                member.future.cancel()
+                continue
             if isinstance(result, BaseException):
-                if not member.future.done():
-                    member.future.set_exception(result)
+                member.future.set_exception(result)
                 continue
             reply_body = _usage_body(result)
             share = shares.get(i)
