@@ -220,3 +220,32 @@ def test_api_key_is_never_printed_or_stored(server: FakeLLMServer, tmp_path: Pat
 def test_unknown_backend(cli: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("status", "x", "--provider", "nobody") == 2
     assert "no batch backend for provider 'nobody'; known: openai" in capsys.readouterr().err
+
+
+def test_a_plugin_adds_a_batch_backend(cli: Any, server: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.exceptions import PluginError
+
+    from .test_plugins import _install_dist
+
+    plugin_root = tmp_path / "site"
+    monkeypatch.syspath_prepend(str(plugin_root))
+    module = (
+        "from llmspend.batching.jobs import OpenAIBatchBackend\n"
+        "class MirrorBackend(OpenAIBatchBackend):\n"
+        "    provider = 'mirror'\n"
+        "NOT_CALLABLE = 3\n"
+    )
+    _install_dist(plugin_root, "llmspend_mirror", "[llmspend.batch_backends]\nmirror = llmspend_mirror:MirrorBackend\n", module)
+    source = write_jsonl(tmp_path / "in.jsonl", [line("a", "one?")])
+    assert cli("submit", str(source), "--provider", "mirror") == 0
+    state = json.loads((tmp_path / "state" / "batches.json").read_text())
+    assert state["jobs"][-1]["provider"] == "mirror"
+    assert cli("status") == 0  # the remembered job goes back through the mirror backend
+    assert "in_progress" in capsys.readouterr().out
+    (plugin_root / "llmspend_mirror-0.1.dist-info" / "entry_points.txt").write_text(
+        "[llmspend.batch_backends]\nmirror = llmspend_mirror:NOT_CALLABLE\n")
+    with pytest.raises(PluginError, match="'mirror'.*must be callable"):
+        from llmspend.batching.jobs import batch_backends
+
+        batch_backends()
