@@ -11,6 +11,7 @@ See ``docs/`` for the stages (cache, trim, batch, cascade, retry) and their opti
 from ._http import Headers, Request, Response
 from . import economics, report
 from ._version import __version__
+from .batching import batch
 from .context import CallContext
 from .exceptions import (
     BudgetExceededError,
@@ -26,6 +27,7 @@ from .pipeline import BuildContext, Pipeline, Stage, StageSpec
 from .pricing import Cost, ModelPrice, PriceTable
 from .providers.base import Call, Outcome, ProviderAdapter, Usage
 from .providers.openai import OpenAIAdapter
+from .stages.batch import BatchOptions
 from .stages.retry import RetryPolicy
 from .stages.trim import TrimOptions
 from .telemetry.setup import configure as configure_telemetry
@@ -51,6 +53,8 @@ __all__ = [
     "BudgetStatus",
     "set_default_ledger",
     "set_max_metric_features",
+    "batch",
+    "BatchOptions",
     # pipeline
     "Stage",
     "StageSpec",

@@ -11,6 +11,7 @@ llmspend sits below the SDK in its HTTP transport and hands the provider's respo
     │   └── BudgetUnknownCostError   a budgeted call whose most possible cost cannot be known
     ├── LedgerError              a budget ledger (disk, Redis) could not be reached or read
     ├── PromptTooLongError       a prompt cannot fit its token budget even after trimming
+    ├── BatchJobError            a provider's Batch API refused or lost a job (llmspend batch)
     └── ResponseParseError       internal: a provider response we could not read (never
                                  reaches the caller; the response passes through unchanged)
 """
@@ -27,6 +28,7 @@ __all__ = [
     "BudgetUnknownCostError",
     "LedgerError",
     "PromptTooLongError",
+    "BatchJobError",
     "ResponseParseError",
 ]
 
@@ -99,6 +101,10 @@ class PromptTooLongError(LLMSpendError):
         self.budget = budget
         msg = f"prompt needs {tokens} tokens after trimming but the budget is {budget}"
         super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class BatchJobError(LLMSpendError):
+    """A provider's Batch API answered with an error (an unknown job id, a refused upload)."""
 
 
 class ResponseParseError(LLMSpendError):
