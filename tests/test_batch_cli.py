@@ -228,6 +228,9 @@ def test_a_plugin_adds_a_batch_backend(cli: Any, server: FakeLLMServer, tmp_path
 
     from .test_plugins import _install_dist
 
+    from llmspend import plugins
+
+    monkeypatch.delenv(plugins.AUTOLOAD_ENV, raising=False)
     plugin_root = tmp_path / "site"
     monkeypatch.syspath_prepend(str(plugin_root))
     module = (
