@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .._http import Request
 
-__all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter"]
+__all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "json_object_body", "number_params"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class Outcome:
     output_text: str = ""
     #: False when a stream ended before the provider finished (caller stopped, connection lost)
     complete: bool = True
+    #: provider-specific span attributes the answer carries (e.g. server-side tool use counts)
+    attributes: Mapping[str, str | bool | int | float] = field(default_factory=dict)
 
     def with_usage(self, usage: Usage) -> Outcome:
         return replace(self, usage=usage)
@@ -193,3 +195,24 @@ class ProviderAdapter(ABC):
         body = dict(request.json())
         body["model"] = model
         return request.replace(json_body=body)
+
+
+# -- helpers for adapters ------------------------------------------------------------------
+def json_object_body(request: Request) -> dict[str, Any] | None:
+    """The request body as a JSON object, or ``None`` when it is not one (never raises)."""
+    try:
+        body = request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def number_params(body: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """``gen_ai.request.*`` suffixes for the numeric fields of ``body`` named in ``names``
+    (body key -> attribute suffix); booleans and other types are left out."""
+    params: dict[str, Any] = {}
+    for key, attr in names.items():
+        value = body.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            params[attr] = value
+    return params

@@ -20,7 +20,7 @@ from typing import Any
 from .._http import Request
 from ..exceptions import ResponseParseError
 from ..tokens import count_chat_messages, count_text
-from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage
+from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage, json_object_body, number_params
 from .sse import EventSplitter, event_data
 
 __all__ = ["OpenAIAdapter", "provider_for_host"]
@@ -111,17 +111,10 @@ class OpenAIAdapter(ProviderAdapter):
                 break
         else:
             return None
-        try:
-            body = request.json()
-        except ValueError:
+        body = json_object_body(request)
+        if body is None:
             return None
-        if not isinstance(body, dict):
-            return None
-        params: dict[str, Any] = {}
-        for key, attr in _PARAMS.items():
-            value = body.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                params[attr] = value
+        params = number_params(body, _PARAMS)
         stop = body.get("stop")
         if isinstance(stop, str):
             params["stop_sequences"] = (stop,)

@@ -20,6 +20,10 @@ USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+# The same count under the name the conventions renamed it to (semantic-conventions-genai#440),
+# which the anthropic SDK's own spans and OpenTelemetry's instrumentations use: both are set,
+# so a backend reading either name finds it.
+USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
 USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 USAGE_COST = "gen_ai.usage.cost"
 INPUT_MESSAGES = "gen_ai.input.messages"

@@ -226,6 +226,7 @@ class CallRecorder:
                 attrs[A.OPENAI_SERVICE_TIER] = outcome.service_tier
             if call.stream:
                 attrs[A.STREAM_COMPLETE] = outcome.complete
+            attrs.update(outcome.attributes)
             if self.capture_content and outcome.output_text:
                 attrs[A.OUTPUT_MESSAGES] = _content_json([{"role": "assistant", "content": outcome.output_text}])
 
@@ -247,6 +248,7 @@ class CallRecorder:
                 attrs[A.USAGE_CACHE_READ_INPUT_TOKENS] = reported_usage.cache_read_tokens
             if reported_usage.cache_write_tokens:
                 attrs[A.USAGE_CACHE_CREATION_INPUT_TOKENS] = reported_usage.cache_write_tokens
+                attrs[A.USAGE_CACHE_WRITE_INPUT_TOKENS] = reported_usage.cache_write_tokens
             if reported_usage.cache_write_1h_tokens:
                 attrs[A.USAGE_CACHE_WRITE_1H_TOKENS] = reported_usage.cache_write_1h_tokens
             if reported_usage.reasoning_tokens:
