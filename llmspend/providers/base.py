@@ -111,6 +111,9 @@ class Outcome:
     output_text: str = ""
     #: False when a stream ended before the provider finished (caller stopped, connection lost)
     complete: bool = True
+    #: an error the provider reported inside a successful HTTP response (an error event in the
+    #: middle of a stream), as its ``error.type``
+    error_type: str | None = None
     #: provider-specific span attributes the answer carries (e.g. server-side tool use counts)
     attributes: Mapping[str, str | bool | int | float] = field(default_factory=dict)
 

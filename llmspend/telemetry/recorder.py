@@ -274,7 +274,7 @@ class CallRecorder:
                 attrs[A.COST_SAVED_STAGE_USD.format(stage=stage)] = usd
         context.outcome = outcome
         context.cost = cost
-        error_type = type(error).__qualname__ if error is not None else None
+        error_type = type(error).__qualname__ if error is not None else outcome.error_type if outcome else None
         if error_type is not None:
             attrs[A.ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR, error_type))

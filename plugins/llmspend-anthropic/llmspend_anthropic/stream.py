@@ -41,7 +41,7 @@ class MessageAccumulator:
         self.started = False  # message_start seen
         self.got_delta = False  # message_delta seen: the output count and stop reason are final
         self.stopped = False  # message_stop seen: the provider finished the answer
-        self.failed = False  # an error event arrived
+        self.failed: str | None = None  # the error event's type, if one arrived
         self._json: dict[int, str] = {}  # tool_use input as it streams, by block index
 
     def add(self, event: Mapping[str, Any]) -> None:
@@ -75,7 +75,9 @@ class MessageAccumulator:
         elif kind == "message_stop":
             self.stopped = True
         elif kind == "error":
-            self.failed = True
+            error = event.get("error")
+            kind = error.get("type") if isinstance(error, Mapping) else None
+            self.failed = kind if isinstance(kind, str) else "api_error"
 
     def _block(self, index: Any) -> dict[str, Any] | None:
         content = self.message.get("content")
@@ -230,7 +232,7 @@ class AnthropicStreamReader:
         acc = self._acc
         message = acc.message
         # The SDK may close the stream right after message_stop; the answer was complete.
-        complete = (complete or acc.stopped) and not acc.failed
+        complete = (complete or acc.stopped) and acc.failed is None
         raw_usage = message.get("usage")
         usage = None
         if acc.started and isinstance(raw_usage, Mapping):
@@ -252,6 +254,7 @@ class AnthropicStreamReader:
             output_text=acc.generated_text(),
             complete=complete,
             attributes=usage_attributes(raw_usage),
+            error_type=acc.failed,
         )
 
 
