@@ -134,8 +134,10 @@ def _events(chunks: Iterable[bytes]) -> Iterator[Mapping[str, Any]]:
 
 def _decode(raw: bytes) -> Mapping[str, Any] | None:
     data = event_data(raw) if raw else None
-    if not data:
-        return None
+    return _decode_data(data) if data else None
+
+
+def _decode_data(data: bytes) -> Mapping[str, Any] | None:
     try:
         payload = json.loads(data)
     except ValueError:
@@ -203,33 +205,54 @@ def encode_events(events: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:
 
 
 class AnthropicStreamReader:
-    """Watches a Messages stream for llmspend's telemetry; hands every byte on as it came."""
+    """Watches a Messages stream for llmspend's telemetry; hands every byte on as it came.
 
-    __slots__ = ("_call", "_split", "_acc")
+    ``feed`` only splits events and keeps their data (it runs on the caller's path); they are
+    parsed when the stream ends, and the many ``content_block_delta`` events only when their
+    text is needed: to estimate the output of a stream that ended before ``message_delta``, or
+    for content capture (``capture_text``, set by the telemetry stage).
+    """
+
+    __slots__ = ("_call", "_split", "_payloads", "capture_text")
 
     def __init__(self, call: Call) -> None:
         self._call = call
         self._split = EventSplitter()
-        self._acc = MessageAccumulator()
+        self._payloads: list[bytes] = []
+        #: set by the telemetry stage when completion text goes on spans
+        self.capture_text = False
 
     def feed(self, chunk: bytes) -> bytes:
-        for raw in self._split.feed(chunk):
-            self._observe(raw)
+        for event in self._split.feed(chunk):
+            self._keep(event)
         return chunk
 
     def flush(self) -> bytes:
         rest = self._split.flush()
         if rest:
-            self._observe(rest)
+            self._keep(rest)
         return b""  # already handed on by feed
 
-    def _observe(self, raw: bytes) -> None:
-        event = _decode(raw)
-        if event is not None:
-            self._acc.add(event)
+    def _keep(self, event: bytes) -> None:
+        data = event_data(event)
+        if data:
+            self._payloads.append(data)
+
+    def _accumulate(self) -> MessageAccumulator:
+        payloads = self._payloads
+        # A fast check on the API's compact JSON; a payload it misses is simply parsed.
+        want_text = self.capture_text or not any(_is_event(p, b"message_delta") for p in reversed(payloads))
+        acc = MessageAccumulator()
+        for data in payloads:
+            if not want_text and _is_event(data, b"content_block_delta"):
+                continue
+            event = _decode_data(data)
+            if event is not None:
+                acc.add(event)
+        return acc
 
     def outcome(self, complete: bool) -> Outcome:
-        acc = self._acc
+        acc = self._accumulate()
         message = acc.message
         # The SDK may close the stream right after message_stop; the answer was complete.
         complete = (complete or acc.stopped) and acc.failed is None
@@ -256,6 +279,10 @@ class AnthropicStreamReader:
             attributes=usage_attributes(raw_usage),
             error_type=acc.failed,
         )
+
+
+def _is_event(data: bytes, kind: bytes) -> bool:
+    return data.startswith(b'{"type":"%s"' % kind)
 
 
 def _service_tier(usage: Any) -> str | None:

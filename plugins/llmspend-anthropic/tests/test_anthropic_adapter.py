@@ -196,6 +196,16 @@ def test_stream_reader_any_split(size: int) -> None:
     assert outcome.complete and outcome.usage == usage_from_json(MESSAGE["usage"])
     assert outcome.finish_reasons == ("tool_use",) and outcome.response_id == "msg_01"
     assert outcome.response_model == "claude-haiku-4-5-20251001"
+    assert "Checking" not in outcome.output_text  # usage is exact: the text deltas were never parsed
+
+
+def test_stream_reader_text_for_content_capture() -> None:
+    call = _request({**BODY, "stream": True}).call
+    assert call is not None
+    reader = AnthropicStreamReader(call)
+    reader.capture_text = True  # what the telemetry stage sets with capture_content=True
+    reader.feed(_body_bytes())
+    assert "Checking that one now." in reader.outcome(complete=True).output_text
 
 
 def test_stream_reader_before_message_delta_estimates_output() -> None:
