@@ -52,6 +52,8 @@ def test_claims_only_messages_api_clients() -> None:
     assert adapter.supports_client(anthropic.Anthropic(api_key=API_KEY))
     assert adapter.supports_client(anthropic.AsyncAnthropic(api_key=API_KEY))
     assert not adapter.supports_client(openai.OpenAI(api_key="sk-x"))
+    # Microsoft Foundry's client is an Anthropic subclass on the same Messages API
+    assert adapter.supports_client(anthropic.AnthropicFoundry(api_key=API_KEY, base_url="https://x.services.ai.azure.com/anthropic"))
     # Bedrock speaks another wire format (the model in the URL): not this adapter's
     bedrock = anthropic.AnthropicBedrock(aws_region="us-east-1", aws_access_key="x", aws_secret_key="y")
     assert not adapter.supports_client(bedrock)

@@ -80,6 +80,20 @@ def test_nesting_streamed(server: FakeLLMServer, api: FakeAnthropicAPI, spans: S
     _assert_consistent(sdk, ours)
 
 
+def test_stream_closed_early_ends_the_sdk_span_first(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans) -> None:
+    """Why the cost is not put on the SDK's span: when the caller stops a stream, the SDK ends
+    its span before the body is closed, so the cost (known only then) could not go on it."""
+    stream = sync_client(server, spans, sdk_spans=True).messages.create(model=MODEL, max_tokens=300, messages=HI, stream=True)
+    for event in stream:
+        if event.type == "content_block_delta":
+            break
+    stream.close()
+    sdk, ours = _pair(spans)
+    assert ours.parent is not None and sdk.context is not None and ours.parent.span_id == sdk.context.span_id
+    assert sdk.end_time is not None and ours.end_time is not None and sdk.end_time <= ours.end_time
+    assert dict(ours.attributes or {})["llmspend.cost.status"] == "estimated"
+
+
 def test_retries_are_events_inside_one_sdk_call(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans, fast_retry: RetryStage) -> None:
     api.fail_next(529)
     sync_client(server, spans, sdk_spans=True, retry=fast_retry).messages.create(model=MODEL, max_tokens=50, messages=HI)
