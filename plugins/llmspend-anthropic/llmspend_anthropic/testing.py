@@ -5,7 +5,8 @@
         client = anthropic.Anthropic(base_url=server.url, api_key="sk-ant-test")
 
 It answers ``POST /v1/messages`` (plain and streamed, with the real event sequence and a
-``ping``) and ``POST /v1/messages/count_tokens``, with realistic usage:
+``ping``), ``POST /v1/messages/count_tokens`` and Message Batches (create, retrieve, results
+as JSONL in no set order), with realistic usage:
 
 - **Prompt caching** as the API does it: the prompt is tools, then system, then messages; a
   block with ``cache_control`` ends a cacheable prefix. The longest such prefix seen before (same
@@ -127,8 +128,10 @@ class FakeAnthropicAPI:
         self.server = server
         self.cache_min_tokens = cache_min_tokens
         self._cached: set[tuple[str, str]] = set()
+        self._batches: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         server.route("POST", "/v1/messages", self._messages)
+        server.route("POST", "/v1/messages/batches", self._create_batch)
         server.route("POST", "/v1/messages/count_tokens", self._count_tokens)
 
     def fail_next(self, status: int, times: int = 1, *, retry_after: float | None = None,
@@ -205,24 +208,19 @@ class FakeAnthropicAPI:
         total = usage["input_tokens"] + usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"]
         return FakeResponse.json({"input_tokens": total})
 
-    def _messages(self, request: FakeRequest) -> FakeResponse:
-        body = request.json()
-        invalid = self._invalid(body)
-        if invalid is not None:
-            return invalid
+    def message(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The Message the API answers a valid ``body`` with (the prompt cache updated)."""
         model, messages = body["model"], body["messages"]
         seed = _digest(model, body.get("system"), messages, body.get("tools"), body.get("temperature"))
-        limit = int(body["max_tokens"])
-        content, stop_reason, thinking_tokens = self._content(body, seed, limit, model)
-        output_tokens = sum(count_text(block_text(b), model) for b in content)
+        content, stop_reason, thinking_tokens = self._content(body, seed, int(body["max_tokens"]), model)
         usage: dict[str, Any] = {
             **self.input_usage(body, model),
-            "output_tokens": output_tokens,
+            "output_tokens": sum(count_text(block_text(b), model) for b in content),
             "service_tier": "standard",
         }
         if thinking_tokens:
             usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
-        message: dict[str, Any] = {
+        return {
             "id": f"msg_{seed:024x}"[:28],
             "type": "message",
             "role": "assistant",
@@ -232,7 +230,14 @@ class FakeAnthropicAPI:
             "stop_sequence": None,
             "usage": usage,
         }
-        headers = {"request-id": f"req_{seed % 10**12:012d}"}
+
+    def _messages(self, request: FakeRequest) -> FakeResponse:
+        body = request.json()
+        invalid = self._invalid(body)
+        if invalid is not None:
+            return invalid
+        message = self.message(body)
+        headers = {"request-id": "req_" + message["id"][4:16]}
         omit_usage = request.headers.get("x-fake-usage", request.headers.get("X-Fake-Usage")) == "omit"
         if not body.get("stream"):
             if omit_usage:
@@ -249,6 +254,43 @@ class FakeAnthropicAPI:
             first_delta = next(i for i, e in enumerate(events) if e["type"] == "content_block_delta")
             events = [*events[: first_delta + 1], {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}]
         return FakeResponse(200, encode_events(events), {"content-type": "text/event-stream", **headers})
+
+    # -- Message Batches -----------------------------------------------------------------
+    def _create_batch(self, request: FakeRequest) -> FakeResponse:
+        """Every request is answered at once; the batch reads ``in_progress`` when created and
+        ``ended`` from the first retrieve on, as a quick real batch would."""
+        body = request.json()
+        items = body.get("requests") if isinstance(body, Mapping) else None
+        if not isinstance(items, list) or not items or not all(
+                isinstance(i, Mapping) and isinstance(i.get("custom_id"), str) and isinstance(i.get("params"), Mapping) for i in items):
+            return FakeResponse.json(error_body(400, "requests: a list of {custom_id, params} is required"), 400)
+        lines: list[bytes] = []
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        for item in items:
+            invalid = self._invalid(item["params"])
+            if invalid is not None:
+                result: dict[str, Any] = {"type": "errored", "error": json.loads(bytes(invalid.body))}  # type: ignore[arg-type]
+            else:
+                message = self.message(item["params"])
+                message["usage"]["service_tier"] = "batch"
+                result = {"type": "succeeded", "message": message}
+            counts["succeeded" if result["type"] == "succeeded" else "errored"] += 1
+            lines.append(json.dumps({"custom_id": item["custom_id"], "result": result}).encode() + b"\n")
+        batch_id = f"msgbatch_{_digest([i['custom_id'] for i in items], len(self._batches)):024x}"[:33]
+        path = f"/v1/messages/batches/{batch_id}"
+        ended = {
+            "id": batch_id, "type": "message_batch", "processing_status": "ended", "request_counts": counts,
+            "created_at": "2026-11-22T00:00:00Z", "ended_at": "2026-11-22T00:01:00Z", "expires_at": "2026-11-23T00:00:00Z",
+            "archived_at": None, "cancel_initiated_at": None, "results_url": f"{self.server.url}{path}/results",
+        }
+        with self._lock:
+            self._batches[batch_id] = ended
+        self.server.route("GET", path, lambda _: FakeResponse.json(ended))
+        self.server.route("GET", f"{path}/results", lambda _: FakeResponse(200, b"".join(reversed(lines)),  # no set order
+                                                                          {"content-type": "application/binary"}))
+        started = {**ended, "processing_status": "in_progress", "ended_at": None, "results_url": None,
+                   "request_counts": {**{k: 0 for k in counts}, "processing": len(items)}}
+        return FakeResponse.json(started)
 
     @staticmethod
     def _content(body: Mapping[str, Any], seed: int, limit: int, model: str) -> tuple[list[dict[str, Any]], str, int]:
