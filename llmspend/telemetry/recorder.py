@@ -91,6 +91,8 @@ def _input_content(call: Call) -> Any:
             value = body[key]
             if key == "input" and body.get("instructions"):
                 return [{"role": "system", "content": body["instructions"]}, {"role": "user", "content": value}]
+            if key == "messages" and body.get("system") and isinstance(value, list):  # Anthropic's top-level system
+                return [{"role": "system", "content": body["system"]}, *value]
             return value
     return None
 

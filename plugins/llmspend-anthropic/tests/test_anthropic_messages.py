@@ -173,3 +173,20 @@ def test_plain_httpx2_client_is_read_by_the_plugin(server: FakeLLMServer, api: F
     attrs = spans.attrs()
     assert attrs["gen_ai.provider.name"] == "anthropic"
     _assert_exact(attrs, usage, row)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_content_capture_is_opt_in(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans, stream: bool) -> None:
+    system = "You are the support desk."
+    quiet = sync_client(server, spans)
+    loud = sync_client(server, spans, capture_content=True)
+    for client in (quiet, loud):
+        if stream:
+            with client.messages.stream(model=MODEL, max_tokens=64, system=system, messages=HI) as events:
+                text = events.get_final_text()
+        else:
+            text = client.messages.create(model=MODEL, max_tokens=64, system=system, messages=HI).content[0].text  # type: ignore[union-attr]
+    off, on = (dict(s.attributes or {}) for s in spans.finished())
+    assert "gen_ai.input.messages" not in off and "gen_ai.output.messages" not in off
+    assert json.loads(on["gen_ai.input.messages"]) == [{"role": "system", "content": system}, *HI]  # the top-level system too
+    assert json.loads(on["gen_ai.output.messages"]) == [{"role": "assistant", "content": text}]
