@@ -50,6 +50,9 @@ USAGE_CACHE_WRITE_1H_TOKENS = "llmspend.usage.cache_write_1h.input_tokens"
 STREAM_COMPLETE = "llmspend.stream.complete"
 SERVED_FROM = "llmspend.served_from"
 ENDPOINT = "llmspend.endpoint"
+#: on another instrumentation's GenAI span (the anthropic SDK's) that has llmspend's span as a
+#: child: the call's tokens and cost are on that child, so count the call there
+PRICED_IN_CHILD = "llmspend.priced_in_child"
 
 # -- metrics -----------------------------------------------------------------------------
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"

@@ -97,6 +97,20 @@ def _input_content(call: Call) -> Any:
     return None
 
 
+def _mark_sdk_parent(parent: Any) -> None:
+    """An SDK that traces its own calls (anthropic >= 2) has its GenAI span current when the
+    request reaches llmspend, so llmspend's span nests under it. Mark that span as priced in
+    its child, so that a report over both counts the call once (llmspend's own report skips it)."""
+    try:
+        if not parent.is_recording() or getattr(getattr(parent, "instrumentation_scope", None), "name", None) == "llmspend":
+            return
+        attributes = getattr(parent, "attributes", None)
+        if isinstance(attributes, Mapping) and A.OPERATION_NAME in attributes:
+            parent.set_attribute(A.PRICED_IN_CHILD, True)
+    except Exception:  # pragma: no cover - someone else's span: never fail the call over it
+        logger.debug("llmspend: could not mark the parent span", exc_info=True)
+
+
 def _content_json(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= _MAX_CONTENT_CHARS else text[:_MAX_CONTENT_CHARS] + "…"
@@ -141,6 +155,7 @@ class CallRecorder:
         self.attribution = current_attribution()
         attrs.update(self.attribution.span_attributes())
         attrs.update(self.context.attributes)  # what outer stages noted before the span existed
+        _mark_sdk_parent(trace.get_current_span())
         self.span = instruments.tracer.start_span(call.span_name, kind=SpanKind.CLIENT, attributes=attrs)
         self.context.span = self.span
         if capture_content:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import pytest
 
 from llmspend.demo import SECTIONS, run_demo
+from llmspend.report import build_report
 
 
-def test_demo_section() -> None:
+def test_demo_section(tmp_path: Path) -> None:
     assert "anthropic" in SECTIONS
     out = io.StringIO()
-    result = run_demo(out, rounds=1, sections=["anthropic"])
+    spans_file = tmp_path / "spans.jsonl"
+    result = run_demo(out, rounds=1, sections=["anthropic"], spans_out=str(spans_file))
     section = result.sections["anthropic"]
     assert section["calls"] == 4 and section["sdk_spans"] == 4
     ours = [s for s in result.spans if s["attributes"].get("llmspend.endpoint") == "messages"]
@@ -23,6 +26,10 @@ def test_demo_section() -> None:
     assert all(s["attributes"]["gen_ai.usage.cache_read.input_tokens"] > 1000 for s in ours[1:])
     assert 0 < section["total_usd"] < section["uncached_usd"]
     assert "anthropic.messages.create" in out.getvalue()
+    # llmspend's report over both kinds of span counts each call once, at its cost
+    report = build_report(spans_file)
+    assert len(result.spans) == 8 and report.total.calls == 4 and report.other_spans == 4
+    assert report.total.cost_usd == pytest.approx(section["total_usd"]) and report.total.unknown_cost_calls == 0
 
 
 def test_demo_section_without_the_plugin(monkeypatch: pytest.MonkeyPatch) -> None:

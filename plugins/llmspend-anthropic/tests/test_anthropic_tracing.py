@@ -1,7 +1,8 @@
 """The anthropic SDK's own span and llmspend's: one call gives one trace in which llmspend's
 span (with the cost) is the child of the SDK's span (with the SDK's view of the call). The
 two agree on every token count they both carry, and the cost is on one span only, so a backend
-that adds up costs over a trace counts it once."""
+that adds up costs over a trace counts it once; the SDK's span is marked
+``llmspend.priced_in_child`` so that a report can count the call once too."""
 
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def _assert_consistent(sdk: ReadableSpan, ours: ReadableSpan) -> None:
     # the cost is on llmspend's span only: added up over the trace, it counts once
     assert mine["gen_ai.usage.cost"] > 0
     assert not any(key.startswith(("llmspend.cost", "gen_ai.usage.cost")) for key in theirs)
+    # ...and the SDK's span says where the call is priced, so reports count the call once
+    assert theirs["llmspend.priced_in_child"] is True and "llmspend.priced_in_child" not in mine
 
 
 def test_llmspend_span_nests_under_the_sdk_span(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans) -> None:
@@ -111,6 +114,8 @@ def test_app_span_is_the_root(server: FakeLLMServer, api: FakeAnthropicAPI, span
     sdk, ours = _pair(spans)
     _assert_nested(sdk, ours)
     assert sdk.parent is not None and sdk.parent.span_id == app.get_span_context().span_id
+    (root,) = spans.finished("app")
+    assert "llmspend.priced_in_child" not in (root.attributes or {})  # only a GenAI span is marked
 
 
 def test_sdk_spans_switched_off_leave_one_span(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans) -> None:
