@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llmspend._http import Request
+from llmspend import Request
 from llmspend.exceptions import ResponseParseError
 from llmspend.providers.base import Call, Outcome, ProviderAdapter, StreamReader, json_object_body, number_params
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmspend._http import Headers, Request, dumps
+from llmspend import Headers, Request
 from llmspend.exceptions import ConfigError, ResponseParseError
 from llmspend.pricing.cost import NO_USAGE, Cost, unknown_cost
 from llmspend.pricing.table import PriceTable
@@ -132,12 +132,16 @@ def price_result(adapter: ProviderAdapter, prices: PriceTable, params: Mapping[s
                  *, origin: str = "https://api.anthropic.com") -> Cost:
     """What a succeeded result cost: its usage at the model's batch prices (regular prices for
     a model without batch prices, which the cost then says: ``cost.batch`` is False)."""
-    request = Request("POST", origin + "/v1/messages", Headers([("content-type", "application/json")]), dumps(dict(params)))
+    request = Request("POST", origin + "/v1/messages", Headers([("content-type", "application/json")]), _dumps(params))
     request.adapter = adapter
     call = request.call
     if call is None:
         return unknown_cost(NO_USAGE)
-    outcome = adapter.parse_response(call, dumps(dict(message)))
+    outcome = adapter.parse_response(call, _dumps(message))
     if outcome.usage is None:
         return unknown_cost(NO_USAGE)
     return price_call(prices, call, outcome, outcome.usage, batch=True)
+
+
+def _dumps(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
