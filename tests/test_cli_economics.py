@@ -156,17 +156,16 @@ def test_report_on_the_demos_spans(capsys: pytest.CaptureFixture[str], tmp_path:
     chart = tmp_path / "spend.png"
     code, out, _ = run(capsys, "report", str(spans), "--plot", str(chart))
     assert code == 0
-    calls = sum(section.get("calls", 0) for section in demo.sections.values())  # each LLM call once
-    total_usd = sum(section.get("total_usd", 0.0) for section in demo.sections.values())
+    calls = demo.sections["cost"]["calls"]
     assert f"{calls} LLM calls in 1 file" in out
-    assert f"Cost ${total_usd:,.6f}" in out
+    assert f"Cost ${demo.sections['cost']['total_usd']:,.6f}" in out
     for title in ("By model", "By feature", "By user", "By day (UTC", "Saved by stage"):
         assert title in out
     assert_png(chart)
     code, out, _ = run(capsys, "report", str(spans), "--json", "--top", "2")
     data = json.loads(out)
     assert data["total"]["calls"] == calls and len(data["by_model"]) <= 3
-    assert data["total"]["cost_usd"] == pytest.approx(total_usd)
+    assert data["total"]["cost_usd"] == pytest.approx(demo.sections["cost"]["total_usd"])
 
 
 def test_report_unknown_costs_are_not_zero(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
