@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .._http import Request
+    from ..exceptions import LLMSpendError
 
 __all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "json_object_body", "number_params"]
 
@@ -192,6 +193,14 @@ class ProviderAdapter(ABC):
     def estimate_overhead_tokens(self, call: Call) -> int:
         """Input tokens of ``call`` outside :meth:`get_messages`'s list, counted locally."""
         return 0
+
+    def sdk_error(self, error: LLMSpendError) -> BaseException:
+        """The exception to raise for an llmspend error (a refused budget, a prompt too long)
+        raised inside the SDK's transport. Default: ``error`` itself, which the openai SDK hands
+        to the caller unchanged. An SDK that turns foreign exceptions from its transport into its
+        own (the anthropic SDK makes them ``APIConnectionError`` and may retry them) needs one of
+        a type it lets through, still an instance of ``type(error)``."""
+        return error
 
     def with_model(self, request: Request, model: str) -> Request:
         """The same request asking ``model`` instead (used by cascades and budgets)."""

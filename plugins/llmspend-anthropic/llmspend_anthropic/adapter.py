@@ -6,8 +6,8 @@ Endpoints read:
   Microsoft Foundry serves it): operation ``chat``, endpoint ``messages``, streamed or not.
 - ``POST /v1/messages/count_tokens`` is free: it is passed through untouched and unmeasured
   (no span, no cost), as any request the adapter does not read.
-- ``/v1/messages/batches`` (Message Batches) is passed through unmeasured too: llmspend has no
-  batch support yet; see docs/anthropic.md for how it will plug in.
+- ``/v1/messages/batches`` (Message Batches) is passed through unmeasured too: creating a batch
+  costs nothing, and ``llmspend batch collect`` prices its results (:mod:`llmspend_anthropic.batches`).
 
 Usage is read as Anthropic reports it and normalised as the OpenTelemetry conventions require
 (``input_tokens`` = uncached + cache reads + cache writes); see :mod:`llmspend_anthropic.usage`.
@@ -16,15 +16,16 @@ Usage is read as Anthropic reports it and normalised as the OpenTelemetry conven
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from llmspend import Request
-from llmspend.exceptions import ResponseParseError
+from llmspend.exceptions import LLMSpendError, ResponseParseError
 from llmspend.providers.base import Call, Outcome, ProviderAdapter, StreamReader, json_object_body, number_params
 
 from . import convert
-from .content import block_text, estimate_request_tokens, join_system, split_system
+from .errors import passable
+from .content import block_text, estimate_overhead_tokens, estimate_request_tokens
 from .stream import AnthropicStreamReader
 from .usage import usage_attributes, usage_from_json
 
@@ -119,20 +120,28 @@ class AnthropicAdapter(ProviderAdapter):
     # -- hooks for other stages ----------------------------------------------------------
     # with_model() is the base class's: the model is a top-level body field here as well.
 
-    def get_messages(self, request: Request) -> list[dict[str, Any]] | None:
-        """The conversation, for trimming: the top-level ``system`` first, as a
-        ``{"role": "system"}`` message (string or blocks, ``cache_control`` kept), then the
-        messages in Anthropic's own shape (``tool_use`` blocks in assistant turns,
-        ``tool_result`` blocks in the user turn after). ``None`` for a request not read."""
-        call = request.call
-        if call is None or not isinstance(call.body, Mapping):
-            return None
-        return split_system(call.body)
+    def get_messages(self, call: Call) -> list[Any] | None:
+        """The conversation, for trimming: ``messages`` as they are, in Anthropic's own shape
+        (a ``tool_use`` block in an assistant turn, its ``tool_result`` in the next user turn).
+        The top-level ``system`` is outside the list, so trimming never touches it."""
+        body = call.body if isinstance(call.body, Mapping) else {}
+        messages = body.get("messages")
+        return messages if isinstance(messages, list) else None
 
-    def with_messages(self, request: Request, messages: Sequence[Mapping[str, Any]]) -> Request:
-        """The same request with ``messages`` (as :meth:`get_messages` gives them): leading
-        system messages go back to the top-level ``system`` field."""
-        return request.replace(json_body=join_system(request.json(), messages))
+    def with_messages(self, request: Request, call: Call, messages: list[Any]) -> Request:
+        body = dict(call.body)
+        body["messages"] = messages
+        return request.replace(json_body=body)
+
+    def estimate_overhead_tokens(self, call: Call) -> int:
+        """Input tokens outside :meth:`get_messages`'s list: the system prompt and the tools."""
+        body = call.body if isinstance(call.body, Mapping) else {}
+        return estimate_overhead_tokens(body, call.model)
+
+    def sdk_error(self, error: LLMSpendError) -> BaseException:
+        """``error`` as a type the anthropic SDK lets through (it would make any other exception
+        from its transport an ``APIConnectionError``); see :mod:`llmspend_anthropic.errors`."""
+        return passable(error)
 
     # OpenAI chat-completions JSON is the lingua franca between providers: a cascade that mixes
     # an OpenAI-compatible model with a Claude model translates through it.

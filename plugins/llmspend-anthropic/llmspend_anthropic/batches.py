@@ -1,75 +1,62 @@
-"""Anthropic Message Batches (half price, results within 24 hours): the provider-specific half
-of a batch backend, as pure functions, for ``llmspend batch`` to drive.
+"""Anthropic Message Batches (half price, results within 24 hours) for ``llmspend batch``.
+
+    llmspend batch submit requests.jsonl --provider anthropic --wait
+    llmspend batch collect --out results.jsonl
+
+The input file is the one ``llmspend batch`` reads for every provider: one
+``{"custom_id", "method": "POST", "url": "/v1/messages", "body": <a Messages request>}`` per
+line. The API itself::
 
     POST /v1/messages/batches           {"requests": [{"custom_id", "params": <Messages body>}]}
-    GET  /v1/messages/batches/{id}      progress: processing_status, request_counts, results_url
+    GET  /v1/messages/batches/{id}      processing_status, request_counts, results_url
     GET  {results_url}                  JSONL, one line per request, in no set order:
                                         {"custom_id", "result": {"type": "succeeded", "message": {...}}
                                                                 | {"type": "errored", "error": {...}}
                                                                 | {"type": "canceled"} | {"type": "expired"}}
 
-A succeeded result is a Message whose usage (cache reads and writes included) is priced at the
-batch rates. Until llmspend has a batch command these functions are used only by tests; the
-pipeline passes ``/v1/messages/batches`` requests through unmeasured.
+A succeeded result is a Message whose usage (cache reads and writes included) ``llmspend
+batch collect`` prices at the model's batch rates. The decisions are pure functions
+(:func:`create_body`, :func:`job_status`, :func:`batch_result`); :class:`AnthropicBatchBackend`
+drives them through the official SDK. Registered under the ``llmspend.batch_backends`` entry
+point as ``anthropic``.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from llmspend import Headers, Request
-from llmspend.exceptions import ConfigError, ResponseParseError
-from llmspend.pricing.cost import NO_USAGE, Cost, unknown_cost
-from llmspend.pricing.table import PriceTable
+from llmspend.batching.jobs import BatchRequest, BatchResult, JobStatus
+from llmspend.exceptions import BatchJobError, ConfigError
 from llmspend.providers.base import ProviderAdapter
-from llmspend.telemetry.recorder import price_call
 
-__all__ = ["BATCHES_PATH", "BatchProgress", "ResultLine", "create_body", "progress", "parse_results", "price_result"]
+from .adapter import MESSAGES_PATH, AnthropicAdapter
 
-BATCHES_PATH = "/v1/messages/batches"
+__all__ = ["AnthropicBatchBackend", "create_body", "job_status", "batch_result"]
+
 _CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_KINDS = frozenset({"succeeded", "errored", "canceled", "expired"})
 
 
-def create_body(items: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
-    """The body that creates a batch of ``(custom_id, Messages request body)`` items. A batch
-    result is never streamed, so ``stream`` is dropped. Raises :class:`ConfigError` for an id the
-    API would refuse (1 to 64 of ``a-z A-Z 0-9 _ -``) or a repeated one, naming it."""
-    requests: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for custom_id, body in items:
-        if not isinstance(custom_id, str) or not _CUSTOM_ID.fullmatch(custom_id):
-            raise ConfigError(f"Message Batches custom_id {custom_id!r}: use 1 to 64 letters, digits, '_' or '-'")
-        if custom_id in seen:
-            raise ConfigError(f"Message Batches custom_id {custom_id!r} appears twice; each request needs its own")
-        seen.add(custom_id)
-        requests.append({"custom_id": custom_id, "params": {k: v for k, v in body.items() if k != "stream"}})
-    return {"requests": requests}
-
-
-@dataclass(frozen=True)
-class BatchProgress:
-    id: str
-    #: ``in_progress``, ``canceling`` or ``ended``
-    status: str
-    succeeded: int = 0
-    errored: int = 0
-    processing: int = 0
-    canceled: int = 0
-    expired: int = 0
-    results_url: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.status == "ended"
-
-    @property
-    def total(self) -> int:
-        return self.succeeded + self.errored + self.processing + self.canceled + self.expired
+# -- decisions (pure) ----------------------------------------------------------------------
+def create_body(requests: Iterable[BatchRequest]) -> dict[str, Any]:
+    """The body that creates a batch of ``requests``. A batch result is never streamed, so
+    ``stream`` is dropped. Raises :class:`ConfigError` naming the line for a request to
+    another endpoint or a ``custom_id`` the API would refuse (1 to 64 of ``a-z A-Z 0-9 _ -``)."""
+    items: list[dict[str, Any]] = []
+    for request in requests:
+        where = f"line {request.line}"
+        if not request.url.rstrip("/").endswith(MESSAGES_PATH):
+            raise ConfigError(f"{where}: url {request.url}: Message Batches take Messages requests (/v1/messages)")
+        if not _CUSTOM_ID.fullmatch(request.custom_id):
+            raise ConfigError(f"{where}: custom_id {request.custom_id!r}: Message Batches want 1 to 64 letters, "
+                              "digits, '_' or '-'")
+        items.append({"custom_id": request.custom_id,
+                      "params": {k: v for k, v in request.body.items() if k != "stream"}})
+    return {"requests": items}
 
 
 def _count(counts: Any, key: str) -> int:
@@ -77,71 +64,83 @@ def _count(counts: Any, key: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def progress(batch: Mapping[str, Any]) -> BatchProgress:
-    """A Message Batch object (from create or retrieve) read. Raises :class:`ResponseParseError`
-    for an object that is not one."""
-    if batch.get("type") != "message_batch" or not isinstance(batch.get("id"), str):
-        raise ResponseParseError("not a message_batch object")
+def job_status(batch: Mapping[str, Any]) -> JobStatus:
+    """A Message Batch object as ``llmspend batch`` reports jobs. ``ended`` is ``completed``
+    (per-request errors are counted as failed), or ``cancelled`` / ``expired`` when every
+    request was; ``canceling`` is ``cancelling``, still under way."""
     counts = batch.get("request_counts")
+    succeeded, errored = _count(counts, "succeeded"), _count(counts, "errored")
+    canceled, expired, processing = _count(counts, "canceled"), _count(counts, "expired"), _count(counts, "processing")
+    done = succeeded + errored + canceled + expired
+    status = {"ended": "completed", "canceling": "cancelling"}.get(str(batch.get("processing_status")),
+                                                                   str(batch.get("processing_status")))
+    if status == "completed" and done and canceled == done:
+        status = "cancelled"
+    elif status == "completed" and done and expired == done:
+        status = "expired"
     url = batch.get("results_url")
-    return BatchProgress(
-        id=batch["id"],
-        status=str(batch.get("processing_status")),
-        succeeded=_count(counts, "succeeded"),
-        errored=_count(counts, "errored"),
-        processing=_count(counts, "processing"),
-        canceled=_count(counts, "canceled"),
-        expired=_count(counts, "expired"),
-        results_url=url if isinstance(url, str) else None,
+    return JobStatus(
+        id=str(batch.get("id")), status=status, total=done + processing, completed=done,
+        failed=errored + canceled + expired, files={"results": url} if isinstance(url, str) else {},
     )
 
 
-@dataclass(frozen=True)
-class ResultLine:
-    custom_id: str
-    #: ``succeeded``, ``errored``, ``canceled``, ``expired``, or ``unreadable`` for a line that
-    #: is not a result (kept, so that nothing is silently lost)
-    kind: str
-    message: dict[str, Any] | None = None
-    error: Any = None
+def batch_result(line: Mapping[str, Any]) -> BatchResult:
+    """One results line as ``llmspend batch`` matches and prices it: a succeeded Message with
+    status 200, anything else with its error (``{"type": "canceled"}`` for one with none)."""
+    result = line.get("result")
+    result = result if isinstance(result, Mapping) else {}
+    kind = result.get("type")
+    custom_id = str(line.get("custom_id"))
+    if kind == "succeeded" and isinstance(result.get("message"), Mapping):
+        return BatchResult(custom_id, 200, dict(result["message"]))
+    error = result.get("error") or {"type": kind if isinstance(kind, str) else "unreadable"}
+    return BatchResult(custom_id, None, None, error=error)
 
 
-def parse_results(lines: Iterable[bytes | str]) -> Iterator[ResultLine]:
-    """The lines of a results file, read. Blank lines are skipped."""
-    for raw in lines:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        if not text.strip():
-            continue
-        try:
-            line = json.loads(text)
-        except ValueError:
-            yield ResultLine("", "unreadable", error=text[:200])
-            continue
-        result = line.get("result") if isinstance(line, Mapping) else None
-        custom_id = line.get("custom_id") if isinstance(line, Mapping) else None
-        kind = result.get("type") if isinstance(result, Mapping) else None
-        if not isinstance(custom_id, str) or kind not in _KINDS or not isinstance(result, Mapping):
-            yield ResultLine(custom_id if isinstance(custom_id, str) else "", "unreadable", error=text[:200])
-            continue
-        message = result.get("message")
-        yield ResultLine(custom_id, str(kind), message=dict(message) if isinstance(message, Mapping) else None,
-                         error=result.get("error"))
+# -- the backend ---------------------------------------------------------------------------
+class AnthropicBatchBackend:
+    """Message Batches through the official ``anthropic`` SDK (its own credentials:
+    ``api_key``, else ``ANTHROPIC_API_KEY``)."""
+
+    provider = "anthropic"
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, *, client: Any = None) -> None:
+        if client is None:
+            import anthropic
+
+            key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+            if not key:
+                raise ConfigError("no Anthropic API key: set ANTHROPIC_API_KEY or pass --api-key")
+            client = anthropic.Anthropic(base_url=base_url, api_key=key)
+        self.client = client
+        url = client.base_url
+        self.origin: str = f"{url.scheme}://{url.netloc.decode() if isinstance(url.netloc, bytes) else url.netloc}"
+        self.adapter: ProviderAdapter = AnthropicAdapter()
+
+    def submit(self, requests: list[BatchRequest], source: Path) -> JobStatus:
+        body = create_body(requests)
+        with _api_errors(f"creating the batch from {source.name}"):
+            return job_status(self.client.messages.batches.create(**body).model_dump(mode="json"))
+
+    def status(self, job_id: str) -> JobStatus:
+        with _api_errors(f"reading batch {job_id}"):
+            return job_status(self.client.messages.batches.retrieve(job_id).model_dump(mode="json"))
+
+    def results(self, job: JobStatus) -> Iterator[BatchResult]:
+        with _api_errors(f"downloading the results of {job.id}"):
+            for item in self.client.messages.batches.results(job.id):
+                yield batch_result(item.model_dump(mode="json"))
 
 
-def price_result(adapter: ProviderAdapter, prices: PriceTable, params: Mapping[str, Any], message: Mapping[str, Any],
-                 *, origin: str = "https://api.anthropic.com") -> Cost:
-    """What a succeeded result cost: its usage at the model's batch prices (regular prices for
-    a model without batch prices, which the cost then says: ``cost.batch`` is False)."""
-    request = Request("POST", origin + "/v1/messages", Headers([("content-type", "application/json")]), _dumps(params))
-    request.adapter = adapter
-    call = request.call
-    if call is None:
-        return unknown_cost(NO_USAGE)
-    outcome = adapter.parse_response(call, _dumps(message))
-    if outcome.usage is None:
-        return unknown_cost(NO_USAGE)
-    return price_call(prices, call, outcome, outcome.usage, batch=True)
+@contextmanager
+def _api_errors(doing: str) -> Iterator[None]:
+    """The SDK's errors as :class:`BatchJobError`, saying what was being done."""
+    import anthropic
 
-
-def _dumps(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        yield
+    except anthropic.APIStatusError as exc:
+        raise BatchJobError(f"{doing}: the API answered {exc.status_code}: {exc.message}") from exc
+    except anthropic.APIError as exc:
+        raise BatchJobError(f"{doing}: {exc.message}") from exc

@@ -1,5 +1,4 @@
-"""Reading the Messages API's request and message shapes: text for estimates, the
-conversation for trimming.
+"""Reading the Messages API's request and message shapes: text for local token estimates.
 
 A request has a top-level ``system`` (a string or a list of text blocks) and ``messages`` whose
 ``content`` is a string or a list of blocks (``text``, ``image``, ``document``, ``tool_use``,
@@ -17,9 +16,8 @@ from llmspend.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMER, count_text
 __all__ = [
     "block_text",
     "content_text",
+    "estimate_overhead_tokens",
     "estimate_request_tokens",
-    "split_system",
-    "join_system",
 ]
 
 
@@ -59,48 +57,20 @@ def _messages(body: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
                 yield message
 
 
-def estimate_request_tokens(body: Mapping[str, Any], model: str | None = None) -> int:
-    """Input tokens of a Messages request counted locally: an estimate (Claude's tokenizer is
-    not available offline, so llmspend's offline encoding stands in for it)."""
-    total = TOKENS_REPLY_PRIMER + count_text(content_text(body.get("system")), model)
-    for message in _messages(body):
-        total += TOKENS_PER_MESSAGE + count_text(content_text(message.get("content")), model)
+def estimate_overhead_tokens(body: Mapping[str, Any], model: str | None = None) -> int:
+    """Input tokens of a Messages request outside its ``messages``: the top-level ``system``
+    and the tool definitions, counted locally (an estimate)."""
+    total = count_text(content_text(body.get("system")), model)
     tools = body.get("tools")
     if tools:
         total += count_text(json.dumps(tools, ensure_ascii=False), model)
     return total
 
 
-def split_system(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The conversation as one list: the top-level ``system`` first as a ``{"role": "system"}``
-    message (its content as sent: a string or blocks, ``cache_control`` kept), then the
-    messages as they are."""
-    out: list[dict[str, Any]] = []
-    system = body.get("system")
-    if system:
-        out.append({"role": "system", "content": system})
-    out.extend(dict(message) for message in _messages(body))
-    return out
-
-
-def join_system(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """``body`` with ``messages`` put back: leading ``system`` messages become the top-level
-    ``system`` field (one string, or blocks when any was given as blocks), the rest ``messages``."""
-    new = dict(body)
-    systems: list[Any] = []
-    rest = list(messages)
-    while rest and rest[0].get("role") == "system":
-        systems.append(rest.pop(0).get("content"))
-    if not systems:
-        new.pop("system", None)
-    elif len(systems) == 1:
-        new["system"] = systems[0]
-    elif all(isinstance(s, str) for s in systems):
-        new["system"] = "\n\n".join(systems)
-    else:
-        blocks: list[Any] = []
-        for system in systems:
-            blocks.extend([{"type": "text", "text": system}] if isinstance(system, str) else list(system or ()))
-        new["system"] = blocks
-    new["messages"] = [dict(message) for message in rest]
-    return new
+def estimate_request_tokens(body: Mapping[str, Any], model: str | None = None) -> int:
+    """Input tokens of a Messages request counted locally: an estimate (Claude's tokenizer is
+    not available offline, so llmspend's offline encoding stands in for it)."""
+    total = TOKENS_REPLY_PRIMER + estimate_overhead_tokens(body, model)
+    for message in _messages(body):
+        total += TOKENS_PER_MESSAGE + count_text(content_text(message.get("content")), model)
+    return total

@@ -96,19 +96,21 @@ def test_with_model_is_reread() -> None:
 def test_messages_for_trimming() -> None:
     adapter = AnthropicAdapter()
     request = _request(BODY)
-    messages = adapter.get_messages(request)
-    assert messages is not None
-    assert messages[0] == {"role": "system", "content": SYSTEM}  # blocks and cache_control as sent
-    assert messages[1:] == CONVERSATION
-    # drop the first exchange (the tool call and its result go together), keep the system prompt
-    trimmed = adapter.with_messages(request, [messages[0], *messages[4:]])
+    call = request.call
+    assert call is not None
+    messages = adapter.get_messages(call)
+    assert messages == CONVERSATION  # Anthropic's own shape; the top-level system is not in it
+    # drop the first exchange (the tool call and its result go together)
+    trimmed = adapter.with_messages(request, call, messages[3:])
     body = json.loads(trimmed.content)
-    assert body["system"] == SYSTEM and body["messages"] == CONVERSATION[3:]
-    assert {k: v for k, v in body.items() if k not in ("messages",)} == {k: v for k, v in BODY.items() if k != "messages"}
-    no_system = json.loads(adapter.with_messages(request, messages[1:]).content)
-    assert "system" not in no_system
-    two = json.loads(adapter.with_messages(request, [{"role": "system", "content": "A"}, {"role": "system", "content": "B"}, *messages[1:]]).content)
-    assert two["system"] == "A\n\nB"
+    assert body["messages"] == CONVERSATION[3:]
+    assert {k: v for k, v in body.items() if k != "messages"} == {k: v for k, v in BODY.items() if k != "messages"}
+    assert trimmed.call is not None and trimmed.call.model == call.model
+    # what is outside the list: the system prompt and the tools
+    overhead = adapter.estimate_overhead_tokens(call)
+    bare = _request({**BODY, "system": "", "tools": []}).call
+    assert bare is not None and adapter.estimate_overhead_tokens(bare) == 0 < overhead
+    assert adapter.get_messages(_request({**BODY, "messages": "not a list"}).call) is None  # type: ignore[arg-type]
 
 
 def test_estimate_counts_everything_sent() -> None:
