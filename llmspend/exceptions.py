@@ -9,8 +9,10 @@ llmspend sits below the SDK in its HTTP transport and hands the provider's respo
     │   └── PluginError          an entry-point plugin that failed to load or validate
     ├── BudgetExceededError      a call would overspend a budget; raised before it is sent
     ├── PromptTooLongError       a prompt cannot fit its token budget even after trimming
-    └── ResponseParseError       internal: a provider response we could not read (never
-                                 reaches the caller; the response passes through unchanged)
+    ├── ResponseParseError       internal: a provider response we could not read (never
+    │                            reaches the caller; the response passes through unchanged)
+    └── ScorerExportError        a trained scorer's ONNX export disagrees with PyTorch (or its
+                                 int8 copy with the float one) beyond tolerance
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "BudgetExceededError",
     "PromptTooLongError",
     "ResponseParseError",
+    "ScorerExportError",
 ]
 
 
@@ -75,3 +78,7 @@ class PromptTooLongError(LLMSpendError):
 
 class ResponseParseError(LLMSpendError):
     """A provider response that an adapter could not read."""
+
+
+class ScorerExportError(LLMSpendError):
+    """An exported scorer does not compute what the trained model computes (see docs/scoring.md)."""

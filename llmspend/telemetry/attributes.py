@@ -45,6 +45,7 @@ USAGE_CACHE_WRITE_1H_TOKENS = "llmspend.usage.cache_write_1h.input_tokens"
 STREAM_COMPLETE = "llmspend.stream.complete"
 SERVED_FROM = "llmspend.served_from"
 ENDPOINT = "llmspend.endpoint"
+SCORER_PROVIDER = "llmspend.scorer.provider"
 
 # -- metrics -----------------------------------------------------------------------------
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
