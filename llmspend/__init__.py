@@ -18,6 +18,7 @@ from .exceptions import (
     PluginError,
     PromptTooLongError,
     ResponseParseError,
+    ScorerExportError,
 )
 from .pipeline import BuildContext, Pipeline, Stage, StageSpec
 from .pricing import Cost, ModelPrice, PriceTable
@@ -59,4 +60,5 @@ __all__ = [
     "BudgetExceededError",
     "PromptTooLongError",
     "ResponseParseError",
+    "ScorerExportError",
 ]

@@ -232,8 +232,8 @@ def _build_session(
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ConfigError(f"{model} could not be loaded by onnxruntime: {exc}") from exc
     ran = session.get_providers()[0]
-    if ran != CUDA and reason is None and CUDA in chosen:
-        reason = "CUDA was requested but onnxruntime fell back to the CPU"
+    if ran != CUDA and CUDA in chosen:
+        reason = "CUDA was requested but onnxruntime fell back to the CPU" + (f": {reason}" if reason else "")
     return session, (reason if ran != CUDA else None)
 
 
