@@ -220,10 +220,13 @@ def main() -> int:
         tokens = [len(e.ids) for e in engines["onnxruntime fp32"]._tokens.encode(
             [r.query for r in pairs], [r.answer for r in pairs])]
         result["pair_tokens"] = {"mean": float(np.mean(tokens)), "median": float(np.median(tokens)), "max": max(tokens)}
+        # at batch 32 every pair is padded to the longest of its batch: the share of wasted positions
+        padded = sum(max(tokens[i:i + 32]) * len(tokens[i:i + 32]) for i in range(0, len(tokens), 32))
+        result["padding_share_batch_32"] = 1.0 - sum(tokens) / padded
         result["max_abs_diff_to_pytorch"] = agreement(engines, pairs[:64])
         print(f"{result['machine']}, {device}, {args.threads} threads; pairs of {result['pair_tokens']['mean']:.0f} "
               f"tokens on average; scorer trained on {built['train_rows']} pairs in {built['train_wall_s']:.1f} s "
-              f"({built['train_cpu_s']:.1f} s CPU)")
+              f"({built['train_cpu_s']:.1f} s CPU); at batch 32, {result['padding_share_batch_32']:.0%} of positions are padding")
         print(f"agreement with PyTorch (max |dP|): {result['max_abs_diff_to_pytorch']}")
         result["batch_1"] = throughput(engines, pairs, 1, args.rounds)
         result["batch_32"] = throughput(engines, pairs, 32, args.rounds)

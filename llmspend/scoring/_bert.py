@@ -6,7 +6,7 @@ the original BERT forward (Devlin et al. 2019) and nothing else, so the exported
 and the same module serves both the real encoder and the tiny random one tests use. Weight
 names follow the checkpoint (``embeddings.word_embeddings.weight``,
 ``encoder.layer.N.attention.self.query.weight``, ...) so the state dict loads as is; a test
-checks the embeddings against sentence-transformers' own published behaviour.
+checks its sentence embeddings against sentence-transformers' to 1e-5.
 """
 
 from __future__ import annotations

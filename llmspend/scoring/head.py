@@ -1,14 +1,14 @@
 """The scorer's head: a logistic regression on [text embedding, numeric features].
 
-Why linear, and why its strength is chosen by cross-validation: on the cascade data (about 250
-training answers per model and task) a 384-dimensional embedding lets any flexible head fit
-noise, while one feature (the provider's log-probability of the answer) carries most of the
-signal, and an unregularised head on both ranks answers worse than the log-probability alone
-(figures in docs/benchmarks.md, "Scorer quality"). So the
-embedding's weights get an L2 penalty whose strength is picked by stratified inner
-cross-validation (mean held-out AUC, then the one-standard-error rule towards the stronger
-penalty), and the grid includes "text off" (``inf``): the head leans on the text only when that
-helps on answers it did not see.
+Why linear, and why its strength is chosen by cross-validation: on the cascade data (about 300
+training answers per model and task) the frozen embedding of (question, answer) ranks answers
+little better than chance, while one feature (the provider's log-probability of the answer)
+carries most of the signal; a 384-dimensional input lets a head fit noise, and where text
+weight was let in, held-out AUC fell below the log-probability alone (docs/benchmarks.md,
+"Scorer quality"). So the embedding's weights get an L2 penalty whose strength is picked by
+stratified inner cross-validation (mean held-out AUC, then the one-standard-error rule towards
+the stronger penalty), and the grid includes "text off" (``inf``): the head leans on the text
+only when that helps on answers it did not see.
 
 Inputs are standardised inside the model (buffers exported with the graph): embedding dims by
 their training mean and deviation; features likewise after NaN (not known) becomes the mean and
