@@ -221,6 +221,30 @@ def test_pair_encoder_caches_and_out_of_fold_scores(encoder: object, monkeypatch
         out_of_fold_scores(ROWS, encoder=encoder, folds=1)
 
 
+def test_in_memory_scorer_matches_the_exported_one(encoder: object, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmspend.scoring import PairEncoder, Scorer, fit_scorer, train_scorer
+
+    assert isinstance(encoder, PairEncoder)
+    in_memory = fit_scorer(ROWS, encoder=encoder, feature_names=["conf_raw"], l2=1.0)
+    exported = OnnxScorer(train_scorer(ROWS, tmp_path / "s", encoder=encoder, feature_names=["conf_raw"], l2=1.0,
+                                       progress=False))
+    assert isinstance(in_memory, Scorer) and in_memory.models == (MODEL,) and in_memory.provider == "CPUExecutionProvider"
+    rows = make_rows(24, seed=5)  # pairs the encoder has not seen yet
+    args = ([r.query for r in rows], [r.answer for r in rows])
+    features = [{"conf_raw": r.features[0]} for r in rows]
+    expected = in_memory.score(*args, features=features)
+    assert expected == pytest.approx(exported.score(*args, features=features), abs=1e-5)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(lambda i: in_memory.score(args[0][i:i + 6], args[1][i:i + 6], features=features[i:i + 6]),
+                             range(0, 24, 6))) == [expected[i:i + 6] for i in range(0, 24, 6)]
+    with pytest.raises(ValueError, match="reads features"):
+        in_memory.score(*args)
+    with pytest.raises(ValueError, match="not 'other'"):
+        in_memory.score(*args, model="other", features=features)
+
+
 def test_head_turns_text_off_when_it_is_noise() -> None:
     needs_torch()
     from llmspend.scoring import fit_head

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .onnx import OnnxScorer
     from .embed import PairEncoder
     from .head import TrainedHead, fit_head
-    from .train import out_of_fold_scores, quantize_scorer, train_scorer
+    from .train import EmbeddingScorer, fit_scorer, out_of_fold_scores, quantize_scorer, train_scorer
 
 __all__ = [
     "Scorer",
@@ -32,6 +32,8 @@ __all__ = [
     "fit_head",
     "TrainedHead",
     "out_of_fold_scores",
+    "fit_scorer",
+    "EmbeddingScorer",
 ]
 
 _LAZY = {
@@ -42,6 +44,8 @@ _LAZY = {
     "fit_head": ".head",
     "TrainedHead": ".head",
     "out_of_fold_scores": ".train",
+    "fit_scorer": ".train",
+    "EmbeddingScorer": ".train",
 }
 
 

@@ -34,7 +34,7 @@ from .metadata import MODEL_FILE, TOKENIZER_FILE, ScorerMetadata
 if TYPE_CHECKING:
     import onnxruntime  # type: ignore[import-untyped]
 
-__all__ = ["OnnxScorer", "FeatureRow", "cuda_unavailable_reason", "default_providers"]
+__all__ = ["OnnxScorer", "FeatureRow", "feature_matrix", "cuda_unavailable_reason", "default_providers"]
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -162,7 +162,7 @@ class OnnxScorer:
         count = len(queries)
         if model is not None and self.models and model not in self.models:
             raise ValueError(f"this scorer judges answers of {list(self.models)}, not {model!r}")
-        matrix = self._feature_matrix(features, count)
+        matrix = feature_matrix(features, self.feature_names, count)
         encodings = self._tokens.encode(queries, answers)
         if count == 0:
             return []
@@ -177,28 +177,6 @@ class OnnxScorer:
             logits[index] = np.asarray(out, dtype=np.float64).reshape(-1)
         return [float(p) for p in sigmoid(logits)]
 
-    def _feature_matrix(self, features: Sequence[FeatureRow] | None, count: int) -> np.ndarray | None:
-        names = self.feature_names
-        if not names:
-            if features is not None and any(len(row) for row in features):
-                raise ValueError("this scorer reads no features; pass features=None")
-            return None
-        if features is None:
-            raise ValueError(f"this scorer reads features {list(names)}: pass one row per pair "
-                             "(None or NaN for a value that is not known)")
-        if len(features) != count:
-            raise ValueError(f"got {len(features)} feature rows for {count} pairs")
-        matrix = np.full((count, len(names)), np.nan, dtype=np.float32)
-        for i, row in enumerate(features):
-            if isinstance(row, Mapping):
-                values = [row.get(name) for name in names]
-            else:
-                values = list(row)
-                if len(values) != len(names):
-                    raise ValueError(f"feature row {i} has {len(values)} values; expected {len(names)}: {list(names)}")
-            matrix[i] = [math.nan if v is None else float(v) for v in values]
-        return matrix
-
     def describe(self) -> dict[str, Any]:
         """What ``llmspend scorer info`` shows: the metadata plus where it runs."""
         info = self.metadata.to_json()
@@ -207,6 +185,29 @@ class OnnxScorer:
         if self.why_not_cuda:
             info["why_not_cuda"] = self.why_not_cuda
         return info
+
+
+def feature_matrix(features: Sequence[FeatureRow] | None, names: Sequence[str], count: int) -> np.ndarray | None:
+    """``features`` as a float32 ``(count, len(names))`` array (NaN = not known), checked."""
+    if not names:
+        if features is not None and any(len(row) for row in features):
+            raise ValueError("this scorer reads no features; pass features=None")
+        return None
+    if features is None:
+        raise ValueError(f"this scorer reads features {list(names)}: pass one row per pair "
+                         "(None or NaN for a value that is not known)")
+    if len(features) != count:
+        raise ValueError(f"got {len(features)} feature rows for {count} pairs")
+    matrix = np.full((count, len(names)), np.nan, dtype=np.float32)
+    for i, row in enumerate(features):
+        if isinstance(row, Mapping):
+            values = [row.get(name) for name in names]
+        else:
+            values = list(row)
+            if len(values) != len(names):
+                raise ValueError(f"feature row {i} has {len(values)} values; expected {len(names)}: {list(names)}")
+        matrix[i] = [math.nan if v is None else float(v) for v in values]
+    return matrix
 
 
 def _build_session(

@@ -24,6 +24,7 @@ import datetime as _dt
 import logging
 import math
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +47,7 @@ from .data import rows_sha256
 from .embed import ENCODERS, OPSET, TEXT_INPUTS, EncoderName, PairEncoder, example_inputs, export_onnx, progress_bar
 from .head import HeadModel, TrainedHead, fit_head, stratified_folds
 from .metadata import MODEL_FILE, TOKENIZER_FILE, ScorerMetadata
+from .onnx import FeatureRow, OnnxScorer, feature_matrix
 
 __all__ = [
     "ENCODERS",
@@ -53,6 +55,8 @@ __all__ = [
     "TrainedHead",
     "fit_head",
     "out_of_fold_scores",
+    "EmbeddingScorer",
+    "fit_scorer",
     "train_scorer",
     "quantize_scorer",
     "ScorerModel",
@@ -119,6 +123,58 @@ def out_of_fold_scores(
                         features=None if features is None else features[train], **head_options)
         scores[held_out] = head.predict(embeddings[held_out], None if features is None else features[held_out])
     return scores
+
+
+class EmbeddingScorer:
+    """A :class:`~llmspend.scoring.Scorer` held in memory: a :class:`PairEncoder` and a fitted
+    head, with no export. Meant for cross-validation folds, where an exported scorer per fold
+    would cost an ONNX export and its checks each time; the encoder's cache is shared, so a
+    fold's held-out pairs are embedded once for all folds. Thread-safe (the cache is locked).
+    """
+
+    def __init__(self, encoder: PairEncoder, head: TrainedHead, *, feature_names: Sequence[str] = (),
+                 models: Sequence[str] = ()) -> None:
+        if len(feature_names) != head.module.feature_count:
+            raise ConfigError(f"the head reads {head.module.feature_count} features but feature_names "
+                              f"names {len(feature_names)}")
+        self.encoder = encoder
+        self.head = head
+        self.feature_names = tuple(feature_names)
+        self.models = tuple(models)
+        self.provider = "CPUExecutionProvider" if encoder.backend == "onnxruntime" else "pytorch"
+        self._lock = threading.Lock()
+
+    def score(self, queries: Sequence[str], answers: Sequence[str], *, model: str | None = None,
+              features: Sequence[FeatureRow] | None = None) -> list[float]:
+        if model is not None and self.models and model not in self.models:
+            raise ValueError(f"this scorer judges answers of {list(self.models)}, not {model!r}")
+        matrix = feature_matrix(features, self.feature_names, len(queries))
+        with self._lock:
+            embeddings = self.encoder.embed(queries, answers)
+        if not len(embeddings):
+            return []
+        return [float(p) for p in self.head.predict(embeddings, matrix)]
+
+
+def fit_scorer(
+    rows: Sequence[TrainingRow],
+    *,
+    encoder: PairEncoder,
+    feature_names: Sequence[str] = (),
+    models: Sequence[str] = (),
+    l2: float | None = None,
+    seed: int = 0,
+) -> EmbeddingScorer:
+    """Fit a scorer in memory (frozen encoder, head as in :func:`train_scorer`), no files.
+
+    The same head :func:`train_scorer` would export for these rows, ``encoder`` and ``l2``.
+    """
+    names = tuple(feature_names)
+    _check_rows(rows, names)
+    embeddings = encoder.embed([r.query for r in rows], [r.answer for r in rows])
+    head = fit_head(embeddings, _labels(rows), features=_features(rows), l2=l2, seed=seed)
+    return EmbeddingScorer(encoder, head, feature_names=names,
+                           models=tuple(models) or tuple(sorted({r.model for r in rows if r.model})))
 
 
 class ScorerModel(nn.Module):
@@ -271,8 +327,6 @@ def _score_rows(scorer: Any, rows: Sequence[TrainingRow]) -> np.ndarray:
 
 
 def _verify_export(model: ScorerModel, directory: Path, encoder: PairEncoder, rows: Sequence[TrainingRow]) -> float:
-    from .onnx import OnnxScorer
-
     onnx_scores = _score_rows(OnnxScorer(directory, providers=["CPUExecutionProvider"]), rows)
     diff = float(np.abs(onnx_scores - model.probabilities(encoder, rows)).max())
     if not math.isfinite(diff) or diff > EXPORT_TOLERANCE:
@@ -303,8 +357,6 @@ def quantize_scorer(
     :class:`ScorerExportError` is raised when the largest exceeds ``tolerance``.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
-
-    from .onnx import OnnxScorer
 
     src, dst = Path(source), Path(target)
     original = OnnxScorer(src, providers=["CPUExecutionProvider"])
