@@ -301,9 +301,9 @@ def test_real_minilm_trains_exports_and_scores(tmp_path: Path) -> None:
 def test_encoder_matches_sentence_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Our BERT with MiniLM's weights computes what sentence-transformers computes."""
     needs_torch()
-    st = pytest.importorskip("sentence_transformers", reason="the reference implementation is not installed")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # before the import: huggingface_hub reads it then
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    st = pytest.importorskip("sentence_transformers", reason="the reference implementation is not installed")
     from llmspend.scoring import PairEncoder
     from llmspend.scoring.embed import minilm_dir
 
