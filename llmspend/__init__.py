@@ -22,6 +22,7 @@ from .exceptions import (
     PluginError,
     PromptTooLongError,
     ResponseParseError,
+    ScorerExportError,
 )
 from .pipeline import BuildContext, Pipeline, Stage, StageSpec
 from .pricing import Cost, ModelPrice, PriceTable
@@ -86,4 +87,5 @@ __all__ = [
     "LedgerError",
     "PromptTooLongError",
     "ResponseParseError",
+    "ScorerExportError",
 ]

@@ -12,8 +12,10 @@ llmspend sits below the SDK in its HTTP transport and hands the provider's respo
     ├── LedgerError              a budget ledger (disk, Redis) could not be reached or read
     ├── PromptTooLongError       a prompt cannot fit its token budget even after trimming
     ├── BatchJobError            a provider's Batch API refused or lost a job (llmspend batch)
-    └── ResponseParseError       internal: a provider response we could not read (never
-                                 reaches the caller; the response passes through unchanged)
+    ├── ResponseParseError       internal: a provider response we could not read (never
+    │                            reaches the caller; the response passes through unchanged)
+    └── ScorerExportError        a trained scorer's ONNX export disagrees with PyTorch (or its
+                                 int8 copy with the float one) beyond tolerance
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "PromptTooLongError",
     "BatchJobError",
     "ResponseParseError",
+    "ScorerExportError",
 ]
 
 
@@ -109,3 +112,7 @@ class BatchJobError(LLMSpendError):
 
 class ResponseParseError(LLMSpendError):
     """A provider response that an adapter could not read."""
+
+
+class ScorerExportError(LLMSpendError):
+    """An exported scorer does not compute what the trained model computes (see docs/scoring.md)."""
