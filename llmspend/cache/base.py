@@ -77,5 +77,8 @@ class CacheBackend(ABC):
     async def aadd_counts(self, counts: Mapping[str, float]) -> None:
         self.add_counts(counts)
 
+    async def aclose(self) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,13 +61,13 @@ def secure_directory(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` owner-only (0700), or check an existing one: narrow wider permissions,
     refuse a directory another user owns (they could plant entries in it)."""
     directory = Path(path).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"the cache location {directory} is not a directory")
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = directory.stat()
     except OSError as exc:
         raise ConfigError(f"cannot create the cache directory {directory}: {exc}") from exc
-    if not stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"the cache location {directory} is not a directory")
     getuid = getattr(os, "getuid", None)  # POSIX only
     if getuid is not None and info.st_uid != getuid():
         raise ConfigError(

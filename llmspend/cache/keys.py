@@ -1,6 +1,6 @@
 """Cache keys and per-request controls, as pure functions.
 
-A key is the SHA-256 of a canonical JSON form of everything that changes the answer: the
+A key is the SHA-256 of a canonical form of everything that changes the answer: the
 provider and endpoint, the URL the request goes to (host, path, API version), whether it
 streams, and the request body minus the fields that only say who asked or how the answer is
 delivered. Keys are scoped: the scope is a digest of the credential the request carries (the
@@ -22,7 +22,6 @@ the key material (the prompt) nor the credential is.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -155,29 +154,41 @@ def scope_digest(credential: str | None, namespace: str | None, sub_namespace: s
     return _digest(base)
 
 
-def _normalise(value: Any) -> Any:
-    """``0.0`` and ``0`` mean the same to an API; JSON text would tell them apart."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalise(v) for v in value]
-    return value
+def _feed(update: Any, value: Any) -> None:
+    """Feed ``value`` to a hash in a canonical, unambiguous form: dict keys sorted, every
+    string length-prefixed, ``0.0`` the same as ``0`` (as an API reads them). Cheaper than
+    canonical JSON text: long prompts are hashed as they are, not escaped first."""
+    if isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+        update(b"s%d:" % len(data))
+        update(data)
+    elif value is None or value is True or value is False:
+        update(b"n" if value is None else b"t" if value else b"f")
+    elif isinstance(value, int):
+        update(b"i%d;" % value)
+    elif isinstance(value, float):
+        update(b"i%d;" % value if value.is_integer() else b"d" + repr(value).encode() + b";")
+    elif isinstance(value, dict):
+        update(b"{%d:" % len(value))
+        for key in sorted(value):
+            _feed(update, key)
+            _feed(update, value[key])
+    elif isinstance(value, list | tuple):
+        update(b"[%d:" % len(value))
+        for item in value:
+            _feed(update, item)
+    else:
+        raise TypeError(f"cannot key a {type(value).__name__}")
 
 
 def cache_key(provider: str, endpoint: str, url: str, body: Mapping[str, Any], scope: str) -> str:
     """The hex SHA-256 key of a request, scoped by ``scope`` (see :func:`scope_digest`)."""
     ignored = _IGNORED_BY_ENDPOINT.get(endpoint, IGNORED_FIELDS)
-    material = {k: v for k, v in body.items() if k not in ignored}
     stream = body.get("stream") is True
     options = body.get("stream_options")
     # A stream with the usage chunk is different bytes from one without: key them apart.
     stream_usage = stream and isinstance(options, Mapping) and options.get("include_usage") is True
-    canonical = json.dumps(
-        [KEY_VERSION, scope, provider, endpoint, url, stream, stream_usage, _normalise(material)],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return _digest(canonical)
+    digest = hashlib.sha256()
+    _feed(digest.update, [KEY_VERSION, scope, provider, endpoint, url, stream, stream_usage])
+    _feed(digest.update, {k: v for k, v in body.items() if k not in ignored})
+    return digest.hexdigest()

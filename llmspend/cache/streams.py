@@ -17,15 +17,16 @@ __all__ = ["ReplayStream", "RecordingStream", "AsyncRecordingStream"]
 
 
 class ReplayStream:
-    """Stored chunks handed out again, one by one (a sync and an async byte stream)."""
+    """Stored chunks handed out again (a sync and an async byte stream). Like a live body it
+    is read once: iterating it again goes on where the last iteration stopped."""
 
     __slots__ = ("_chunks",)
 
     def __init__(self, chunks: Sequence[bytes]) -> None:
-        self._chunks = chunks
+        self._chunks = iter(chunks)
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._chunks)
+        return self._chunks
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:

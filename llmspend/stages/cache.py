@@ -157,7 +157,7 @@ class CacheStage(Stage):
         request.context.record_fault(self.name, exc)
         self._counts.add("errors")
         warn_once(
-            ("cache", self.backend.kind, type(exc).__name__),
+            ("cache", self.backend.kind, self.backend.describe()),
             "llmspend: cache fault at %s (%s: %s); calls go on to the provider without the cache",
             self.backend.describe(),
             type(exc).__name__,
@@ -335,6 +335,11 @@ class CacheStage(Stage):
         self._flush(self._counts.take())
         if self._owns_backend:
             self.backend.close()
+
+    async def aclose(self) -> None:
+        await self._aflush(self._counts.take())
+        if self._owns_backend:
+            await self.backend.aclose()
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(CacheConfig))

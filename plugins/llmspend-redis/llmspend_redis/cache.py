@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmspend.cache import COUNTERS, CacheBackend
-from llmspend.exceptions import ConfigError
+from llmspend.exceptions import ConfigError, CorruptCacheEntryError
 
 from .connection import Breaker, RedisClients, redact
 
@@ -29,6 +29,16 @@ DEFAULT_PREFIX = "llmspend:cache:"
 DEFAULT_TIMEOUT_S = 0.1
 DEFAULT_RETRY_AFTER_S = 1.0
 _SCAN_BATCH = 1000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stored(value: object) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    raise CorruptCacheEntryError(f"redis returned a {type(value).__name__}, not bytes")
 
 
 def _seconds(name: str, value: Any) -> float:
@@ -81,8 +91,7 @@ class RedisCache(CacheBackend):
 
     # -- sync ----------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
-        value = self._breaker.call(lambda: self._clients.sync.get(self._key(key)))
-        return value if value is None else bytes(value)
+        return _stored(self._breaker.call(lambda: self._clients.sync.get(self._key(key))))
 
     def set(self, key: str, value: bytes, ttl_s: float | None) -> None:
         self._breaker.call(lambda: self._clients.sync.set(self._key(key), value, px=self._px(ttl_s)))
@@ -119,7 +128,7 @@ class RedisCache(CacheBackend):
     def stats(self) -> dict[str, Any]:
         client = self._clients.sync
         entries = sum(1 for _ in client.scan_iter(match=self.prefix + "e:*", count=_SCAN_BATCH))
-        counters = {k.decode(): v.decode() for k, v in client.hgetall(self._stats_key).items()}
+        counters = {_text(k): _text(v) for k, v in client.hgetall(self._stats_key).items()}
         memory = client.info("memory")
         found: dict[str, Any] = {
             "backend": self.kind,
@@ -138,11 +147,13 @@ class RedisCache(CacheBackend):
     def close(self) -> None:
         self._clients.close()
 
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
     # -- async ---------------------------------------------------------------------------
     async def aget(self, key: str) -> bytes | None:
         client = self._clients.for_loop()
-        value = await self._breaker.acall(lambda: client.get(self._key(key)))
-        return value if value is None else bytes(value)
+        return _stored(await self._breaker.acall(lambda: client.get(self._key(key))))
 
     async def aset(self, key: str, value: bytes, ttl_s: float | None) -> None:
         client = self._clients.for_loop()

@@ -93,7 +93,6 @@ class RedisClients:
             raise ConfigError(f"cannot use the Redis URL {redact(url)}: {exc}") from exc
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
-        self._closing: set[asyncio.Task[None]] = set()
 
     def for_loop(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
@@ -107,16 +106,13 @@ class RedisClients:
         return client
 
     def close(self) -> None:
+        """Close the sync client. An async client can only be closed on its own event loop:
+        :meth:`aclose` does that for the running loop's (an async llmspend client calls it
+        when it closes); others close their connections when they are collected."""
         self.sync.close()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        for loop, client in list(self._async.items()):
-            if loop is running:
-                task = loop.create_task(client.aclose())
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
-            elif not loop.is_closed() and not loop.is_running():
-                loop.run_until_complete(client.aclose())
-        self._async.clear()
+
+    async def aclose(self) -> None:
+        client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+        self.close()
