@@ -233,12 +233,13 @@ class CacheStage(Stage):
         plan = self._plan(request)
         if plan is None:
             return call_next(request)
+        store = plan.store
         if plan.lookup:
-            entry = self._lookup(request, plan)
+            entry, store = self._lookup(request, plan)
             if entry is not None:
                 return self._replay(entry)
         response = call_next(plan.outgoing)
-        if not plan.store or not response.is_success:
+        if not store or not response.is_success:
             return response
         if response.is_event_stream:
             return response.with_stream(RecordingStream(
@@ -247,7 +248,9 @@ class CacheStage(Stage):
         self._store(request, plan, response, response.read(), None)
         return response
 
-    def _lookup(self, request: Request, plan: _Plan) -> Entry | None:
+    def _lookup(self, request: Request, plan: _Plan) -> tuple[Entry | None, bool]:
+        """The entry (None: go to the provider), and whether to store the answer: not when the
+        backend itself failed (it would fail again, and the first error is the one to show)."""
         try:
             data, error = self.backend.get(plan.key), None
         except Exception as exc:
@@ -256,7 +259,7 @@ class CacheStage(Stage):
         if corrupt:
             self._call_quietly(self.backend.delete, plan.key)
         self._flush(due)
-        return entry
+        return entry, error is None or corrupt
 
     def _store(self, request: Request, plan: _Plan, response: Response, body: bytes | None, chunks: list[bytes] | None) -> None:
         try:
@@ -284,12 +287,13 @@ class CacheStage(Stage):
         plan = self._plan(request)
         if plan is None:
             return await call_next(request)
+        store = plan.store
         if plan.lookup:
-            entry = await self._alookup(request, plan)
+            entry, store = await self._alookup(request, plan)
             if entry is not None:
                 return self._replay(entry)
         response = await call_next(plan.outgoing)
-        if not plan.store or not response.is_success:
+        if not store or not response.is_success:
             return response
         if response.is_event_stream:
 
@@ -300,7 +304,7 @@ class CacheStage(Stage):
         await self._astore(request, plan, response, await response.aread(), None)
         return response
 
-    async def _alookup(self, request: Request, plan: _Plan) -> Entry | None:
+    async def _alookup(self, request: Request, plan: _Plan) -> tuple[Entry | None, bool]:
         try:
             data, error = await self.backend.aget(plan.key), None
         except Exception as exc:
@@ -312,7 +316,7 @@ class CacheStage(Stage):
             except Exception:
                 pass
         await self._aflush(due)
-        return entry
+        return entry, error is None or corrupt
 
     async def _astore(self, request: Request, plan: _Plan, response: Response, body: bytes | None, chunks: list[bytes] | None) -> None:
         try:
