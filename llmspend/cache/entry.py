@@ -17,8 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._http import Headers
 from ..exceptions import CorruptCacheEntryError
@@ -38,8 +37,7 @@ def stored_headers(headers: Headers) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in headers.items() if k.lower() not in _DROPPED_HEADERS)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One stored answer: a read ``body`` or, for a stream, its ``chunks``."""
 
     status: int
@@ -87,8 +85,8 @@ def _fail(why: str) -> CorruptCacheEntryError:
     return CorruptCacheEntryError(f"not a llmspend cache entry: {why}")
 
 
-def _str_list(value: Any, what: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+def _strings(value: Any, what: str) -> list[str]:
+    if type(value) is not list or any(type(v) is not str for v in value):
         raise _fail(f"{what} is not a list of strings")
     return value
 
@@ -99,35 +97,36 @@ def decode_entry(data: bytes) -> Entry:
         record = json.loads(data)
     except (ValueError, TypeError) as exc:  # TypeError: not bytes/str at all
         raise _fail(f"not JSON ({exc})") from None
-    if not isinstance(record, dict) or record.get("v") != FORMAT_VERSION:
+    if type(record) is not dict or record.get("v") != FORMAT_VERSION:
         raise _fail("unknown format")
     status, created, cost = record.get("status"), record.get("created"), record.get("cost_usd")
-    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status < 300:
+    if type(status) is not int or not 200 <= status < 300:
         raise _fail("bad status")
-    if not isinstance(created, int | float) or isinstance(created, bool):
+    if type(created) is not float and type(created) is not int:
         raise _fail("bad creation time")
-    if cost is not None and (not isinstance(cost, int | float) or isinstance(cost, bool)):
+    if cost is not None and type(cost) is not float and type(cost) is not int:
         raise _fail("bad cost")
     raw_headers = record.get("headers")
-    if not isinstance(raw_headers, list) or not all(
-        isinstance(kv, list) and len(kv) == 2 and isinstance(kv[0], str) and isinstance(kv[1], str)
-        for kv in raw_headers
-    ):
+    if type(raw_headers) is not list:
         raise _fail("bad headers")
-    headers = tuple((k, v) for k, v in raw_headers)
+    headers = []
+    for pair in raw_headers:
+        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
+            raise _fail("bad headers")
+        headers.append((pair[0], pair[1]))
     body: bytes | None = None
     chunks: tuple[bytes, ...] | None = None
     try:
-        if "chunks" in record:
-            chunks = tuple(c.encode("utf-8") for c in _str_list(record["chunks"], "chunks"))
+        if type(text := record.get("body")) is str:
+            body = text.encode("utf-8")
+        elif "chunks" in record:
+            chunks = tuple(c.encode("utf-8") for c in _strings(record["chunks"], "chunks"))
+        elif type(text := record.get("body_b64")) is str:
+            body = base64.b64decode(text, validate=True)
         elif "chunks_b64" in record:
-            chunks = tuple(base64.b64decode(c, validate=True) for c in _str_list(record["chunks_b64"], "chunks"))
-        elif isinstance(record.get("body"), str):
-            body = record["body"].encode("utf-8")
-        elif isinstance(record.get("body_b64"), str):
-            body = base64.b64decode(record["body_b64"], validate=True)
+            chunks = tuple(base64.b64decode(c, validate=True) for c in _strings(record["chunks_b64"], "chunks"))
         else:
             raise _fail("no body")
     except (ValueError, UnicodeEncodeError) as exc:  # binascii.Error is a ValueError
         raise _fail(f"bad body ({exc})") from None
-    return Entry(status, headers, body, chunks, float(created), None if cost is None else float(cost))
+    return Entry(status, tuple(headers), body, chunks, float(created), None if cost is None else float(cost))

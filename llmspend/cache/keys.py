@@ -21,6 +21,7 @@ the key material (the prompt) nor the credential is.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Mapping
@@ -93,6 +94,11 @@ def read_controls(headers: Headers) -> Controls:
     credentials: dict[str, str] = {}
     present = False
     for name, value in headers.items():
+        # Skip the many headers that cannot be ours (x-stainless-*, accept, host, ...) before
+        # paying for lower(): ours start with "a" or with "x-" and then "l" or "a".
+        first = name[:1]
+        if not (first in "aA" or (first in "xX" and name[2:3] in ("l", "L", "a", "A"))):
+            continue
         lname = name.lower()
         if lname.startswith(CONTROL_HEADER):
             present = True
@@ -140,6 +146,7 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)  # an app has few credentials and namespaces: hash each once
 def scope_digest(credential: str | None, namespace: str | None, sub_namespace: str | None = None) -> str:
     """The scope a key lives in: the user's ``namespace`` if set (so rotating an API key keeps
     the cache), else the credential; a per-request ``sub_namespace`` narrows either."""
@@ -154,31 +161,37 @@ def scope_digest(credential: str | None, namespace: str | None, sub_namespace: s
     return _digest(base)
 
 
-def _feed(update: Any, value: Any) -> None:
-    """Feed ``value`` to a hash in a canonical, unambiguous form: dict keys sorted, every
-    string length-prefixed, ``0.0`` the same as ``0`` (as an API reads them). Cheaper than
-    canonical JSON text: long prompts are hashed as they are, not escaped first."""
-    if isinstance(value, str):
+def _canonical(value: Any, out: list[bytes]) -> None:
+    """Append ``value`` in a canonical, unambiguous form: dict keys sorted, every string
+    length-prefixed, ``0.0`` the same as ``0`` (as an API reads them). Cheaper than canonical
+    JSON text: long prompts are hashed as they are, not escaped first."""
+    kind = type(value)
+    if kind is str:
         data = value.encode("utf-8", "surrogatepass")
-        update(b"s%d:" % len(data))
-        update(data)
-    elif value is None or value is True or value is False:
-        update(b"n" if value is None else b"t" if value else b"f")
-    elif isinstance(value, int):
-        update(b"i%d;" % value)
-    elif isinstance(value, float):
-        update(b"i%d;" % value if value.is_integer() else b"d" + repr(value).encode() + b";")
-    elif isinstance(value, dict):
-        update(b"{%d:" % len(value))
+        out += (b"s%d:" % len(data), data)
+    elif kind is dict:
+        out.append(b"{%d:" % len(value))
         for key in sorted(value):
-            _feed(update, key)
-            _feed(update, value[key])
-    elif isinstance(value, list | tuple):
-        update(b"[%d:" % len(value))
+            item = value[key]
+            data = key.encode("utf-8", "surrogatepass")
+            out += (b"s%d:" % len(data), data)
+            if type(item) is str:  # the usual case, without a call
+                data = item.encode("utf-8", "surrogatepass")
+                out += (b"s%d:" % len(data), data)
+            else:
+                _canonical(item, out)
+    elif kind is list or kind is tuple:
+        out.append(b"[%d:" % len(value))
         for item in value:
-            _feed(update, item)
+            _canonical(item, out)
+    elif value is None or kind is bool:
+        out.append(b"n" if value is None else b"t" if value else b"f")
+    elif kind is int:
+        out.append(b"i%d;" % value)
+    elif kind is float:
+        out.append(b"i%d;" % value if value.is_integer() else b"d%r;" % value)
     else:
-        raise TypeError(f"cannot key a {type(value).__name__}")
+        raise TypeError(f"cannot key a {kind.__name__}")
 
 
 def cache_key(provider: str, endpoint: str, url: str, body: Mapping[str, Any], scope: str) -> str:
@@ -188,7 +201,7 @@ def cache_key(provider: str, endpoint: str, url: str, body: Mapping[str, Any], s
     options = body.get("stream_options")
     # A stream with the usage chunk is different bytes from one without: key them apart.
     stream_usage = stream and isinstance(options, Mapping) and options.get("include_usage") is True
-    digest = hashlib.sha256()
-    _feed(digest.update, [KEY_VERSION, scope, provider, endpoint, url, stream, stream_usage])
-    _feed(digest.update, {k: v for k, v in body.items() if k not in ignored})
-    return digest.hexdigest()
+    parts = [b"%d\0%s\0%s\0%s\0%s\0%d%d\0" % (
+        KEY_VERSION, scope.encode(), provider.encode(), endpoint.encode(), url.encode(), stream, stream_usage)]
+    _canonical({k: v for k, v in body.items() if k not in ignored}, parts)
+    return hashlib.sha256(b"".join(parts)).hexdigest()

@@ -29,8 +29,8 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import fields
+from typing import Any, NamedTuple
 
 from .._http import Headers, Request, Response
 from ..cache.base import CacheBackend
@@ -55,8 +55,7 @@ AGE = "llmspend.cache.age_s"
 _FLUSH_INTERVAL_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
+class _Plan(NamedTuple):
     """What the stage does with one request."""
 
     key: str
@@ -75,10 +74,13 @@ class _Counts:
         self._pending: dict[str, float] = {}
         self._last = time.monotonic()
 
-    def add(self, name: str, value: float = 1) -> dict[str, float] | None:
-        """Count; return what to write out when it is time to, else None."""
+    def add(self, name: str, saved_usd: float = 0.0) -> dict[str, float] | None:
+        """Count one ``name`` (and a saving); return what to write out when it is time to."""
         with self._lock:
-            self._pending[name] = self._pending.get(name, 0) + value
+            pending = self._pending
+            pending[name] = pending.get(name, 0) + 1
+            if saved_usd:
+                pending["saved_usd"] = pending.get("saved_usd", 0.0) + saved_usd
             now = time.monotonic()
             if now - self._last < _FLUSH_INTERVAL_S:
                 return None
@@ -141,8 +143,7 @@ class CacheStage(Stage):
         else:
             status = "uncacheable"
         if status != "lookup":
-            request.context.set_attribute(HIT, False)
-            request.context.set_attribute(STATUS, status)
+            request.context.set_attributes({HIT: False, STATUS: status})
         if status in ("skip", "uncacheable"):
             return _Plan("", False, False, None, outgoing)
         key = cache_key(call.provider, call.endpoint, request.url, call.body, self._scope(controls))
@@ -176,16 +177,12 @@ class CacheStage(Stage):
         if error is not None:
             self._fault(request, error)
         context = request.context
-        context.set_attribute(HIT, entry is not None)
         if entry is None:
-            context.set_attribute(STATUS, "miss")
+            context.set_attributes({HIT: False, STATUS: "miss"})
             return None, isinstance(error, CorruptCacheEntryError), self._counts.add("misses")
-        context.set_attribute(STATUS, "hit")
-        context.set_attribute(AGE, max(0.0, time.time() - entry.created))
+        context.set_attributes({HIT: True, STATUS: "hit", AGE: max(0.0, time.time() - entry.created)})
         context.served_from = "cache"
-        if entry.cost_usd:
-            self._counts.add("saved_usd", entry.cost_usd)
-        return entry, False, self._counts.add("hits")
+        return entry, False, self._counts.add("hits", saved_usd=entry.cost_usd or 0.0)
 
     @staticmethod
     def _replay(entry: Entry) -> Response:
