@@ -33,12 +33,13 @@ import platform
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
+
+from bench_overhead import pct, start_server  # the shared helpers, next to this file
 
 from llmspend.demo.app import system_prompt
 
@@ -51,13 +52,6 @@ KINDS: dict[str, dict[str, Any]] = {
     "stream, short prompt": {"messages": SHORT, "stream": True},
 }
 BASELINE = "bare SDK, canned"
-
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "llmspend.testing"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline())
-    return proc, f"http://127.0.0.1:{port}/v1"
 
 
 def canned_client(base_url: str, status: int, headers: list[tuple[str, str]], chunks: list[bytes]) -> Any:
@@ -152,11 +146,6 @@ def measure(cases: dict[str, Callable[[], Any]], calls: int, warmup: int) -> tup
             cpu[name].append(time.process_time() - started_cpu)
             wall[name].append(time.perf_counter() - started)
     return wall, cpu
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def paired(values: list[float], base: list[float]) -> float:

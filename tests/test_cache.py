@@ -485,6 +485,19 @@ def test_configuration_errors_say_what_to_fix(server: FakeLLMServer, tmp_path: P
         llmspend.wrap(bare, cache=42)
 
 
+def test_redis_without_its_plugin_says_how_to_get_it(server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmspend import plugins
+
+    monkeypatch.setenv(plugins.AUTOLOAD_ENV, "1")  # as if llmspend-redis were not installed
+    plugins.reload()
+    try:
+        with pytest.raises(llmspend.ConfigError, match=r"no cache backend handles redis:// URLs.*pip install llmspend-redis"):
+            llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache="redis://localhost:6379/0")
+    finally:
+        monkeypatch.undo()
+        plugins.reload()
+
+
 def test_default_directory(server: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("LLMSPEND_CACHE_DIR", raising=False)

@@ -1,10 +1,11 @@
 """The cache stage: a repeated call answered from a cache, without a request leaving the machine.
 
-It sits inside telemetry (order 400 < 200 is outside), so a hit still gets its span: the stage
-marks the call ``served_from = "cache"`` and hands back the stored answer, and telemetry prices
-the stored usage as the saving (``llmspend.cost.saved_usd``) and reports cost 0. Every call
-the stage looks up gets ``llmspend.cache.hit``; ``llmspend.cache.status`` says why a call was
-not looked up (``skip``, ``refresh``, ``uncacheable``).
+It sits inside telemetry (order 400; telemetry's 200 is nearer the caller), so a hit still
+gets its span: the stage marks the call ``served_from = "cache"`` and hands back the stored
+answer, and telemetry prices the stored usage as the saving (``llmspend.cost.saved_usd``) and
+reports cost 0. Every call the stage sees gets ``llmspend.cache.hit``, and
+``llmspend.cache.status`` says what happened: ``hit``, ``miss``, ``refresh``, ``skip`` or
+``uncacheable``.
 
 - **What is cached.** Successful (2xx) answers of requests the policy accepts: by default
   reproducible ones (embeddings, temperature 0, a fixed seed). Streams are recorded as they pass
@@ -19,8 +20,9 @@ not looked up (``skip``, ``refresh``, ``uncacheable``).
 
 Telemetry asks streams for usage on the caller's behalf (``stream_options.include_usage``),
 so a stored stream carries the usage chunk; on a replay to a caller who did not ask for usage,
-telemetry's stream reader removes it again, exactly as for a live stream. Streams with and
-without that chunk are keyed apart, so each caller gets what it asked for.
+telemetry's stream reader removes it again, exactly as for a live stream, so callers with and
+without usage share one entry. Requests that reach the cache with and without the usage
+chunk asked for (telemetry off) are keyed apart: each gets the bytes it asked for.
 """
 
 from __future__ import annotations
@@ -94,6 +96,14 @@ class _Counts:
             return due
 
 
+def lookup_status(mode: str | None, cacheable: bool) -> str:
+    """What to do with a request: ``lookup`` (read, and write on a miss), ``refresh`` (write
+    only), ``skip`` or ``uncacheable`` (neither), from its control header and the policy."""
+    if mode in ("skip", "refresh"):
+        return mode
+    return "lookup" if mode == "always" or cacheable else "uncacheable"
+
+
 def stream_outcome(adapter: ProviderAdapter, call: Call, request: Request, chunks: list[bytes]) -> Outcome:
     """What a recorded stream says; ``complete`` only if the provider's end event is in it."""
     reader = adapter.stream_reader(call, request)
@@ -133,15 +143,7 @@ class CacheStage(Stage):
             return None if not controls.present else _Plan("", False, False, None, outgoing)
         if controls.error is not None:
             self._fault(request, ConfigError(controls.error))
-        mode = controls.mode
-        if mode == "skip":
-            status = "skip"
-        elif mode == "refresh":
-            status = "refresh"
-        elif mode == "always" or self._should_cache(call):
-            status = "lookup"
-        else:
-            status = "uncacheable"
+        status = lookup_status(controls.mode, controls.mode is None and self._should_cache(call))
         if status != "lookup":
             request.context.set_attributes({HIT: False, STATUS: status})
         if status in ("skip", "uncacheable"):
@@ -196,7 +198,7 @@ class CacheStage(Stage):
         """The entry to store for an answer, or None when it should not be stored: too large,
         a stream that did not end with the provider's end event, a body we cannot read."""
         call, adapter = request.call, request.adapter
-        if call is None or adapter is None:
+        if call is None or adapter is None or (body is None and chunks is None):
             return None
         if chunks is not None:
             outcome = stream_outcome(adapter, call, request, chunks)
@@ -260,7 +262,7 @@ class CacheStage(Stage):
 
     def _store(self, request: Request, plan: _Plan, response: Response, body: bytes | None, chunks: list[bytes] | None) -> None:
         try:
-            data = self._encode(request, response, body, chunks) if body is not None or chunks is not None else None
+            data = self._encode(request, response, body, chunks)
             if data is not None:
                 self.backend.set(plan.key, data, plan.ttl_s)
         except Exception as exc:
@@ -317,7 +319,7 @@ class CacheStage(Stage):
 
     async def _astore(self, request: Request, plan: _Plan, response: Response, body: bytes | None, chunks: list[bytes] | None) -> None:
         try:
-            data = self._encode(request, response, body, chunks) if body is not None or chunks is not None else None
+            data = self._encode(request, response, body, chunks)
             if data is not None:
                 await self.backend.aset(plan.key, data, plan.ttl_s)
         except Exception as exc:

@@ -12,8 +12,18 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from llmspend import plugins
 from llmspend.testing import FakeLLMServer
 from llmspend_redis.testing import RedisServer, redis_server_binary
+
+
+@pytest.fixture(autouse=True)
+def plugins_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This plugin is found through its entry points, whatever the environment says."""
+    monkeypatch.delenv(plugins.AUTOLOAD_ENV, raising=False)
+    plugins.reload()
+    yield
+    plugins.reload()
 
 
 @pytest.fixture
