@@ -49,6 +49,11 @@ def test_found_through_entry_points_by_url_scheme() -> None:
     assert isinstance(backend, RedisCache)
     assert backend.describe() == "rediss://:***@cache.example:6380/1"  # never the password
     backend.close()
+    from llmspend_redis.connection import redact
+
+    assert redact("unix:///run/redis.sock?db=2&password=hunter2") == "unix:///run/redis.sock?db=2&password=***"
+    assert redact("redis://app:hunter2@cache:6379/0") == "redis://app:***@cache:6379/0"
+    assert redact("redis://cache:6379/0") == "redis://cache:6379/0"
 
 
 def test_hit_is_shared_by_clients_on_different_machines(wrap: Any, redis_server: RedisServer, server: FakeLLMServer, spans: Any) -> None:
