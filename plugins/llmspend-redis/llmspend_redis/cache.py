@@ -20,8 +20,9 @@ from typing import Any
 
 from llmspend.cache import COUNTERS, CacheBackend
 from llmspend.exceptions import ConfigError, CorruptCacheEntryError
+from llmspend.ledger import redact_url
 
-from .connection import Breaker, RedisClients, redact
+from .connection import Breaker, RedisClients
 
 __all__ = ["RedisCache"]
 
@@ -76,11 +77,11 @@ class RedisCache(CacheBackend):
         self.prefix = prefix
         self.timeout_s = _seconds("timeout_s", timeout_s)
         self._clients = RedisClients(url, timeout_s=self.timeout_s, **client_options)
-        self._breaker = Breaker(redact(url), _seconds("retry_after_s", retry_after_s))
+        self._breaker = Breaker(redact_url(url), _seconds("retry_after_s", retry_after_s))
         self._stats_key = prefix + "stats"
 
     def describe(self) -> str:
-        return redact(self.url)
+        return redact_url(self.url)
 
     def _key(self, key: str) -> str:
         return self.prefix + "e:" + key

@@ -14,7 +14,6 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -22,25 +21,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from llmspend.exceptions import CacheError, ConfigError
+from llmspend.ledger import redact_url
 
-__all__ = ["Breaker", "RedisClients", "redact"]
+__all__ = ["Breaker", "RedisClients"]
 
 T = TypeVar("T")
 
 #: what counts as "Redis is not there" (as opposed to a command error)
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (in the user part or a ``password=`` query), for messages."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=(f"{parts.username}:***@" if parts.username else ":***@") + host)
-    if "password=" in parts.query:
-        query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-        parts = parts._replace(query="&".join(f"{k}={v}" for k, v in query))
-    return urlunsplit(parts)
 
 
 class Breaker:
@@ -92,7 +80,7 @@ class RedisClients:
         try:
             self.sync = redis.Redis.from_url(url, **self._options)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"cannot use the Redis URL {redact(url)}: {exc}") from exc
+            raise ConfigError(f"cannot use the Redis URL {redact_url(url)}: {exc}") from exc
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 

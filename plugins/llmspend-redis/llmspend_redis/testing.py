@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["RedisServer", "redis_server_binary"]
+__all__ = ["RedisServer", "free_port", "redis_server_binary"]
 
 
 def redis_server_binary() -> str | None:
@@ -24,7 +24,8 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (just now)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -52,7 +53,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.directory = tempfile.mkdtemp(prefix="llmspend-redis-")
         for _ in range(5):  # another process may take the free port first
-            self.port = _free_port()
+            self.port = free_port()
             self.process = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory,
                  "--save", "", "--appendonly", "no", *self.extra_args],

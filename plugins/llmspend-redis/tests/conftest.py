@@ -1,10 +1,13 @@
-"""Fixtures for the Redis plugin's tests: a real redis-server started for each test (free port,
-temporary directory, no persistence, killed at the end), the fake OpenAI-compatible server, and
-in-memory spans. Tests that need redis-server skip, saying why, when it is not installed."""
+"""Fixtures for the Redis plugin's tests: a real redis-server started for a test (free port,
+temporary directory, no persistence, killed at the end), the plugin's entry points as its
+pyproject.toml declares them, the fake OpenAI-compatible server, and in-memory spans. Tests that
+need redis-server skip, saying why, when it is not installed."""
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +20,22 @@ from llmspend.testing import FakeLLMServer
 from llmspend_redis.testing import RedisServer, redis_server_binary
 
 
-@pytest.fixture(autouse=True)
-def plugins_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This plugin is found through its entry points, whatever the environment says."""
+PLUGIN_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def entry_points_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The plugin's entry points as its pyproject.toml declares them, whether or not the
+    plugin is installed (and whatever the autoload variable says), so ``redis://`` URLs
+    resolve as they would for a user."""
+    declared = tomllib.loads((PLUGIN_ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    dist = tmp_path / "llmspend_redis_probe-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: llmspend-redis-probe\nVersion: 0.1\n")
+    lines = [f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in items.items())
+             for group, items in declared.items()]
+    (dist / "entry_points.txt").write_text("\n".join(lines))
+    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv(plugins.AUTOLOAD_ENV, raising=False)
     plugins.reload()
     yield

@@ -22,6 +22,8 @@ from llmspend.testing import FakeLLMServer
 from llmspend_redis import RedisCache
 from llmspend_redis.testing import RedisServer
 
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("entry_points_installed")]
+
 API_KEY = "sk-redis-test-0123456789"
 ASK: dict[str, Any] = dict(model="gpt-4o-mini", temperature=0, messages=[{"role": "user", "content": "Where is my order?"}])
 
@@ -49,7 +51,7 @@ def test_found_through_entry_points_by_url_scheme() -> None:
     assert isinstance(backend, RedisCache)
     assert backend.describe() == "rediss://:***@cache.example:6380/1"  # never the password
     backend.close()
-    from llmspend_redis.connection import redact
+    from llmspend.ledger import redact_url as redact
 
     assert redact("unix:///run/redis.sock?db=2&password=hunter2") == "unix:///run/redis.sock?db=2&password=***"
     assert redact("redis://app:hunter2@cache:6379/0") == "redis://app:***@cache:6379/0"
