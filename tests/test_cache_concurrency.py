@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import openai
@@ -23,8 +23,10 @@ PROCESSES, THREADS, OPERATIONS = 3, 4, 40
 def test_processes_and_threads_share_one_directory(tmp_path: Path) -> None:
     directory = str(tmp_path / "shared")
     llmspend.DiskCache(directory).close()  # created once, as an app's first process would
-    with multiprocessing.get_context("spawn").Pool(PROCESSES) as pool:
-        results = pool.starmap(workers.work, [(directory, p, THREADS, OPERATIONS) for p in range(PROCESSES)])
+    # an executor, not a Pool: a worker that dies raises here instead of hanging the test
+    with ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(workers.work, directory, p, THREADS, OPERATIONS) for p in range(PROCESSES)]
+        results = [f.result(timeout=300) for f in futures]
     errors = [e for r in results for e in r["errors"]]
     assert errors == []
     writers: dict[str, set[str]] = defaultdict(set)
