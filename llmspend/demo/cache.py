@@ -59,8 +59,9 @@ def run(ctx: DemoContext) -> dict[str, Any]:
     hit = next((s for s in spans if s["attributes"].get("llmspend.cache.hit")), None)
     if hit is not None:
         a = hit["attributes"]
-        ctx.print(f"\nA hit's span: {hit['name']}  llmspend.cache.hit={a['llmspend.cache.hit']} "
-                  f"llmspend.cost.usd={a.get('llmspend.cost.usd')} llmspend.cost.saved_usd={a.get('llmspend.cost.saved_usd')}")
-    ctx.print("Repeated questions in round 1 are hits already; `llmspend cache stats` shows the same totals.")
+        ctx.print(f"\nA hit's span: {hit['name']}  llmspend.cache.hit=true  llmspend.cost.usd={a.get('llmspend.cost.usd')}  "
+                  f"llmspend.cost.saved_usd={usd(a.get('llmspend.cost.saved_usd'), 7)}")
+    ctx.print("Repeated questions in round 1 are hits already. `llmspend cache stats --dir DIR` shows a cache's "
+              "hits and savings across every process that uses it.")
     total_saved = sum(r["saved_usd"] for r in rounds)
     return {"rounds": rounds, "saved_usd": total_saved, "hits": sum(r["hits"] for r in rounds)}
