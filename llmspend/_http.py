@@ -11,7 +11,7 @@ sent, and when it builds a response of its own it drops the encoding headers to 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import SplitResult, urlsplit
 
@@ -34,12 +34,30 @@ _UNSET_ARG: Any = _Unset()
 
 
 class Headers:
-    """An ordered, case-insensitive multi-dict of ``str`` header pairs. Treated as immutable."""
+    """An ordered, case-insensitive multi-dict of ``str`` header pairs. Treated as immutable.
 
-    __slots__ = ("_items",)
+    ``Headers.lazy(fn)`` defers building the pairs until something reads them: most calls
+    never look at the provider's response headers, so the transport need not copy them.
+    """
+
+    __slots__ = ("_pairs", "_source")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: tuple[tuple[str, str], ...] = tuple(items)
+        self._pairs: tuple[tuple[str, str], ...] | None = tuple(items)
+        self._source: Callable[[], Iterable[tuple[str, str]]] | None = None
+
+    @classmethod
+    def lazy(cls, source: Callable[[], Iterable[tuple[str, str]]]) -> Headers:
+        headers = cls()
+        headers._pairs, headers._source = None, source
+        return headers
+
+    @property
+    def _items(self) -> tuple[tuple[str, str], ...]:
+        if self._pairs is None:
+            assert self._source is not None
+            self._pairs, self._source = tuple(self._source()), None
+        return self._pairs
 
     def get(self, name: str, default: str | None = None) -> str | None:
         lname = name.lower()

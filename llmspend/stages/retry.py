@@ -147,7 +147,9 @@ class RetryStage(Stage):
         )
 
     def _retry_response(self, response: object) -> bool:
-        return isinstance(response, Response) and should_retry_status(
+        # Only errors are retried (the SDKs consult x-should-retry on errors alone), and a
+        # success must not pay for reading its headers.
+        return isinstance(response, Response) and response.status_code >= 400 and should_retry_status(
             response.status_code, response.headers, self.policy.statuses
         )
 

@@ -7,16 +7,37 @@ global ones (tests pass in-memory providers this way).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import TracerProvider
 
 from .._version import __version__
 from . import attributes as A
 
 __all__ = ["Instruments"]
+
+
+class _RunningSums:
+    """Monotonic USD sums by attribute set, reported through an observable counter."""
+
+    __slots__ = ("_lock", "_sums")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sums: dict[frozenset[tuple[str, str | int]], float] = {}
+
+    def add(self, value: float, attributes: Mapping[str, str | int]) -> None:
+        key = frozenset(attributes.items())
+        with self._lock:
+            self._sums[key] = self._sums.get(key, 0.0) + value
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            items = list(self._sums.items())
+        return [Observation(total, dict(key)) for key, total in items]
 
 _SCOPE = "llmspend"
 
@@ -43,9 +64,16 @@ class Instruments:
             description="GenAI operation duration",
             explicit_bucket_boundaries_advisory=list(A.DURATION_BUCKETS),
         )
-        self.cost = meter.create_counter(A.METRIC_COST, unit="USD", description="What LLM calls cost, in USD")
-        self.saved = meter.create_counter(
-            A.METRIC_SAVED, unit="USD", description="What llmspend's stages saved, in USD, by stage"
+        # The USD counters are summed here and read by the SDK when it collects: a dict update
+        # per call instead of one more SDK measurement on every call's path.
+        self.cost = _RunningSums()
+        self.saved = _RunningSums()
+        meter.create_observable_counter(
+            A.METRIC_COST, callbacks=[self.cost.observe], unit="USD", description="What LLM calls cost, in USD"
+        )
+        meter.create_observable_counter(
+            A.METRIC_SAVED, callbacks=[self.saved.observe], unit="USD",
+            description="What llmspend's stages saved, in USD, by stage",
         )
 
     def record_call(

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -166,8 +167,11 @@ class CallRecorder:
     @contextmanager
     def activated(self) -> Iterator[None]:
         """Make the span current while the rest of the chain runs (so spans below nest)."""
-        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+        token = otel_context.attach(trace.set_span_in_context(self.span))
+        try:
             yield
+        finally:
+            otel_context.detach(token)
 
     @property
     def ended(self) -> bool:

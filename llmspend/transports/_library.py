@@ -23,7 +23,7 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
     """``(PipelineTransport, AsyncPipelineTransport)`` classes for the library ``lib``."""
 
     def to_request(native: Any, body: bytes) -> Request:
-        return Request(native.method, str(native.url), Headers(native.headers.multi_items()), body, native=native)
+        return Request(native.method, str(native.url), Headers.lazy(native.headers.multi_items), body, native=native)
 
     def to_native_request(request: Request) -> Any:
         if request.native is not None:
@@ -104,7 +104,7 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
             await self.native.aclose()
 
     def from_native_response(native: Any) -> Response:
-        return Response(native.status_code, Headers(native.headers.multi_items()), native=native, reader=_Reader(native))
+        return Response(native.status_code, Headers.lazy(native.headers.multi_items), native=native, reader=_Reader(native))
 
     class PipelineTransport(lib.BaseTransport):  # type: ignore[misc,name-defined]
         """A sync transport that runs ``pipeline`` in front of ``inner``."""
