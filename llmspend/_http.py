@@ -223,7 +223,7 @@ class Response:
     through it, so the transport can hand it back without a copy.
     """
 
-    __slots__ = ("status_code", "headers", "content", "stream", "native", "_reader")
+    __slots__ = ("status_code", "headers", "content", "stream", "native", "origin", "_reader")
 
     def __init__(
         self,
@@ -234,12 +234,16 @@ class Response:
         stream: SyncByteStream | AsyncByteStream | None = None,
         native: Any = None,
         reader: Any = None,
+        origin: Response | None = None,
     ) -> None:
         self.status_code = status_code
         self.headers = headers
         self.content = content
         self.stream = stream
         self.native = native
+        #: the response this one was derived from (``with_stream``): a transport may reuse its
+        #: library response for this body instead of building another
+        self.origin = origin
         # an object with read()/aread() that reads the native body (set by transports)
         self._reader = reader
 
@@ -314,7 +318,7 @@ class Response:
 
     def with_stream(self, stream: SyncByteStream | AsyncByteStream) -> Response:
         """A response with the same status and headers whose body is ``stream``."""
-        return Response(self.status_code, self.headers.without_body_framing(), stream=stream)
+        return Response(self.status_code, self.headers.without_body_framing(), stream=stream, origin=self)
 
     def with_content(self, content: bytes) -> Response:
         return Response(self.status_code, self.headers.without_body_framing(), content=content)

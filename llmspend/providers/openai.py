@@ -299,72 +299,87 @@ class _OpenAIStreamReader:
     reasons), unless the text is needed (no usage to price, or content capture on).
     """
 
-    __slots__ = ("_call", "_drop", "_split", "_payloads", "capture_text")
+    __slots__ = ("_call", "_drop", "_split", "_raw", "_parsed", "capture_text")
 
     def __init__(self, call: Call, *, drop_usage_chunk: bool) -> None:
         self._call = call
         self._drop = drop_usage_chunk
         self._split = EventSplitter()
-        self._payloads: list[bytes] = []
+        self._raw: list[bytes] = []  # every byte received, the dropped chunk included
+        self._parsed: list[bytes] | None = None
         #: set by the telemetry stage when prompt/completion content goes on spans
         self.capture_text = False
 
     def feed(self, chunk: bytes) -> bytes:
-        events = self._split.feed(chunk)
+        self._raw.append(chunk)
         if not self._drop:
-            self._keep(events)
             return chunk  # hand on exactly what arrived, without waiting for event ends
-        kept = [event for event in events if not self._is_injected_usage(event)]
-        self._keep(kept)
-        return b"".join(kept) if len(kept) != len(events) else b"".join(events)
+        events = self._split.feed(chunk)
+        return b"".join(event for event in events if not _is_injected_usage(event))
 
     def flush(self) -> bytes:
+        if not self._drop:
+            return b""
         rest = self._split.flush()
-        if not rest:
-            return b""
-        if self._drop and self._is_injected_usage(rest):
-            return b""
-        self._keep([rest])
-        return rest if self._drop else b""
+        return b"" if not rest or _is_injected_usage(rest) else rest
 
-    def _keep(self, events: list[bytes]) -> None:
-        for event in events:
-            data = event_data(event)
+    @property
+    def _payloads(self) -> list[bytes]:
+        """The ``data`` of every event received, split once when first asked for."""
+        if self._parsed is None:
+            splitter = EventSplitter()
+            events = splitter.feed(self._buffer())
+            rest = splitter.flush()
+            if rest:
+                events.append(rest)
+            self._parsed = [data for data in map(event_data, events) if data is not None]
+        return self._parsed
+
+    def _buffer(self) -> bytes:
+        if len(self._raw) != 1:
+            self._raw = [b"".join(self._raw)]
+        return self._raw[0] if self._raw else b""
+
+    def _matching(self, pattern: re.Pattern[bytes]) -> list[bytes]:
+        """The ``data`` of the events in which ``pattern`` occurs, found in the whole buffer
+        at once rather than by splitting every event (a stream has one per token)."""
+        buf = self._buffer()
+        if b"\r" in buf:
+            return [data for data in self._payloads if pattern.search(data)]
+        found: list[bytes] = []
+        last = -1
+        for match in pattern.finditer(buf):
+            start = buf.rfind(b"\n\n", 0, match.start())
+            start = 0 if start < 0 else start + 2
+            if start == last:
+                continue
+            last = start
+            end = buf.find(b"\n\n", match.end())
+            data = event_data(buf[start:] if end < 0 else buf[start : end + 2])
             if data is not None:
-                self._payloads.append(data)
-
-    def _is_injected_usage(self, event: bytes) -> bool:
-        if not _EMPTY_CHOICES.search(event) or not _USAGE.search(event):
-            return False
-        payload = _loads(event_data(event))
-        if payload is None:
-            return False
-        self._payloads.append(event_data(event) or b"")  # keep it for the usage count
-        return payload.get("choices") == [] and isinstance(payload.get("usage"), Mapping)
+                found.append(data)
+        return found
 
     def outcome(self, complete: bool) -> Outcome:
-        payloads = self._payloads
-        done = bool(payloads) and payloads[-1] == b"[DONE]"
         if self._call.endpoint == "responses":
             return self._responses_outcome(complete)
+        buf = self._buffer()
+        done = buf.rstrip().endswith(b"[DONE]")
         usage: Usage | None = None
-        for data in reversed(payloads):
-            if _USAGE.search(data):
-                payload = _loads(data)
-                if payload is not None and isinstance(payload.get("usage"), Mapping):
-                    try:
-                        usage = _chat_usage(payload["usage"])
-                    except ResponseParseError:
-                        pass
-                    break
-        first = _loads(payloads[0]) if payloads and payloads[0] != b"[DONE]" else None
-        first = first or {}
+        for data in reversed(self._matching(_USAGE)):
+            payload = _loads(data)
+            if payload is not None and isinstance(payload.get("usage"), Mapping):
+                try:
+                    usage = _chat_usage(payload["usage"])
+                except ResponseParseError:
+                    pass
+                break
+        end = buf.find(b"\n\n")
+        first = _loads(event_data(buf if end < 0 else buf[: end + 2])) or {}
         reasons: dict[int, str] = {}
         texts: list[str] = []
         want_text = usage is None or self.capture_text
-        for data in payloads:
-            if not want_text and not _FINISH.search(data):
-                continue
+        for data in self._payloads if want_text else self._matching(_FINISH):
             payload = _loads(data)
             choices = payload.get("choices") if payload else None
             if not isinstance(choices, list):
@@ -390,12 +405,11 @@ class _OpenAIStreamReader:
 
     def _responses_outcome(self, complete: bool) -> Outcome:
         final: Outcome | None = None
-        for data in reversed(self._payloads):
-            if _RESPONSE_END.search(data):
-                payload = _loads(data)
-                if payload is not None and isinstance(payload.get("response"), Mapping):
-                    final = _responses_outcome(payload["response"])
-                break
+        for data in reversed(self._matching(_RESPONSE_END)):
+            payload = _loads(data)
+            if payload is not None and isinstance(payload.get("response"), Mapping):
+                final = _responses_outcome(payload["response"])
+            break
         if final is not None and final.usage is not None and not self.capture_text:
             return replace(final, complete=True)
         texts: list[str] = []
@@ -415,6 +429,14 @@ class _OpenAIStreamReader:
         if final is not None:
             return replace(final, output_text=final.output_text or "".join(texts), complete=True)
         return Outcome(response_id=response_id, response_model=model, output_text="".join(texts), complete=complete)
+
+
+def _is_injected_usage(event: bytes) -> bool:
+    """Whether ``event`` is the usage-only chunk (``"choices": []`` with usage)."""
+    if not _EMPTY_CHOICES.search(event) or not _USAGE.search(event):
+        return False
+    payload = _loads(event_data(event))
+    return payload is not None and payload.get("choices") == [] and isinstance(payload.get("usage"), Mapping)
 
 
 def _loads(data: bytes | None) -> dict[str, Any] | None:

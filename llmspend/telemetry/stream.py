@@ -24,17 +24,25 @@ class ObservedStream:
 
     def __iter__(self) -> Iterator[bytes]:
         reader, recorder = self._reader, self._recorder
+        feed = reader.feed  # this loop runs once per token: keep it to the bare minimum
         try:
-            for chunk in self._source.iter_bytes():
+            chunks = iter(self._source.iter_bytes())
+            for chunk in chunks:
                 recorder.first_chunk()
-                out = reader.feed(chunk)
+                out = feed(chunk)
+                if out:
+                    yield out
+                break
+            for chunk in chunks:
+                out = feed(chunk)
                 if out:
                     yield out
             tail = reader.flush()
             if tail:
                 yield tail
         except GeneratorExit:
-            recorder.finish(reader.outcome(complete=False))
+            if not recorder.ended:  # closed before the end (close() may have recorded it already)
+                recorder.finish(reader.outcome(complete=False))
             raise
         except BaseException as exc:
             recorder.finish(reader.outcome(complete=False), error=exc)
@@ -57,17 +65,22 @@ class AsyncObservedStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         reader, recorder = self._reader, self._recorder
+        feed = reader.feed
+        first = True
         try:
             async for chunk in self._source.aiter_bytes():
-                recorder.first_chunk()
-                out = reader.feed(chunk)
+                if first:
+                    recorder.first_chunk()
+                    first = False
+                out = feed(chunk)
                 if out:
                     yield out
             tail = reader.flush()
             if tail:
                 yield tail
         except GeneratorExit:
-            recorder.finish(reader.outcome(complete=False))
+            if not recorder.ended:  # closed before the end (close() may have recorded it already)
+                recorder.finish(reader.outcome(complete=False))
             raise
         except BaseException as exc:
             recorder.finish(reader.outcome(complete=False), error=exc)

@@ -62,6 +62,11 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
     def to_native_response(response: Response, native_request: Any, is_async: bool) -> Any:
         if response.native is not None:
             return response.native  # untouched, or read through the library itself
+        origin = response.origin
+        if response.stream is not None and origin is not None and isinstance(origin._reader, _Reader):
+            adopted = origin._reader.adopt(response.stream, is_async)
+            if adopted is not None:
+                return adopted
         headers = list(response.headers.without_body_framing().items())
         if response.content is not None:
             return lib.Response(response.status_code, headers=headers, content=response.content, request=native_request)
@@ -73,10 +78,23 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
         """Reads a library response's body through the library (decoding included), so the
         response stays valid to hand back as it is."""
 
-        __slots__ = ("native",)
+        __slots__ = ("native", "raw")
 
         def __init__(self, native: Any) -> None:
             self.native = native
+            self.raw = native.stream  # the transport's own stream, whatever replaces it later
+
+        def adopt(self, stream: Any, is_async: bool) -> Any:
+            """The library response again, now with ``stream`` as its body; or None when its
+            body must be decoded first. Handing back the same response object saves the
+            library's per-chunk layers a second time round, on every token of a stream."""
+            headers = self.native.headers
+            if "content-encoding" in headers or self.native.is_stream_consumed:
+                return None
+            if "content-length" in headers:
+                del headers["content-length"]  # the body may now be shorter (a dropped chunk)
+            self.native.stream = _AsyncStream(stream) if is_async else _SyncStream(stream)
+            return self.native
 
         def read(self) -> bytes:
             return self.native.read()  # type: ignore[no-any-return]
@@ -89,19 +107,27 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
                 # Nothing to decode (event streams are sent plain): read the transport's
                 # stream itself and skip the library's per-chunk layers, which every token of
                 # a streamed answer would otherwise pay for twice.
-                return iter(self.native.stream)
+                return iter(self.raw)
             return self.native.iter_bytes()  # type: ignore[no-any-return]
 
         def aiter_bytes(self) -> AsyncIterator[bytes]:
             if "content-encoding" not in self.native.headers:
-                return self.native.stream.__aiter__()  # type: ignore[no-any-return]
+                return self.raw.__aiter__()  # type: ignore[no-any-return]
             return self.native.aiter_bytes()  # type: ignore[no-any-return]
 
         def close(self) -> None:
-            self.native.close()
+            # Once adopted, closing the library response closes our stream, which comes back
+            # here: close the transport's stream itself then.
+            if self.native.stream is self.raw:
+                self.native.close()
+            else:
+                self.raw.close()
 
         async def aclose(self) -> None:
-            await self.native.aclose()
+            if self.native.stream is self.raw:
+                await self.native.aclose()
+            else:
+                await self.raw.aclose()
 
     def from_native_response(native: Any) -> Response:
         return Response(native.status_code, Headers.lazy(native.headers.multi_items), native=native, reader=_Reader(native))
