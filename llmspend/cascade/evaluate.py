@@ -17,7 +17,7 @@ from .data import OutcomeTable
 from .fit import FeatureTable, policy_outcomes
 from .plan import Plan, Step
 
-__all__ = ["evaluate_plan", "evaluate_steps", "step_scores"]
+__all__ = ["evaluate_plan", "evaluate_steps", "feature_table", "frontier_curve", "step_scores"]
 
 
 def step_scores(plan: Plan, steps: Sequence[Step], feats: FeatureTable) -> np.ndarray:
@@ -75,3 +75,11 @@ def evaluate_plan(plan: Plan, table: OutcomeTable) -> dict[str, Any]:
         "best_single": table.best_single(),
         "singles": table.singles(),
     }
+
+
+def frontier_curve(plan: Plan, feats: FeatureTable) -> list[tuple[float, float]]:
+    """(USD per query, accuracy) on ``feats`` of every operating point the fit kept, the
+    plan's own included: the cascade's curve across budgets."""
+    points = [evaluate_steps(plan, p.steps, feats) for p in plan.frontier]
+    points.append(evaluate_steps(plan, plan.steps, feats))
+    return sorted((p["cost_usd_per_query"], p["accuracy"]) for p in points)

@@ -8,6 +8,6 @@ __all__ = ["builtin_specs"]
 
 
 def builtin_specs() -> tuple[StageSpec, ...]:
-    from . import retry, telemetry
+    from . import cascade, retry, telemetry
 
-    return (telemetry.SPEC, retry.SPEC)
+    return (telemetry.SPEC, retry.SPEC, cascade.SPEC)
