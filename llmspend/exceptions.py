@@ -8,7 +8,10 @@ llmspend sits below the SDK in its HTTP transport and hands the provider's respo
     ├── ConfigError              a wrong option: raised by wrap()/constructors, before any call
     │   └── PluginError          an entry-point plugin that failed to load or validate
     ├── BudgetExceededError      a call would overspend a budget; raised before it is sent
+    │   └── BudgetUnknownCostError   a budgeted call whose most possible cost cannot be known
+    ├── LedgerError              a budget ledger (disk, Redis) could not be reached or read
     ├── PromptTooLongError       a prompt cannot fit its token budget even after trimming
+    ├── BatchJobError            a provider's Batch API refused or lost a job (llmspend batch)
     └── ResponseParseError       internal: a provider response we could not read (never
                                  reaches the caller; the response passes through unchanged)
 """
@@ -22,7 +25,10 @@ __all__ = [
     "ConfigError",
     "PluginError",
     "BudgetExceededError",
+    "BudgetUnknownCostError",
+    "LedgerError",
     "PromptTooLongError",
+    "BatchJobError",
     "ResponseParseError",
 ]
 
@@ -63,6 +69,30 @@ class BudgetExceededError(LLMSpendError):
         )
 
 
+class BudgetUnknownCostError(BudgetExceededError):
+    """A budgeted call whose most possible cost cannot be known (no price for its model, or no
+    output limit), refused because its budget says ``on_unknown="refuse"``. Nothing was sent."""
+
+    def __init__(self, budget: str, *, reason: str, limit_usd: float, remaining_usd: float,
+                 resets_at: datetime | None) -> None:
+        self.budget = budget
+        self.reason = reason
+        self.limit_usd = limit_usd
+        self.remaining_usd = remaining_usd
+        self.requested_usd = float("inf")
+        self.resets_at = resets_at
+        LLMSpendError.__init__(
+            self,
+            f"budget {budget!r} cannot bound this call's cost: {reason}. Add a price "
+            f"(wrap(..., prices={{MODEL: {{'input': USD_PER_1M, 'output': USD_PER_1M}}}})) or max_tokens, "
+            f"or let such calls through with track(..., on_unknown='allow')",
+        )
+
+
+class LedgerError(LLMSpendError):
+    """A budget ledger could not be reached or read (disk, Redis). The call was not sent."""
+
+
 class PromptTooLongError(LLMSpendError):
     """A prompt does not fit its token budget even after every safe trim."""
 
@@ -71,6 +101,10 @@ class PromptTooLongError(LLMSpendError):
         self.budget = budget
         msg = f"prompt needs {tokens} tokens after trimming but the budget is {budget}"
         super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class BatchJobError(LLMSpendError):
+    """A provider's Batch API answered with an error (an unknown job id, a refused upload)."""
 
 
 class ResponseParseError(LLMSpendError):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._http import Request, Response
-from .exceptions import ConfigError
+from .exceptions import ConfigError, LLMSpendError
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -126,8 +126,14 @@ class Pipeline:
         entry = handler
 
         def run(request: Request) -> Response:
-            request.adapter = self.adapter_for(request)
-            return entry(request)
+            request.adapter = adapter = self.adapter_for(request)
+            try:
+                return entry(request)
+            except LLMSpendError as exc:
+                passable = _through_sdk(adapter, exc)
+                if passable is exc:
+                    raise
+                raise passable from exc.__cause__
 
         return run
 
@@ -138,8 +144,14 @@ class Pipeline:
         entry = handler
 
         async def run(request: Request) -> Response:
-            request.adapter = self.adapter_for(request)
-            return await entry(request)
+            request.adapter = adapter = self.adapter_for(request)
+            try:
+                return await entry(request)
+            except LLMSpendError as exc:
+                passable = _through_sdk(adapter, exc)
+                if passable is exc:
+                    raise
+                raise passable from exc.__cause__
 
         return run
 
@@ -153,6 +165,12 @@ class Pipeline:
             if stage.name == name:
                 return stage
         return None
+
+
+def _through_sdk(adapter: ProviderAdapter | None, error: LLMSpendError) -> BaseException:
+    """An llmspend error raised in the SDK's transport (a refused budget, a prompt too long), as
+    the adapter says it must be raised for the SDK to hand it to the caller unchanged."""
+    return error if adapter is None else adapter.sdk_error(error)
 
 
 def _link(handle: Callable[[Request, CallNext], Response], call_next: CallNext) -> CallNext:

@@ -9,7 +9,7 @@ does::
 Groups: ``llmspend.providers`` (a :class:`~llmspend.providers.base.ProviderAdapter` subclass or
 instance), ``llmspend.stages`` (a :class:`~llmspend.pipeline.StageSpec`, or a callable returning
 one), ``llmspend.cache_backends`` (a callable ``(url, **options) -> backend`` keyed by URL
-scheme). Each plugin is validated when it loads and named in any error. Set
+scheme), ``llmspend.ledgers`` (a callable ``(url) -> Ledger`` keyed by URL scheme). Each plugin is validated when it loads and named in any error. Set
 ``LLMSPEND_DISABLE_PLUGIN_AUTOLOAD=1`` to load none (built-ins still work).
 """
 
@@ -30,9 +30,11 @@ __all__ = [
     "PROVIDERS_GROUP",
     "STAGES_GROUP",
     "CACHE_BACKENDS_GROUP",
+    "LEDGERS_GROUP",
     "provider_adapters",
     "stage_specs",
     "cache_backends",
+    "ledger_backends",
     "reload",
 ]
 
@@ -40,6 +42,7 @@ AUTOLOAD_ENV = "LLMSPEND_DISABLE_PLUGIN_AUTOLOAD"
 PROVIDERS_GROUP = "llmspend.providers"
 STAGES_GROUP = "llmspend.stages"
 CACHE_BACKENDS_GROUP = "llmspend.cache_backends"
+LEDGERS_GROUP = "llmspend.ledgers"
 
 
 def autoload_enabled() -> bool:
@@ -119,6 +122,16 @@ def _cache_backends() -> dict[str, Callable[..., Any]]:
     return found
 
 
+@functools.lru_cache(maxsize=1)
+def _ledger_backends() -> dict[str, Callable[..., Any]]:
+    found: dict[str, Callable[..., Any]] = {}
+    for ep, obj in _load(LEDGERS_GROUP):
+        if not callable(obj):
+            raise PluginError(f"{_describe(ep)} must be callable as (url) -> llmspend.ledger.Ledger")
+        found[ep.name] = obj
+    return found
+
+
 def provider_adapters() -> tuple[ProviderAdapter, ...]:
     """Every provider adapter: installed plugins', then the built-in OpenAI-compatible one."""
     return _providers()
@@ -134,8 +147,14 @@ def cache_backends() -> dict[str, Callable[..., Any]]:
     return _cache_backends()
 
 
+def ledger_backends() -> dict[str, Callable[..., Any]]:
+    """Budget ledger factories from plugins, by URL scheme (e.g. ``"redis"``)."""
+    return _ledger_backends()
+
+
 def reload() -> None:
     """Forget what was loaded, so the next use looks at entry points again (tests, notebooks)."""
     _providers.cache_clear()
     _stages.cache_clear()
     _cache_backends.cache_clear()
+    _ledger_backends.cache_clear()

@@ -56,7 +56,7 @@ def test_demo_runs_offline(capsys: pytest.CaptureFixture[str], tmp_path: object)
     assert "Exact cost of every call" in out and "total" in out
     cost = result.sections["cost"]
     assert cost["calls"] >= 20
-    priced = [s for s in result.spans if "llmspend.cost.usd" in s["attributes"]]
+    priced = [s for s in result.spans if s["section"] == "cost" and "llmspend.cost.usd" in s["attributes"]]
     assert cost["total_usd"] == pytest.approx(sum(s["attributes"]["llmspend.cost.usd"] for s in priced))
     assert len(spans_file.read_text().splitlines()) == len(result.spans)
     assert any(s["attributes"].get("gen_ai.usage.cache_read.input_tokens") for s in result.spans)

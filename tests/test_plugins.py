@@ -57,6 +57,7 @@ def _install_dist(root: Path, name: str, entry_points: str, module: str) -> None
 
 @pytest.fixture
 def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.delenv(plugins.AUTOLOAD_ENV, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins.reload()
     yield tmp_path

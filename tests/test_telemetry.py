@@ -143,3 +143,9 @@ def test_configure_telemetry_otlp_posts_to_the_endpoint(server: FakeLLMServer) -
     assert "/v1/traces" in paths and "/v1/metrics" in paths
     traces = [r for r in server.requests if r.path == "/v1/traces"][0]
     assert b"llmspend.cost.usd" in traces.body  # protobuf carries attribute keys as plain bytes
+
+
+def test_streamed_content_captured_when_opted_in(server: FakeLLMServer, spans: Spans) -> None:
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider, capture_content=True)
+    text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    assert json.loads(spans.attrs()[A.OUTPUT_MESSAGES])[0]["content"] == text

@@ -17,7 +17,7 @@ from typing import IO, Any
 __all__ = ["run_demo", "DemoContext", "DemoResult", "SECTIONS"]
 
 #: section modules in the order they run
-SECTIONS: tuple[str, ...] = ("cost",)
+SECTIONS: tuple[str, ...] = ("cost", "trim", "batch", "budget", "anthropic")
 
 
 @dataclass
@@ -101,7 +101,7 @@ def run_demo(
                 for span in finished:
                     if spans_file is not None:
                         spans_file.write(span["span"].to_json(indent=None) + "\n")
-                    result.spans.append({k: v for k, v in span.items() if k != "span"})
+                    result.spans.append({**{k: v for k, v in span.items() if k != "span"}, "section": name})
     finally:
         if spans_file is not None:
             spans_file.close()

@@ -62,6 +62,16 @@ class SupportApp:
         )
         return str(response.choices[0].message.content)
 
+    def chat(self, history: list[dict[str, Any]], model: str = "gpt-4o-mini") -> str:
+        """One turn of a longer conversation: the whole history goes with every call."""
+        response = self.client.chat.completions.create(
+            model=model,
+            temperature=0,
+            max_tokens=200,
+            messages=[{"role": "system", "content": self.system}, *history],
+        )
+        return str(response.choices[0].message.content)
+
     def answer_streaming(self, question: str, model: str = "gpt-4o") -> str:
         stream = self.client.chat.completions.create(
             model=model,

@@ -132,11 +132,16 @@ class PriceTable:
     def __init__(self, rows: Iterable[ModelPrice] = ()) -> None:
         self._rows: dict[tuple[str, str], ModelPrice] = {}
         self._by_model: dict[str, list[ModelPrice]] = {}
+        self._providers: set[str] = set()
+        # lookups are on every call's path and a table never changes once built: memoise
+        self._memo: dict[tuple[str, str | None], ModelPrice | None] = {}
         for row in rows:
             self._add(row)
 
     def _add(self, row: ModelPrice) -> None:
+        self._memo.clear()
         self._rows[(row.provider, row.model)] = row
+        self._providers.add(row.provider)
         for name in (row.model, *row.aliases):
             bucket = self._by_model.setdefault(name, [])
             bucket[:] = [r for r in bucket if r.provider != row.provider] + [row]
@@ -222,8 +227,8 @@ class PriceTable:
         return len(self._rows)
 
     @property
-    def providers(self) -> set[str]:
-        return {provider for provider, _ in self._rows}
+    def providers(self) -> frozenset[str]:
+        return frozenset(self._providers)
 
     def lookup(self, model: str | None, provider: str | None = None) -> ModelPrice | None:
         """The row for ``model`` (see the module docstring for how names resolve).
@@ -234,6 +239,15 @@ class PriceTable:
         """
         if not model:
             return None
+        key = (model, provider)
+        if key in self._memo:
+            return self._memo[key]
+        if len(self._memo) > 4096:  # model names come from requests: keep the memo bounded
+            self._memo.clear()
+        found = self._memo[key] = self._lookup(model, provider)
+        return found
+
+    def _lookup(self, model: str, provider: str | None) -> ModelPrice | None:
         candidates = [model]
         if "/" in model:
             candidates.append(model.rsplit("/", 1)[-1])
@@ -241,7 +255,7 @@ class PriceTable:
             bare = normalise_model(name)
             if bare != name:
                 candidates.append(bare)
-        scoped = provider is not None and provider in self.providers
+        scoped = provider is not None and provider in self._providers
         for name in candidates:
             rows = self._by_model.get(name)
             if not rows:

@@ -14,6 +14,13 @@ Contract for implementers (first-party and third-party plugins alike):
 - A :class:`StreamReader` must hand on every byte the provider sent except what the adapter
   itself asked for on the caller's behalf (OpenAI's usage-only chunk when the caller did not
   request it), and must not raise on malformed events.
+- Prompt rewriting (the trim stage) is optional: ``get_messages`` returns the conversation as a
+  list (oldest first) in a shape ``llmspend.trim`` reads (OpenAI chat messages, Responses API
+  input items, or messages of Anthropic-style content blocks), or ``None`` when the request has
+  none or the adapter does not support rewriting it; such requests pass on untouched.
+  ``with_messages`` puts a rewritten list back and changes nothing else;
+  ``estimate_overhead_tokens`` counts what the prompt spends outside that list (tool
+  definitions, top-level instructions), so a token budget covers the whole prompt.
 
 Adapters are registered under the ``llmspend.providers`` entry-point group.
 """
@@ -27,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .._http import Request
+    from ..exceptions import LLMSpendError
 
-__all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter"]
+__all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "json_object_body", "number_params"]
 
 
 @dataclass(frozen=True)
@@ -104,13 +112,24 @@ class Outcome:
     output_text: str = ""
     #: False when a stream ended before the provider finished (caller stopped, connection lost)
     complete: bool = True
+    #: an error the provider reported inside a successful HTTP response (an error event in the
+    #: middle of a stream), as its ``error.type``
+    error_type: str | None = None
+    #: provider-specific span attributes the answer carries (e.g. server-side tool use counts)
+    attributes: Mapping[str, str | bool | int | float] = field(default_factory=dict)
 
     def with_usage(self, usage: Usage) -> Outcome:
         return replace(self, usage=usage)
 
 
 class StreamReader(Protocol):
-    """Reads an event stream as it passes to the caller."""
+    """Reads an event stream as it passes to the caller.
+
+    ``feed`` runs once per chunk on the caller's path, so it should do as little as possible
+    (split and keep); the parsing can wait for :meth:`outcome`. ``output_text`` of the outcome
+    must be filled when it has no usage (the cost is then estimated from it) and when the
+    telemetry stage set ``capture_text = True`` on the reader; otherwise it may be empty.
+    """
 
     def feed(self, chunk: bytes) -> bytes:
         """Take the next bytes from the provider; return the bytes to hand to the caller."""
@@ -161,8 +180,51 @@ class ProviderAdapter(ABC):
     def estimate_input_tokens(self, call: Call) -> int:
         """Input tokens of ``call`` counted locally, for when the provider reports none."""
 
+    # -- prompt rewriting (optional; see the module docstring) ------------------------------
+    def get_messages(self, call: Call) -> list[Any] | None:
+        """The conversation of ``call``, oldest first, or ``None``: nothing to rewrite."""
+        return None
+
+    def with_messages(self, request: Request, call: Call, messages: list[Any]) -> Request:
+        """``request`` with its conversation replaced by ``messages``. Called only for a call
+        whose :meth:`get_messages` returned a list."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} adapter cannot rewrite messages")
+
+    def estimate_overhead_tokens(self, call: Call) -> int:
+        """Input tokens of ``call`` outside :meth:`get_messages`'s list, counted locally."""
+        return 0
+
+    def sdk_error(self, error: LLMSpendError) -> BaseException:
+        """The exception to raise for an llmspend error (a refused budget, a prompt too long)
+        raised inside the SDK's transport. Default: ``error`` itself, which the openai SDK hands
+        to the caller unchanged. An SDK that turns foreign exceptions from its transport into its
+        own (the anthropic SDK makes them ``APIConnectionError`` and may retry them) needs one of
+        a type it lets through, still an instance of ``type(error)``."""
+        return error
+
     def with_model(self, request: Request, model: str) -> Request:
         """The same request asking ``model`` instead (used by cascades and budgets)."""
         body = dict(request.json())
         body["model"] = model
         return request.replace(json_body=body)
+
+
+# -- helpers for adapters ------------------------------------------------------------------
+def json_object_body(request: Request) -> dict[str, Any] | None:
+    """The request body as a JSON object, or ``None`` when it is not one (never raises)."""
+    try:
+        body = request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def number_params(body: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """``gen_ai.request.*`` suffixes for the numeric fields of ``body`` named in ``names``
+    (body key -> attribute suffix); booleans and other types are left out."""
+    params: dict[str, Any] = {}
+    for key, attr in names.items():
+        value = body.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            params[attr] = value
+    return params

@@ -12,13 +12,15 @@ not set it this adapter sets it and removes the extra usage-only chunk before th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .._http import Request
 from ..exceptions import ResponseParseError
 from ..tokens import count_chat_messages, count_text
-from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage
+from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage, json_object_body, number_params
 from .sse import EventSplitter, event_data
 
 __all__ = ["OpenAIAdapter", "provider_for_host"]
@@ -73,6 +75,10 @@ _PARAMS = {
 }
 
 
+# where each endpoint keeps its conversation (the list the trim stage may rewrite)
+_MESSAGES_KEY = {"chat.completions": "messages", "responses": "input"}
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -105,17 +111,10 @@ class OpenAIAdapter(ProviderAdapter):
                 break
         else:
             return None
-        try:
-            body = request.json()
-        except ValueError:
+        body = json_object_body(request)
+        if body is None:
             return None
-        if not isinstance(body, dict):
-            return None
-        params: dict[str, Any] = {}
-        for key, attr in _PARAMS.items():
-            value = body.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                params[attr] = value
+        params = number_params(body, _PARAMS)
         stop = body.get("stop")
         if isinstance(stop, str):
             params["stop_sequences"] = (stop,)
@@ -205,6 +204,29 @@ class OpenAIAdapter(ProviderAdapter):
             return sum(count_text(s, call.model) if isinstance(s, str) else len(s) for s in source)
         return 0
 
+    # -- prompt rewriting ----------------------------------------------------------------
+    def get_messages(self, call: Call) -> list[Any] | None:
+        """Chat ``messages`` or a Responses ``input`` list (a plain-string input has nothing
+        to trim)."""
+        key = _MESSAGES_KEY.get(call.endpoint)
+        body = call.body if isinstance(call.body, Mapping) else {}
+        messages = body.get(key) if key is not None else None
+        return messages if isinstance(messages, list) else None
+
+    def with_messages(self, request: Request, call: Call, messages: list[Any]) -> Request:
+        body = dict(call.body)
+        body[_MESSAGES_KEY[call.endpoint]] = messages
+        return request.replace(json_body=body)
+
+    def estimate_overhead_tokens(self, call: Call) -> int:
+        body = call.body if isinstance(call.body, Mapping) else {}
+        total = 0
+        if body.get("tools"):
+            total += count_text(json.dumps(body["tools"]), call.model)
+        if call.endpoint == "responses" and isinstance(body.get("instructions"), str):
+            total += count_text(body["instructions"], call.model)
+        return total
+
 
 def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
@@ -259,115 +281,145 @@ def _responses_outcome(data: Mapping[str, Any]) -> Outcome:
     )
 
 
-class _OpenAIStreamReader:
-    """Watches chat/completions/responses streams; optionally drops the injected usage chunk."""
+# Cheap byte checks that decide which events are worth parsing: a stream has one event per
+# token or two, and parsing every one would cost more than the rest of the pipeline.
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
+_EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
+_RESPONSE_END = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
 
-    __slots__ = ("_call", "_drop", "_split", "_texts", "_reasons", "_usage", "_id", "_model", "_tier", "_final", "_done")
+
+class _OpenAIStreamReader:
+    """Watches chat/completions/responses streams; optionally drops the injected usage chunk.
+
+    Events are only split and kept as they pass; they are parsed when the stream ends, and
+    then only those that carry what is needed (the first for ids, the usage chunk, finish
+    reasons), unless the text is needed (no usage to price, or content capture on).
+    """
+
+    __slots__ = ("_call", "_drop", "_split", "_payloads", "capture_text")
 
     def __init__(self, call: Call, *, drop_usage_chunk: bool) -> None:
         self._call = call
         self._drop = drop_usage_chunk
         self._split = EventSplitter()
-        self._texts: list[str] = []
-        self._reasons: dict[int, str] = {}
-        self._usage: Usage | None = None
-        self._id: str | None = None
-        self._model: str | None = None
-        self._tier: str | None = None
-        self._final: Outcome | None = None  # responses API: the completed response object
-        self._done = False  # the provider said the answer is over ([DONE], response.completed)
+        self._payloads: list[bytes] = []
+        #: set by the telemetry stage when prompt/completion content goes on spans
+        self.capture_text = False
 
     def feed(self, chunk: bytes) -> bytes:
         events = self._split.feed(chunk)
         if not self._drop:
-            for event in events:
-                self._observe(event)
+            self._keep(events)
             return chunk  # hand on exactly what arrived, without waiting for event ends
-        return b"".join(event for event in events if not self._observe(event))
+        kept = [event for event in events if not self._is_injected_usage(event)]
+        self._keep(kept)
+        return b"".join(kept) if len(kept) != len(events) else b"".join(events)
 
     def flush(self) -> bytes:
         rest = self._split.flush()
-        if rest and not self._observe(rest) and self._drop:
-            return rest
-        return b""
+        if not rest:
+            return b""
+        if self._drop and self._is_injected_usage(rest):
+            return b""
+        self._keep([rest])
+        return rest if self._drop else b""
 
-    def _observe(self, event: bytes) -> bool:
-        """Read one event; True when it is the usage-only chunk this adapter asked for."""
-        data = event_data(event)
-        if data == b"[DONE]":
-            self._done = True
+    def _keep(self, events: list[bytes]) -> None:
+        for event in events:
+            data = event_data(event)
+            if data is not None:
+                self._payloads.append(data)
+
+    def _is_injected_usage(self, event: bytes) -> bool:
+        if not _EMPTY_CHOICES.search(event) or not _USAGE.search(event):
             return False
-        if data is None:
+        payload = _loads(event_data(event))
+        if payload is None:
             return False
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            return False
-        if not isinstance(payload, dict):
-            return False
+        self._payloads.append(event_data(event) or b"")  # keep it for the usage count
+        return payload.get("choices") == [] and isinstance(payload.get("usage"), Mapping)
+
+    def outcome(self, complete: bool) -> Outcome:
+        payloads = self._payloads
+        done = bool(payloads) and payloads[-1] == b"[DONE]"
         if self._call.endpoint == "responses":
-            self._observe_responses(payload)
-            return False
-        if isinstance(payload.get("id"), str):
-            self._id = payload["id"]
-        if isinstance(payload.get("model"), str):
-            self._model = payload["model"]
-        if isinstance(payload.get("service_tier"), str):
-            self._tier = payload["service_tier"]
-        choices = payload.get("choices")
-        usage = payload.get("usage")
-        if isinstance(usage, Mapping):
-            try:
-                self._usage = _chat_usage(usage)
-            except ResponseParseError:
-                pass
-        if isinstance(choices, list):
+            return self._responses_outcome(complete)
+        usage: Usage | None = None
+        for data in reversed(payloads):
+            if _USAGE.search(data):
+                payload = _loads(data)
+                if payload is not None and isinstance(payload.get("usage"), Mapping):
+                    try:
+                        usage = _chat_usage(payload["usage"])
+                    except ResponseParseError:
+                        pass
+                    break
+        first = _loads(payloads[0]) if payloads and payloads[0] != b"[DONE]" else None
+        first = first or {}
+        reasons: dict[int, str] = {}
+        texts: list[str] = []
+        want_text = usage is None or self.capture_text
+        for data in payloads:
+            if not want_text and not _FINISH.search(data):
+                continue
+            payload = _loads(data)
+            choices = payload.get("choices") if payload else None
+            if not isinstance(choices, list):
+                continue
             for choice in choices:
                 if not isinstance(choice, Mapping):
                     continue
-                self._texts.append(_choice_text(choice))
+                if want_text:
+                    texts.append(_choice_text(choice))
                 if isinstance(choice.get("finish_reason"), str):
                     index = choice.get("index", 0)
-                    self._reasons[index if isinstance(index, int) else 0] = choice["finish_reason"]
-        return self._drop and choices == [] and isinstance(usage, Mapping)
-
-    def _observe_responses(self, payload: Mapping[str, Any]) -> None:
-        kind = payload.get("type")
-        if kind == "response.output_text.delta" and isinstance(payload.get("delta"), str):
-            self._texts.append(payload["delta"])
-        elif kind == "response.function_call_arguments.delta" and isinstance(payload.get("delta"), str):
-            self._texts.append(payload["delta"])
-        response = payload.get("response")
-        if isinstance(response, Mapping):
-            if isinstance(response.get("id"), str):
-                self._id = response["id"]
-            if isinstance(response.get("model"), str):
-                self._model = response["model"]
-            if kind in ("response.completed", "response.incomplete", "response.failed"):
-                self._final = _responses_outcome(response)
-                self._done = True
-
-    def outcome(self, complete: bool) -> Outcome:
-        # A caller (the SDK) may close the stream right after the provider's last event.
-        complete = complete or self._done
-        text = "".join(self._texts)
-        if self._final is not None:
-            final = self._final
-            return Outcome(
-                usage=final.usage,
-                response_id=final.response_id,
-                response_model=final.response_model,
-                finish_reasons=final.finish_reasons,
-                service_tier=final.service_tier,
-                output_text=final.output_text or text,
-                complete=complete,
-            )
+                    reasons[index if isinstance(index, int) else 0] = choice["finish_reason"]
         return Outcome(
-            usage=self._usage,
-            response_id=self._id,
-            response_model=self._model,
-            finish_reasons=tuple(self._reasons[i] for i in sorted(self._reasons)),
-            service_tier=self._tier,
-            output_text=text,
-            complete=complete,
+            usage=usage,
+            response_id=first.get("id") if isinstance(first.get("id"), str) else None,
+            response_model=first.get("model") if isinstance(first.get("model"), str) else None,
+            finish_reasons=tuple(reasons[i] for i in sorted(reasons)),
+            service_tier=first.get("service_tier") if isinstance(first.get("service_tier"), str) else None,
+            output_text="".join(texts),
+            # a caller (the SDK) may close the stream right after the provider's last event
+            complete=complete or done,
         )
+
+    def _responses_outcome(self, complete: bool) -> Outcome:
+        final: Outcome | None = None
+        for data in reversed(self._payloads):
+            if _RESPONSE_END.search(data):
+                payload = _loads(data)
+                if payload is not None and isinstance(payload.get("response"), Mapping):
+                    final = _responses_outcome(payload["response"])
+                break
+        if final is not None and final.usage is not None and not self.capture_text:
+            return replace(final, complete=True)
+        texts: list[str] = []
+        response_id = model = None
+        for data in self._payloads:
+            payload = _loads(data)
+            if payload is None:
+                continue
+            kind = payload.get("type")
+            if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
+                if isinstance(payload.get("delta"), str):
+                    texts.append(payload["delta"])
+            response = payload.get("response")
+            if isinstance(response, Mapping):
+                response_id = response.get("id") if isinstance(response.get("id"), str) else response_id
+                model = response.get("model") if isinstance(response.get("model"), str) else model
+        if final is not None:
+            return replace(final, output_text=final.output_text or "".join(texts), complete=True)
+        return Outcome(response_id=response_id, response_model=model, output_text="".join(texts), complete=complete)
+
+
+def _loads(data: bytes | None) -> dict[str, Any] | None:
+    if not data or data == b"[DONE]":
+        return None
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None

@@ -120,12 +120,6 @@ def _reason(retry_state: RetryCallState) -> str:
     return str(response.status_code) if isinstance(response, Response) else "unknown"
 
 
-def _give_back_last(retry_state: RetryCallState) -> Any:
-    """When retries run out: the last response as it came, or the last error raised again."""
-    assert retry_state.outcome is not None
-    return retry_state.outcome.result()
-
-
 class RetryStage(Stage):
     """See the module docstring. ``sleep``/``asleep`` are injectable for tests."""
 
@@ -147,7 +141,8 @@ class RetryStage(Stage):
             tenacity.wait_random_exponential(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s),
             policy.max_retry_after_s,
         )
-        self._retry = tenacity.retry_if_exception_type(transient_errors()) | tenacity.retry_if_result(
+        self._transient = transient_errors()
+        self._retry = tenacity.retry_if_exception_type(self._transient) | tenacity.retry_if_result(
             self._retry_response
         )
 
@@ -155,6 +150,30 @@ class RetryStage(Stage):
         return isinstance(response, Response) and should_retry_status(
             response.status_code, response.headers, self.policy.statuses
         )
+
+    # The loop is ours and the decisions are tenacity's strategies (stop, wait, retry). Driving
+    # them by hand keeps the first attempt, which nearly always succeeds, free of tenacity's
+    # per-call machinery: that attempt is on every LLM call's path.
+    def _next_wait(self, request: Request, state: RetryCallState | None, start: float,
+                   outcome: Response | BaseException) -> tuple[RetryCallState, float | None]:
+        """Record a failed attempt; the wait before the next one, or None to give up."""
+        if state is None:
+            state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+            state.start_time = start
+        else:
+            state.prepare_for_next_attempt()
+        if isinstance(outcome, BaseException):
+            state.set_exception((type(outcome), outcome, outcome.__traceback__))
+        else:
+            state.set_result(outcome)
+        if not self._retry(state):
+            return state, None
+        state.upcoming_sleep = self._wait(state)
+        if self._stop(state):
+            return state, None
+        self._record(request, state)
+        state.idle_for += state.upcoming_sleep
+        return state, state.upcoming_sleep
 
     @staticmethod
     def _record(request: Request, retry_state: RetryCallState) -> None:
@@ -168,38 +187,40 @@ class RetryStage(Stage):
         )
 
     def handle(self, request: Request, call_next: CallNext) -> Response:
-        def before_sleep(retry_state: RetryCallState) -> None:
-            self._record(request, retry_state)
-            outcome = retry_state.outcome
-            if outcome is not None and not outcome.failed:
-                outcome.result().close()  # release the connection before waiting
-
-        retrying = tenacity.Retrying(
-            stop=self._stop,
-            wait=self._wait,
-            retry=self._retry,
-            sleep=self._sleep,
-            before_sleep=before_sleep,
-            retry_error_callback=_give_back_last,
-        )
-        return retrying(call_next, request)  # type: ignore[no-any-return]
+        start, state = time.monotonic(), None
+        while True:
+            try:
+                response = call_next(request)
+            except self._transient as exc:
+                state, wait = self._next_wait(request, state, start, exc)
+                if wait is None:
+                    raise
+            else:
+                if not self._retry_response(response):
+                    return response
+                state, wait = self._next_wait(request, state, start, response)
+                if wait is None:
+                    return response  # the last answer, as the provider gave it
+                response.close()  # release the connection before waiting
+            self._sleep(wait)
 
     async def ahandle(self, request: Request, call_next: AsyncCallNext) -> Response:
-        async def before_sleep(retry_state: RetryCallState) -> None:
-            self._record(request, retry_state)
-            outcome = retry_state.outcome
-            if outcome is not None and not outcome.failed:
-                await outcome.result().aclose()
-
-        retrying = tenacity.AsyncRetrying(
-            stop=self._stop,
-            wait=self._wait,
-            retry=self._retry,
-            sleep=self._asleep,
-            before_sleep=before_sleep,
-            retry_error_callback=_give_back_last,
-        )
-        return await retrying(call_next, request)  # type: ignore[no-any-return]
+        start, state = time.monotonic(), None
+        while True:
+            try:
+                response = await call_next(request)
+            except self._transient as exc:
+                state, wait = self._next_wait(request, state, start, exc)
+                if wait is None:
+                    raise
+            else:
+                if not self._retry_response(response):
+                    return response
+                state, wait = self._next_wait(request, state, start, response)
+                if wait is None:
+                    return response
+                await response.aclose()
+            await self._asleep(wait)
 
 
 def _build(value: Any, context: BuildContext) -> Stage:

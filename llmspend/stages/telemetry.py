@@ -14,7 +14,7 @@ from .._http import Request, Response
 from ..exceptions import ConfigError, ResponseParseError
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
 from ..pricing.table import PriceTable
-from ..providers.base import Call, Outcome, ProviderAdapter
+from ..providers.base import Call, Outcome, ProviderAdapter, StreamReader
 from ..telemetry.instruments import Instruments
 from ..telemetry.recorder import CallRecorder, warn_once
 from ..telemetry.stream import AsyncObservedStream, ObservedStream
@@ -41,6 +41,12 @@ class TelemetryStage(Stage):
         )
         return adapter.prepare_request(request, call), recorder
 
+    def _reader(self, adapter: ProviderAdapter, call: Call, request: Request) -> StreamReader:
+        reader = adapter.stream_reader(call, request)
+        if self.capture_content:
+            reader.capture_text = True  # type: ignore[attr-defined]
+        return reader
+
     def handle(self, request: Request, call_next: CallNext) -> Response:
         begun = self._begin(request)
         if begun is None:
@@ -57,7 +63,7 @@ class TelemetryStage(Stage):
             return response
         call, adapter = recorder.call, recorder.adapter
         if call.stream and response.is_event_stream:
-            return response.with_stream(ObservedStream(response, adapter.stream_reader(call, request), recorder))
+            return response.with_stream(ObservedStream(response, self._reader(adapter, call, request), recorder))
         try:
             body = response.read()
         except BaseException as exc:
@@ -82,9 +88,7 @@ class TelemetryStage(Stage):
             return response
         call, adapter = recorder.call, recorder.adapter
         if call.stream and response.is_event_stream:
-            return response.with_stream(
-                AsyncObservedStream(response, adapter.stream_reader(call, request), recorder)
-            )
+            return response.with_stream(AsyncObservedStream(response, self._reader(adapter, call, request), recorder))
         try:
             body = await response.aread()
         except BaseException as exc:

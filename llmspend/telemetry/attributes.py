@@ -20,6 +20,10 @@ USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+# The same count under the name the conventions renamed it to (semantic-conventions-genai#440),
+# which the anthropic SDK's own spans and OpenTelemetry's instrumentations use: both are set,
+# so a backend reading either name finds it.
+USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
 USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 USAGE_COST = "gen_ai.usage.cost"
 INPUT_MESSAGES = "gen_ai.input.messages"
@@ -40,11 +44,15 @@ COST_REQUEST_USD = "llmspend.cost.request_usd"
 COST_STATUS = "llmspend.cost.status"
 COST_ESTIMATED = "llmspend.cost.estimated"
 COST_SAVED_USD = "llmspend.cost.saved_usd"
+COST_SAVED_STAGE_USD = "llmspend.cost.saved.{stage}_usd"  # one per stage that saved something
 COST_BATCH = "llmspend.cost.batch"
 USAGE_CACHE_WRITE_1H_TOKENS = "llmspend.usage.cache_write_1h.input_tokens"
 STREAM_COMPLETE = "llmspend.stream.complete"
 SERVED_FROM = "llmspend.served_from"
 ENDPOINT = "llmspend.endpoint"
+#: on another instrumentation's GenAI span (the anthropic SDK's) that has llmspend's span as a
+#: child: the call's tokens and cost are on that child, so count the call there
+PRICED_IN_CHILD = "llmspend.priced_in_child"
 
 # -- metrics -----------------------------------------------------------------------------
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"

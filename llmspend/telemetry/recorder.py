@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..providers.base import ProviderAdapter
     from .instruments import Instruments
 
-__all__ = ["CallRecorder", "price_call", "warn_once"]
+__all__ = ["CallRecorder", "price_call", "usage_or_estimate", "warn_once"]
 
 logger = logging.getLogger("llmspend")
 
@@ -73,6 +73,17 @@ def price_call(prices: PriceTable, call: Call, outcome: Outcome, usage: Usage, *
     return price_usage(usage, row, batch=batch, service_tier=outcome.service_tier)
 
 
+def usage_or_estimate(adapter: ProviderAdapter, call: Call, outcome: Outcome) -> Usage:
+    """The provider's usage, or, when it reported none, a local count marked as an estimate."""
+    if outcome.usage is not None:
+        return outcome.usage
+    return Usage(
+        input_tokens=adapter.estimate_input_tokens(call),
+        output_tokens=count_text(outcome.output_text, call.model),
+        estimated=True,
+    )
+
+
 def _input_content(call: Call) -> Any:
     body = call.body if isinstance(call.body, Mapping) else {}
     for key in ("messages", "input", "prompt"):
@@ -80,8 +91,24 @@ def _input_content(call: Call) -> Any:
             value = body[key]
             if key == "input" and body.get("instructions"):
                 return [{"role": "system", "content": body["instructions"]}, {"role": "user", "content": value}]
+            if key == "messages" and body.get("system") and isinstance(value, list):  # Anthropic's top-level system
+                return [{"role": "system", "content": body["system"]}, *value]
             return value
     return None
+
+
+def _mark_sdk_parent(parent: Any) -> None:
+    """An SDK that traces its own calls (anthropic >= 2) has its GenAI span current when the
+    request reaches llmspend, so llmspend's span nests under it. Mark that span as priced in
+    its child, so that a report over both counts the call once (llmspend's own report skips it)."""
+    try:
+        if not parent.is_recording() or getattr(getattr(parent, "instrumentation_scope", None), "name", None) == "llmspend":
+            return
+        attributes = getattr(parent, "attributes", None)
+        if isinstance(attributes, Mapping) and A.OPERATION_NAME in attributes:
+            parent.set_attribute(A.PRICED_IN_CHILD, True)
+    except Exception:  # pragma: no cover - someone else's span: never fail the call over it
+        logger.debug("llmspend: could not mark the parent span", exc_info=True)
 
 
 def _content_json(value: Any) -> str:
@@ -128,6 +155,7 @@ class CallRecorder:
         self.attribution = current_attribution()
         attrs.update(self.attribution.span_attributes())
         attrs.update(self.context.attributes)  # what outer stages noted before the span existed
+        _mark_sdk_parent(trace.get_current_span())
         self.span = instruments.tracer.start_span(call.span_name, kind=SpanKind.CLIENT, attributes=attrs)
         self.context.span = self.span
         if capture_content:
@@ -140,6 +168,10 @@ class CallRecorder:
         """Make the span current while the rest of the chain runs (so spans below nest)."""
         with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
             yield
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
 
     def first_chunk(self) -> None:
         if self._first_chunk_at is None:
@@ -194,82 +226,80 @@ class CallRecorder:
 
     def _finish(self, outcome: Outcome | None, error: BaseException | None) -> None:
         span, call, context = self.span, self.call, self.context
+        attrs: dict[str, Any] = {}  # set in one go: one lock and one validation pass on the span
         if outcome is None:
             cost: Cost = unknown_cost(NO_USAGE)
             usage = None
         else:
-            usage = outcome.usage
-            if usage is None:
-                usage = Usage(
-                    input_tokens=self.adapter.estimate_input_tokens(call),
-                    output_tokens=count_text(outcome.output_text, call.model),
-                    estimated=True,
-                )
+            usage = usage_or_estimate(self.adapter, call, outcome)
             cost = price_call(self.prices, call, outcome, usage, batch=bool(context.extra.get("batch_api")))
             if outcome.response_id:
-                span.set_attribute(A.RESPONSE_ID, outcome.response_id)
+                attrs[A.RESPONSE_ID] = outcome.response_id
             if outcome.response_model:
-                span.set_attribute(A.RESPONSE_MODEL, outcome.response_model)
+                attrs[A.RESPONSE_MODEL] = outcome.response_model
             if outcome.finish_reasons:
-                span.set_attribute(A.RESPONSE_FINISH_REASONS, outcome.finish_reasons)
+                attrs[A.RESPONSE_FINISH_REASONS] = outcome.finish_reasons
             if outcome.service_tier and call.provider == "openai":
-                span.set_attribute(A.OPENAI_SERVICE_TIER, outcome.service_tier)
+                attrs[A.OPENAI_SERVICE_TIER] = outcome.service_tier
             if call.stream:
-                span.set_attribute(A.STREAM_COMPLETE, outcome.complete)
+                attrs[A.STREAM_COMPLETE] = outcome.complete
+            attrs.update(outcome.attributes)
             if self.capture_content and outcome.output_text:
-                span.set_attribute(
-                    A.OUTPUT_MESSAGES, _content_json([{"role": "assistant", "content": outcome.output_text}])
-                )
+                attrs[A.OUTPUT_MESSAGES] = _content_json([{"role": "assistant", "content": outcome.output_text}])
 
         served_from = context.served_from
         if served_from is not None:
             # Nothing was bought: what the answer cost when it was bought is the saving.
             if cost.total_usd is not None:
                 context.add_saving(served_from, cost.total_usd)
-            span.set_attribute(A.SERVED_FROM, served_from)
+            attrs[A.SERVED_FROM] = served_from
             cost = Cost(total_usd=0.0, status=cost.status if cost.status == UNKNOWN_MODEL else "ok")
             reported_usage = None
         else:
             reported_usage = usage
 
         if reported_usage is not None:
-            span.set_attribute(A.USAGE_INPUT_TOKENS, reported_usage.input_tokens)
-            span.set_attribute(A.USAGE_OUTPUT_TOKENS, reported_usage.output_tokens)
+            attrs[A.USAGE_INPUT_TOKENS] = reported_usage.input_tokens
+            attrs[A.USAGE_OUTPUT_TOKENS] = reported_usage.output_tokens
             if reported_usage.cache_read_tokens:
-                span.set_attribute(A.USAGE_CACHE_READ_INPUT_TOKENS, reported_usage.cache_read_tokens)
+                attrs[A.USAGE_CACHE_READ_INPUT_TOKENS] = reported_usage.cache_read_tokens
             if reported_usage.cache_write_tokens:
-                span.set_attribute(A.USAGE_CACHE_CREATION_INPUT_TOKENS, reported_usage.cache_write_tokens)
+                attrs[A.USAGE_CACHE_CREATION_INPUT_TOKENS] = reported_usage.cache_write_tokens
+                attrs[A.USAGE_CACHE_WRITE_INPUT_TOKENS] = reported_usage.cache_write_tokens
             if reported_usage.cache_write_1h_tokens:
-                span.set_attribute(A.USAGE_CACHE_WRITE_1H_TOKENS, reported_usage.cache_write_1h_tokens)
+                attrs[A.USAGE_CACHE_WRITE_1H_TOKENS] = reported_usage.cache_write_1h_tokens
             if reported_usage.reasoning_tokens:
-                span.set_attribute(A.USAGE_REASONING_OUTPUT_TOKENS, reported_usage.reasoning_tokens)
+                attrs[A.USAGE_REASONING_OUTPUT_TOKENS] = reported_usage.reasoning_tokens
 
-        span.set_attribute(A.COST_STATUS, cost.status)
-        span.set_attribute(A.COST_ESTIMATED, cost.estimated)
+        attrs[A.COST_STATUS] = cost.status
+        attrs[A.COST_ESTIMATED] = cost.estimated
         if cost.total_usd is not None:
-            span.set_attribute(A.USAGE_COST, cost.total_usd)
-            span.set_attribute(A.COST_USD, cost.total_usd)
-            span.set_attribute(A.COST_INPUT_USD, cost.input_usd)
-            span.set_attribute(A.COST_CACHE_READ_USD, cost.cache_read_usd)
-            span.set_attribute(A.COST_CACHE_WRITE_USD, cost.cache_write_usd)
-            span.set_attribute(A.COST_OUTPUT_USD, cost.output_usd)
+            attrs[A.USAGE_COST] = cost.total_usd
+            attrs[A.COST_USD] = cost.total_usd
+            attrs[A.COST_INPUT_USD] = cost.input_usd
+            attrs[A.COST_CACHE_READ_USD] = cost.cache_read_usd
+            attrs[A.COST_CACHE_WRITE_USD] = cost.cache_write_usd
+            attrs[A.COST_OUTPUT_USD] = cost.output_usd
             if cost.request_usd:
-                span.set_attribute(A.COST_REQUEST_USD, cost.request_usd)
+                attrs[A.COST_REQUEST_USD] = cost.request_usd
             if cost.batch:
-                span.set_attribute(A.COST_BATCH, True)
+                attrs[A.COST_BATCH] = True
         saved = sum(context.savings.values())
         if saved:
-            span.set_attribute(A.COST_SAVED_USD, saved)
+            attrs[A.COST_SAVED_USD] = saved
+            for stage, usd in context.savings.items():  # so reports can say which stage saved what
+                attrs[A.COST_SAVED_STAGE_USD.format(stage=stage)] = usd
         context.outcome = outcome
         context.cost = cost
-        if error is not None:
-            error_type = type(error).__qualname__
-            span.set_attribute(A.ERROR_TYPE, error_type)
+        error_type = type(error).__qualname__ if error is not None else outcome.error_type if outcome else None
+        if error_type is not None:
+            attrs[A.ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR, error_type))
+        span.set_attributes(attrs)
         self._metrics(
             reported_usage,
             cost.total_usd,
-            error_type=type(error).__qualname__ if error is not None else None,
+            error_type=error_type,
             response_model=outcome.response_model if outcome else None,
         )
         self.attribution.record(cost, context)

@@ -45,8 +45,8 @@ class ObservedStream:
         try:
             self._source.close()
         finally:
-            # No-op if the stream already ended; otherwise the caller stopped reading early.
-            self._recorder.finish(self._reader.outcome(complete=False))
+            if not self._recorder.ended:  # the caller stopped reading early
+                self._recorder.finish(self._reader.outcome(complete=False))
 
 
 class AsyncObservedStream:
@@ -78,4 +78,5 @@ class AsyncObservedStream:
         try:
             await self._source.aclose()
         finally:
-            self._recorder.finish(self._reader.outcome(complete=False))
+            if not self._recorder.ended:
+                self._recorder.finish(self._reader.outcome(complete=False))

@@ -13,6 +13,10 @@ Tests steer it through :meth:`FakeLLMServer.fail_next` (queue HTTP errors), requ
 your own, e.g. models of different quality). Chat requests with ``logprobs: true`` get
 per-token log-probabilities. Every request is kept in :attr:`requests` for assertions.
 
+A batched prompt (a last user message of ``Q[1]: ...`` lines) is answered ``A[1]: ...``, one
+line per question (:meth:`fault_next_batch` makes the next one go wrong), and the OpenAI
+Batch API (``/v1/files``, ``/v1/batches``) is served by :attr:`batch_api`.
+
     with FakeLLMServer() as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import threading
 import time
@@ -31,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..tokens import count_chat_messages, count_text, encoding_for
+from .batch_prompts import BatchedReply, BatchFault, batched_questions, render_batched_reply
 
 __all__ = ["FakeLLMServer", "FakeRequest", "FakeResponse"]
 
@@ -51,6 +57,8 @@ class FakeRequest:
     path: str
     headers: Mapping[str, str]
     body: bytes
+    #: the named groups of a :meth:`FakeLLMServer.route_pattern` match (e.g. a batch id)
+    params: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -121,6 +129,12 @@ class FakeLLMServer:
         self.route("POST", "/v1/embeddings", self._embeddings)
         self.route("POST", "/v1/responses", self._responses)
         self.route("GET", "/v1/models", lambda req: FakeResponse.json({"object": "list", "data": []}))
+        self._patterns: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._batch_faults: deque[BatchFault] = deque()
+        from .batch_api import FakeBatchAPI
+
+        #: the OpenAI Batch API (files and batches endpoints)
+        self.batch_api = FakeBatchAPI(self)
 
     # -- control -----------------------------------------------------------------------
     @property
@@ -151,6 +165,33 @@ class FakeLLMServer:
                 return answer[0], float(answer[1])
         return None
 
+    def route_pattern(self, method: str, pattern: str, handler: Handler) -> None:
+        """Answer ``method`` on paths that fully match the regular expression ``pattern`` (when
+        no exact route matches); its named groups are in ``FakeRequest.params``."""
+        self._patterns.append((method.upper(), re.compile(pattern), handler))
+
+    def _handler_for(self, request: FakeRequest) -> Handler | None:
+        handler = self._routes.get((request.method, request.path))
+        if handler is not None:
+            return handler
+        for method, pattern, candidate in self._patterns:
+            match = pattern.fullmatch(request.path) if method == request.method else None
+            if match is not None:
+                request.params.update(match.groupdict())
+                return candidate
+        return None
+
+    def fault_next_batch(self, fault: BatchFault | None = None, **how: Any) -> None:
+        """Answer the next batched prompt (``Q[1]: ...``) badly: ``missing=[2]``,
+        ``duplicate=[1]``, ``malformed=[3]``, ``extra=[9]``, ``swap=(1, 2)``, ``shuffle=True``,
+        ``truncate=True`` (see :class:`~llmspend.testing.batch_prompts.BatchFault`)."""
+        self._batch_faults.append(fault or BatchFault(**how))
+
+    @staticmethod
+    def batched_answer(model: str, question: str) -> str:
+        """What this server answers to ``question`` when it is asked in a batched prompt."""
+        return " ".join(_answer_words(_digest("batched", model, question.strip()), None))
+
     def fail_next(self, status: int, times: int = 1, *, headers: Mapping[str, str] | None = None, body: Any = None) -> None:
         """Answer the next ``times`` requests with HTTP ``status`` (an OpenAI-style error body)."""
         payload = body if body is not None else {
@@ -164,6 +205,7 @@ class FakeLLMServer:
             self.requests.clear()
             self._faults.clear()
             self._prefixes.clear()
+            self._batch_faults.clear()
 
     def start(self) -> FakeLLMServer:
         server = self
@@ -188,6 +230,10 @@ class FakeLLMServer:
             do_GET = do_POST = do_DELETE = do_PUT = _serve
 
         class _Server(ThreadingHTTPServer):
+            # socketserver's default backlog of 5 resets connections when many concurrent
+            # clients (an async batch of calls) connect at once.
+            request_queue_size = 256
+
             def handle_error(self, request: Any, client_address: Any) -> None:
                 import sys
 
@@ -223,7 +269,7 @@ class FakeLLMServer:
         if fault is not None:
             response = fault
         else:
-            handler = self._routes.get((request.method, request.path))
+            handler = self._handler_for(request)
             if handler is None:
                 response = FakeResponse.json({"error": {"message": f"no route {request.method} {request.path}"}}, 404)
             else:
@@ -313,10 +359,13 @@ class FakeLLMServer:
         tools = body.get("tools") or []
         wants_tool = bool(tools) and body.get("tool_choice") != "none" and messages and messages[-1].get("role") == "user"
         fmt = (body.get("response_format") or {}).get("type")
+        batched = self._batched_reply(model, messages, limit)
         choices, texts = [], []
         for index in range(n):
             words = _answer_words(seed + index, limit)
             text = " ".join(words)
+            if batched is not None:  # Q[1]: ... answered A[1]: ..., one line per question
+                text, words, limit = batched.text, batched.words, batched.limit
             scripted = self._scripted(model, messages) if not wants_tool else None
             if scripted is not None:
                 text = scripted[0]
@@ -361,6 +410,14 @@ class FakeLLMServer:
             return FakeResponse.json(data)
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
         return FakeResponse.events(self._chat_events(rid, created, served_model, choices, usage, include_usage))
+
+    def _batched_reply(self, model: str, messages: Any, limit: int | None) -> BatchedReply | None:
+        questions = batched_questions(messages)
+        if questions is None:
+            return None
+        with self._lock:
+            fault = self._batch_faults.popleft() if self._batch_faults else None
+        return render_batched_reply(questions, lambda q: self.batched_answer(model, q), limit, fault)
 
     @staticmethod
     def _chat_events(rid: str, created: int, model: str, choices: list[dict[str, Any]], usage: dict[str, Any] | None, include_usage: bool) -> Iterator[Any]:

@@ -85,9 +85,16 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
             return await self.native.aread()  # type: ignore[no-any-return]
 
         def iter_bytes(self) -> Iterator[bytes]:
+            if "content-encoding" not in self.native.headers:
+                # Nothing to decode (event streams are sent plain): read the transport's
+                # stream itself and skip the library's per-chunk layers, which every token of
+                # a streamed answer would otherwise pay for twice.
+                return iter(self.native.stream)
             return self.native.iter_bytes()  # type: ignore[no-any-return]
 
         def aiter_bytes(self) -> AsyncIterator[bytes]:
+            if "content-encoding" not in self.native.headers:
+                return self.native.stream.__aiter__()  # type: ignore[no-any-return]
             return self.native.aiter_bytes()  # type: ignore[no-any-return]
 
         def close(self) -> None:

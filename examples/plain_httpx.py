@@ -1,0 +1,21 @@
+"""The same pipeline on a plain httpx2 client (and httpx, sync or async) with no SDK at all.
+
+    python examples/plain_httpx.py
+"""
+
+from __future__ import annotations
+
+import httpx2
+from _server import openai_settings
+
+import llmspend
+
+settings = openai_settings()
+base_url = settings.get("base_url", "https://api.openai.com/v1")
+headers = {"authorization": f"Bearer {settings['api_key']}"} if "api_key" in settings else {}
+telemetry = llmspend.configure_telemetry("console", set_global=False)
+
+with llmspend.wrap(httpx2.Client(base_url=base_url, headers=headers), tracer_provider=telemetry.tracer_provider) as http:
+    body = http.post("/chat/completions", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).json()
+    print(body["choices"][0]["message"]["content"])
+telemetry.shutdown()  # flushes the span: one JSON line with llmspend.cost.usd

@@ -1,0 +1,509 @@
+"""The batch stage: concurrent chat calls that share a prompt prefix, asked as one request.
+
+Calls to the same model with the same system message and few-shot examples (the same
+*prefix*) that arrive within ``window_ms`` of each other are merged, up to ``max_size`` at a
+time, into one request in the Batch Prompting format (``Q[i]:`` in, ``A[i]:`` out; see
+:mod:`llmspend.batching`). The prefix is then paid for once. Each caller gets an ordinary chat
+completion carrying only its own answer and its share of the usage, so the telemetry stage
+prices each share on the caller's own span; the merged request has a span of its own, linked
+to every caller's.
+
+No answer is lost or moved to the wrong caller: an answer whose tag is missing, duplicated or
+malformed is asked again on its own, and a merged request that fails is replaced by the
+callers' own requests. It needs an async client (merging concurrent calls needs them to be
+concurrent), and sits below the cache (a cache hit is never batched) and above retries.
+
+Which calls are batched: per call, the header ``x-llmspend-batch: on|off`` (removed before
+sending); per feature, ``features={"faq": True, "chat": False}`` matched against the call's
+``llmspend`` feature; otherwise, with ``auto`` on, calls with no tools, n = 1, no streaming
+and a ``max_tokens`` bound. Calls that cannot be merged (tools, streams, JSON mode, a last
+message that is not plain user text) are never batched, whatever they are marked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanKind, Status, StatusCode
+
+from .._http import Request, Response, dumps
+from .._version import __version__
+from ..attribution import current_attribution
+from ..batching.apportion import apportion_usage
+from ..batching.merge import (
+    HEADER,
+    add_usage,
+    answer_completion,
+    bounded,
+    group_key,
+    merged_body,
+    mergeable,
+    question_line,
+)
+from ..batching.prompt import BatchFormat, TaggedFormat, split_question
+from ..context import CallContext
+from ..exceptions import ConfigError, ResponseParseError
+from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
+from ..pricing.table import PriceTable
+from ..providers.base import Call, Outcome, Usage
+from ..telemetry import attributes as A
+from ..telemetry.recorder import price_call, warn_once
+from ..tokens import count_chat_messages, count_text
+
+__all__ = ["BatchOptions", "BatchStage", "HEADER", "wants_batch", "marking"]
+
+_ON = frozenset({"on", "true", "1", "yes"})
+_OFF = frozenset({"off", "false", "0", "no"})
+
+# Headers that differ from call to call without changing what is asked; they must not keep
+# otherwise identical calls apart.
+_PER_CALL_HEADERS = frozenset({
+    "content-length", "x-stainless-retry-count", "x-stainless-read-timeout", "x-stainless-timeout",
+    "idempotency-key", "traceparent", "tracestate", "baggage",
+})
+
+# Span attributes, on the callers' spans and the merged request's.
+SIZE = "llmspend.batch.size"
+INDEX = "llmspend.batch.index"
+RESENT = "llmspend.batch.resent"
+SAVED_INPUT_TOKENS = "llmspend.batch.saved_input_tokens"
+MERGED_INPUT_TOKENS = "llmspend.batch.input_tokens"
+MERGED_OUTPUT_TOKENS = "llmspend.batch.output_tokens"
+MERGED_CACHED_TOKENS = "llmspend.batch.cache_read.input_tokens"
+MERGED_COST_USD = "llmspend.batch.cost_usd"
+ANSWERED = "llmspend.batch.answered"
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How the batch stage groups calls.
+
+    ``window_ms``: how long the first call of a group waits for others (the latency a merged
+    call may add). ``max_size``: the most questions in one request (Batch Prompting advises
+    3 to 4; accuracy drops at 6 and more). ``auto``: batch unmarked calls that look safe to
+    (no tools, n = 1, no streaming, a ``max_tokens`` bound). ``features``: per feature, True
+    to batch its calls (bounded or not) or False never to; a list of names means True for
+    each. ``format``: how questions are asked and answers read (:class:`TaggedFormat`).
+    """
+
+    window_ms: float = 20.0
+    max_size: int = 4
+    auto: bool = True
+    features: Mapping[str, bool] | Collection[str] = field(default_factory=dict)
+    format: BatchFormat = field(default_factory=TaggedFormat)
+
+    def __post_init__(self) -> None:
+        window = self.window_ms
+        if isinstance(window, bool) or not isinstance(window, int | float) or not 0 < window <= 60_000 or math.isnan(window):
+            raise ConfigError(f"batch window_ms must be a number of milliseconds in (0, 60000], got {window!r}")
+        size = self.max_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 2 <= size <= 64:
+            raise ConfigError(f"batch max_size must be an int from 2 to 64 (3 to 4 is advised), got {size!r}")
+        if not isinstance(self.auto, bool):
+            raise ConfigError(f"batch auto must be True or False, got {self.auto!r}")
+        features = self.features
+        if isinstance(features, str) or not isinstance(features, Mapping | Collection):
+            raise ConfigError(f"batch features must be a dict of feature name -> bool or a list of names, got {features!r}")
+        if not isinstance(features, Mapping):
+            features = dict.fromkeys(features, True)
+        if not all(isinstance(k, str) and isinstance(v, bool) for k, v in features.items()):
+            raise ConfigError(f"batch features must map feature names (str) to True or False, got {features!r}")
+        object.__setattr__(self, "features", dict(features))
+        if not callable(getattr(self.format, "build", None)) or not callable(getattr(self.format, "parse", None)):
+            raise ConfigError(f"batch format must have build(questions) and parse(text, count) methods, got {self.format!r}")
+
+
+# -- decisions (pure) ----------------------------------------------------------------------
+def marking(header: str | None, feature: str | None, options: BatchOptions) -> bool | None:
+    """Whether a call was marked for batching (True), against it (False) or not at all
+    (None): the call's header wins over its feature's setting."""
+    if header is not None:
+        value = header.strip().lower()
+        if value in _ON:
+            return True
+        if value in _OFF:
+            return False
+        warn_once(("batch_header", value[:40]),
+                  "llmspend: ignoring %s: %r (use on or off)", HEADER, header[:40])
+    marks = options.features  # a dict once BatchOptions has checked it
+    if feature is not None and isinstance(marks, Mapping) and feature in marks:
+        return bool(marks[feature])
+    return None
+
+
+def wants_batch(body: Any, marked: bool | None, options: BatchOptions) -> bool:
+    """Whether to hold a chat call for batching. Unmergeable calls never are."""
+    if not mergeable(body):
+        return False
+    if marked is not None:
+        return marked
+    return options.auto and bounded(body)
+
+
+# -- the stage -----------------------------------------------------------------------------
+class _SendAlone:
+    """What a waiting caller is told when its call is to go out on its own after all."""
+
+
+_SEND_ALONE = _SendAlone()
+
+
+@dataclass(eq=False)
+class _Member:
+    request: Request
+    call: Call
+    question: str
+    future: asyncio.Future[Response | _SendAlone]
+    #: the caller's contextvars (attribution, current span), for sending on its behalf
+    context: contextvars.Context
+
+
+@dataclass(eq=False)
+class _Group:
+    call_next: AsyncCallNext
+    members: list[_Member] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
+class BatchStage(Stage):
+    """See the module docstring. Built by ``wrap(async_client, batch=True | {...} | BatchOptions)``."""
+
+    name = "batch"
+    supports_sync = False
+
+    def __init__(
+        self,
+        options: BatchOptions | None = None,
+        *,
+        prices: PriceTable | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        self.options = options or BatchOptions()
+        self.prices = prices if prices is not None else PriceTable.default()
+        self.tracer = trace.get_tracer("llmspend", __version__, tracer_provider=tracer_provider)
+        self._groups: dict[tuple[Any, ...], _Group] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle(self, request: Request, call_next: CallNext) -> Response:
+        # Only reached through a pipeline built without saying it is sync (build_pipeline()
+        # with is_async unset): nothing to merge with, but the header must not reach the provider.
+        if HEADER in request.headers:
+            request = request.replace(headers=request.headers.without(HEADER))
+        return call_next(request)
+
+    async def ahandle(self, request: Request, call_next: AsyncCallNext) -> Response:
+        call = request.call
+        header = request.headers.get(HEADER)
+        if header is not None:
+            request = request.replace(headers=request.headers.without(HEADER))
+        if call is None or call.endpoint != "chat.completions":
+            return await call_next(request)
+        marked = marking(header, current_attribution().feature, self.options)
+        if not wants_batch(call.body, marked, self.options):
+            return await call_next(request)
+        result = await self._join(request, call, call_next)
+        if isinstance(result, _SendAlone):
+            return await call_next(request)
+        return result
+
+    # -- grouping ------------------------------------------------------------------------
+    async def _join(self, request: Request, call: Call, call_next: AsyncCallNext) -> Response | _SendAlone:
+        loop = asyncio.get_running_loop()
+        headers = [(k.lower(), v) for k, v in request.headers.items() if k.lower() not in _PER_CALL_HEADERS]
+        key = (loop, call_next, request.url, group_key(call.body, headers))
+        _, question = split_question(call.body["messages"]) or ([], "")
+        member = _Member(request, call, question, loop.create_future(), contextvars.copy_context())
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(call_next)
+            group.timer = loop.call_later(self.options.window_ms / 1000, self._flush, key)
+        group.members.append(member)
+        if len(group.members) >= self.options.max_size:
+            self._flush(key)
+        return await member.future
+
+    def _flush(self, key: tuple[Any, ...]) -> None:
+        group = self._groups.pop(key, None)
+        if group is None:
+            return
+        if group.timer is not None:
+            group.timer.cancel()
+        members = [m for m in group.members if not m.future.done()]  # callers may have given up
+        if len(members) == 1:
+            members[0].future.set_result(_SEND_ALONE)
+        elif members:
+            # A context of its own: the merged request belongs to no single caller.
+            task = asyncio.get_running_loop().create_task(
+                self._run(members, group.call_next), context=contextvars.Context()
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, members: list[_Member], call_next: AsyncCallNext) -> None:
+        try:
+            await self._merge(members, call_next)
+        except Exception as exc:  # our own fault: fail open, each caller sends its own call
+            for member in members:
+                if not member.future.done():
+                    member.request.context.record_fault(self.name, exc)
+            warn_once(("batch_fault", type(exc).__name__),
+                      "llmspend: batching failed (%s: %s); the calls were sent one by one", type(exc).__name__, exc)
+        finally:
+            for member in members:
+                if not member.future.done():
+                    member.future.set_result(_SEND_ALONE)
+
+    # -- one merged request ----------------------------------------------------------------
+    async def _merge(self, members: list[_Member], call_next: AsyncCallNext) -> None:
+        body = merged_body([m.call.body for m in members], self.options.format)
+        span = self._start_span(members[0].call, members)
+        try:
+            await self._ask(members, body, span, call_next)
+        except BaseException as exc:
+            if span.is_recording():  # not ended yet: a fault of ours, or cancelled
+                _end_failed(span, type(exc).__qualname__)
+            raise
+
+    async def _ask(self, members: list[_Member], body: dict[str, Any], span: Span, call_next: AsyncCallNext) -> None:
+        """Send the merged request, read its answers, ask again what is in doubt, and hand
+        every caller its response. Ends ``span``."""
+        first = members[0]
+        merged = Request(
+            first.request.method,
+            first.request.url,
+            first.request.headers.without("idempotency-key"),
+            dumps(body),
+            context=CallContext(span=span),
+            adapter=first.request.adapter,
+            template=first.request.template,
+        )
+        try:
+            with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                response = await call_next(merged)
+                content = await response.aread()
+        except Exception as exc:  # the provider could not be reached: every caller tries on its own
+            _end_failed(span, type(exc).__qualname__)
+            return
+        if not response.is_success:
+            _end_failed(span, str(response.status_code))
+            return
+        read = _read_reply(content)
+        if read is None:
+            _end_failed(span, "unreadable_response")
+            return
+        data, text, finish_reason = read
+        parsed = self.options.format.parse(text, len(members), truncated=finish_reason == "length")
+        merged_call = merged.call
+        outcome = _outcome(merged, merged_call, content)
+        usage = outcome.usage if outcome is not None else None
+
+        # (a caller that gave up meanwhile is not asked for again)
+        failed = [(i, m) for i, m in enumerate(members, 1) if i in parsed.failures and not m.future.done()]
+        resent = await asyncio.gather(*(self._resend(m, call_next) for _, m in failed), return_exceptions=True)
+        resent_by_index = {i: r for (i, _), r in zip(failed, resent)}
+
+        # Who carries a share of the merged call: every caller that ends with a good answer.
+        carriers = [i for i in range(1, len(members) + 1)
+                    if i in parsed.answers or _usage_body(resent_by_index.get(i)) is not None]
+        model = first.call.model
+        merged_estimate = count_chat_messages(body["messages"], model)
+        shares: dict[int, Usage | None] = dict.fromkeys(carriers)
+        if usage is not None and carriers:
+            own_in = [count_text(question_line(i, members[i - 1].question), model) for i in carriers]
+            own_out = [count_text(f"A[{i}]: {parsed.answers[i]}\n", model) if i in parsed.answers else 0 for i in carriers]
+            shares.update(zip(carriers, apportion_usage(usage, own_in, own_out)))
+
+        for i, member in enumerate(members, 1):
+            context = member.request.context
+            context.set_attribute(SIZE, len(members))
+            context.set_attribute(INDEX, i)
+            _link(context.span, span)
+            if i in parsed.answers:
+                reply = answer_completion(data, i, parsed.answers[i], shares.get(i), model)
+                self._note_saving(member, merged_estimate, usage, shares.get(i), outcome)
+                _deliver(member, Response(response.status_code, _json_headers(response), content=dumps(reply)))
+                continue
+            context.set_attribute(RESENT, parsed.failures[i])
+            result = resent_by_index.get(i)
+            if result is None or member.future.done():  # the caller gave up
+                continue
+            if isinstance(result, asyncio.CancelledError):
+                member.future.cancel()
+                continue
+            if isinstance(result, BaseException):
+                member.future.set_exception(result)
+                continue
+            reply_body = _usage_body(result)
+            share = shares.get(i)
+            if reply_body is not None and share is not None:
+                result = Response(result.status_code, _json_headers(result), content=dumps(add_usage(reply_body, share)))
+            _deliver(member, result)
+
+        self._end_span(span, members, parsed.answers, parsed.failures, usage, merged_call, outcome, data)
+
+    async def _resend(self, member: _Member, call_next: AsyncCallNext) -> Response:
+        """The caller's own request, sent on its behalf (in its context) and read."""
+
+        async def send() -> Response:
+            response = await call_next(member.request)
+            await response.aread()
+            return response
+
+        return await asyncio.get_running_loop().create_task(send(), context=member.context)
+
+    # -- telemetry -----------------------------------------------------------------------
+    def _start_span(self, call: Call, members: list[_Member]) -> Span:
+        spans = [m.request.context.span for m in members]
+        links = [Link(s.get_span_context()) for s in spans if s is not None and s.get_span_context().is_valid]
+        # Child of the callers' common parent when they have one (say, a request handler
+        # that gathered them), else a root span: it belongs to no single caller.
+        parents = [getattr(s, "parent", None) for s in spans]
+        ids = {(p.trace_id, p.span_id) if p is not None else None for p in parents}
+        parent = parents[0] if len(ids) == 1 else None
+        ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else otel_context.Context()
+        attributes: dict[str, Any] = {
+            A.OPERATION_NAME: call.operation,
+            A.PROVIDER_NAME: call.provider,
+            A.SERVER_ADDRESS: call.server_address,
+            A.SERVER_PORT: call.server_port,
+            SIZE: len(members),
+        }
+        if call.model:
+            attributes[A.REQUEST_MODEL] = call.model
+        return self.tracer.start_span(f"batch {call.span_name}", context=ctx, kind=SpanKind.CLIENT,
+                                      attributes=attributes, links=links)
+
+    def _end_span(
+        self,
+        span: Span,
+        members: list[_Member],
+        answers: Mapping[int, str],
+        failures: Mapping[int, str],
+        usage: Usage | None,
+        call: Call | None,
+        outcome: Outcome | None,
+        data: Mapping[str, Any],
+    ) -> None:
+        # The totals go under llmspend.batch.* rather than gen_ai.usage.*: the callers' spans
+        # carry the shares, and a backend that adds up gen_ai.usage.cost over spans must count
+        # each token once.
+        span.set_attribute(ANSWERED, len(answers))
+        if isinstance(data.get("id"), str):
+            span.set_attribute(A.RESPONSE_ID, data["id"])
+        for index, kind in sorted(failures.items()):
+            span.add_event("llmspend.batch.resend", {INDEX: index, "llmspend.batch.reason": kind})
+        if usage is not None:
+            span.set_attribute(MERGED_INPUT_TOKENS, usage.input_tokens)
+            span.set_attribute(MERGED_OUTPUT_TOKENS, usage.output_tokens)
+            span.set_attribute(MERGED_CACHED_TOKENS, usage.cache_read_tokens)
+            if call is not None and outcome is not None:
+                cost = price_call(self.prices, call, outcome, usage)
+                if cost.total_usd is not None:
+                    span.set_attribute(MERGED_COST_USD, cost.total_usd)
+        span.end()
+
+    def _note_saving(self, member: _Member, merged_estimate: int, usage: Usage | None,
+                     share: Usage | None, outcome: Outcome | None) -> None:
+        """What this caller saved against asking alone (an estimate: the input it would have
+        paid, counted locally and scaled to the provider's count of the merged prompt)."""
+        if usage is None or share is None or outcome is None or not usage.input_tokens:
+            return
+        alone = round(count_chat_messages(member.call.body["messages"], member.call.model) * usage.input_tokens / max(1, merged_estimate))
+        cached_ratio = usage.cache_read_tokens / usage.input_tokens
+        alone_usage = replace(share, input_tokens=alone, cache_read_tokens=round(alone * cached_ratio),
+                              cache_write_tokens=0, cache_write_1h_tokens=0, estimated=True)
+        context = member.request.context
+        context.set_attribute(SAVED_INPUT_TOKENS, alone - share.input_tokens)
+        alone_cost = price_call(self.prices, member.call, outcome, alone_usage).total_usd
+        share_cost = price_call(self.prices, member.call, outcome, share).total_usd
+        if alone_cost is not None and share_cost is not None and alone_cost > share_cost:
+            context.add_saving(self.name, alone_cost - share_cost)
+
+
+# -- small helpers ---------------------------------------------------------------------------
+def _read_reply(content: bytes) -> tuple[Mapping[str, Any], str, str | None] | None:
+    """``(body, answer text, finish reason)`` of a chat completion, or None if it is not one."""
+    try:
+        data = json.loads(content)
+        choice = data["choices"][0]
+        text = choice["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(data, Mapping) or not isinstance(text, str):
+        return None
+    reason = choice.get("finish_reason")
+    return data, text, reason if isinstance(reason, str) else None
+
+
+def _outcome(request: Request, call: Call | None, content: bytes) -> Outcome | None:
+    if call is None or request.adapter is None:
+        return None
+    try:
+        return request.adapter.parse_response(call, content)
+    except ResponseParseError:
+        return None
+
+
+def _usage_body(result: object) -> Mapping[str, Any] | None:
+    """A resent call's body when it is a successful chat completion with usage."""
+    if not isinstance(result, Response) or not result.is_success or result.content is None:
+        return None
+    try:
+        body = json.loads(result.content)
+    except ValueError:
+        return None
+    if isinstance(body, Mapping) and isinstance(body.get("usage"), Mapping):
+        return body
+    return None
+
+
+def _json_headers(response: Response) -> Any:
+    return response.headers.without_body_framing().set("content-type", "application/json")
+
+
+def _deliver(member: _Member, response: Response) -> None:
+    if not member.future.done():
+        member.future.set_result(response)
+
+
+def _link(caller: Span | None, merged: Span) -> None:
+    """Link the caller's span back to the merged request's (both ways, so either finds the other)."""
+    if caller is None:
+        return
+    try:
+        caller.add_link(merged.get_span_context())
+    except Exception:  # pragma: no cover - an API without add_link: the merged span's links remain
+        pass
+
+
+def _end_failed(span: Span, error: str) -> None:
+    span.set_attribute(A.ERROR_TYPE, error)
+    span.set_status(Status(StatusCode.ERROR, error))
+    span.end()
+
+
+def _build(value: Any, context: BuildContext) -> Stage:
+    if value is True:
+        options = BatchOptions()
+    elif isinstance(value, BatchOptions):
+        options = value
+    elif isinstance(value, Mapping):
+        try:
+            options = BatchOptions(**value)
+        except TypeError as exc:
+            raise ConfigError(f"batch= options: {exc}; known: window_ms, max_size, auto, features, format") from exc
+    else:
+        raise ConfigError(f"batch= takes True, a dict of BatchOptions fields or a BatchOptions; got {value!r}")
+    return BatchStage(options, prices=context.prices, tracer_provider=context.tracer_provider)
+
+
+SPEC = StageSpec(option="batch", order=500, build=_build,
+                 doc="merge concurrent calls that share a prompt prefix into one request (async clients)")

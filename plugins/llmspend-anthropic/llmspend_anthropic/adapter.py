@@ -1,0 +1,172 @@
+"""The Anthropic Messages API adapter.
+
+Endpoints read:
+
+- ``POST /v1/messages`` (also ``?beta=true``, and the same path under another prefix, as
+  Microsoft Foundry serves it): operation ``chat``, endpoint ``messages``, streamed or not.
+- ``POST /v1/messages/count_tokens`` is free: it is passed through untouched and unmeasured
+  (no span, no cost), as any request the adapter does not read.
+- ``/v1/messages/batches`` (Message Batches) is passed through unmeasured too: creating a batch
+  costs nothing, and ``llmspend batch collect`` prices its results (:mod:`llmspend_anthropic.batches`).
+
+Usage is read as Anthropic reports it and normalised as the OpenTelemetry conventions require
+(``input_tokens`` = uncached + cache reads + cache writes); see :mod:`llmspend_anthropic.usage`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from llmspend import Request
+from llmspend.exceptions import LLMSpendError, ResponseParseError
+from llmspend.providers.base import Call, Outcome, ProviderAdapter, StreamReader, json_object_body, number_params
+
+from . import convert
+from .errors import passable
+from .content import block_text, estimate_overhead_tokens, estimate_request_tokens
+from .stream import AnthropicStreamReader
+from .usage import usage_attributes, usage_from_json
+
+__all__ = ["AnthropicAdapter"]
+
+MESSAGES_PATH = "/v1/messages"
+
+# request body key -> gen_ai.request.* attribute suffix
+_PARAMS = {
+    "max_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+}
+
+# The SDK client classes whose requests speak this API. Bedrock and Vertex clients (same SDK,
+# other wire formats: the model in the URL, other auth) are not among them.
+_CLIENT_CLASSES = {("anthropic", "Anthropic"), ("anthropic", "AsyncAnthropic"),
+                   ("anthropic._client", "Anthropic"), ("anthropic._client", "AsyncAnthropic")}
+
+
+class AnthropicAdapter(ProviderAdapter):
+    """Reads the Anthropic Messages API. ``provider`` overrides ``gen_ai.provider.name``
+    (default ``"anthropic"``) for a proxy that serves Claude under another name."""
+
+    name = "anthropic"
+
+    def __init__(self, provider: str | None = None) -> None:
+        self.provider = provider
+
+    def supports_client(self, client: object) -> bool:
+        # By name, so that loading the plugin does not import the SDK (half a second) for
+        # applications that never use it.
+        return any((cls.__module__, cls.__name__) in _CLIENT_CLASSES for cls in type(client).__mro__)
+
+    # -- requests ----------------------------------------------------------------------
+    def parse_request(self, request: Request) -> Call | None:
+        if request.method != "POST" or not request.path.rstrip("/").endswith(MESSAGES_PATH):
+            return None
+        body = json_object_body(request)
+        if body is None:
+            return None
+        params = number_params(body, _PARAMS)
+        stop = body.get("stop_sequences")
+        if isinstance(stop, list) and stop and all(isinstance(s, str) for s in stop):
+            params["stop_sequences"] = tuple(stop)
+        output_format = (body.get("output_config") or {}).get("format") if isinstance(body.get("output_config"), Mapping) else None
+        if isinstance(output_format, Mapping) and output_format.get("type") == "json_schema":
+            params["output.type"] = "json"
+        model = body.get("model")
+        return Call(
+            provider=self.provider or "anthropic",
+            operation="chat",
+            endpoint="messages",
+            model=model if isinstance(model, str) else None,
+            stream=body.get("stream") is True,
+            server_address=request.host,
+            server_port=request.port,
+            params=params,
+            usage_requested=True,  # Anthropic streams always carry usage
+            body=body,
+        )
+
+    # -- responses ---------------------------------------------------------------------
+    def parse_response(self, call: Call, body: bytes) -> Outcome:
+        data = _json_object(body)
+        content = data.get("content")
+        if not isinstance(content, list):
+            raise ResponseParseError("messages response has no content list")
+        usage = data.get("usage")
+        if usage is not None and not isinstance(usage, Mapping):
+            raise ResponseParseError("usage is not an object")
+        stop = data.get("stop_reason")
+        tier = usage.get("service_tier") if isinstance(usage, Mapping) else None
+        return Outcome(
+            usage=usage_from_json(usage) if usage else None,
+            response_id=data.get("id") if isinstance(data.get("id"), str) else None,
+            response_model=data.get("model") if isinstance(data.get("model"), str) else None,
+            finish_reasons=(stop,) if isinstance(stop, str) else (),
+            service_tier=tier if isinstance(tier, str) else None,
+            output_text="".join(block_text(block) for block in content),
+            attributes=usage_attributes(usage),
+        )
+
+    def stream_reader(self, call: Call, request: Request) -> StreamReader:
+        return AnthropicStreamReader(call)
+
+    def estimate_input_tokens(self, call: Call) -> int:
+        body = call.body if isinstance(call.body, Mapping) else {}
+        return estimate_request_tokens(body, call.model)
+
+    # -- hooks for other stages ----------------------------------------------------------
+    # with_model() is the base class's: the model is a top-level body field here as well.
+
+    def get_messages(self, call: Call) -> list[Any] | None:
+        """The conversation, for trimming: ``messages`` as they are, in Anthropic's own shape
+        (a ``tool_use`` block in an assistant turn, its ``tool_result`` in the next user turn).
+        The top-level ``system`` is outside the list, so trimming never touches it."""
+        body = call.body if isinstance(call.body, Mapping) else {}
+        messages = body.get("messages")
+        return messages if isinstance(messages, list) else None
+
+    def with_messages(self, request: Request, call: Call, messages: list[Any]) -> Request:
+        body = dict(call.body)
+        body["messages"] = messages
+        return request.replace(json_body=body)
+
+    def estimate_overhead_tokens(self, call: Call) -> int:
+        """Input tokens outside :meth:`get_messages`'s list: the system prompt and the tools."""
+        body = call.body if isinstance(call.body, Mapping) else {}
+        return estimate_overhead_tokens(body, call.model)
+
+    def sdk_error(self, error: LLMSpendError) -> BaseException:
+        """``error`` as a type the anthropic SDK lets through (it would make any other exception
+        from its transport an ``APIConnectionError``); see :mod:`llmspend_anthropic.errors`."""
+        return passable(error)
+
+    # OpenAI chat-completions JSON is the lingua franca between providers: a cascade that mixes
+    # an OpenAI-compatible model with a Claude model translates through it.
+    def to_openai_chat_request(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A Messages request body as an OpenAI chat-completions body."""
+        return convert.openai_chat_request(body)
+
+    def from_openai_chat_request(self, body: Mapping[str, Any], model: str | None = None) -> dict[str, Any]:
+        """An OpenAI chat-completions body as a Messages request body (for ``model``)."""
+        return convert.messages_request(body, model=model)
+
+    def to_openai_chat_response(self, body: bytes) -> dict[str, Any]:
+        """A Messages response body as an OpenAI ``chat.completion`` object."""
+        return convert.openai_chat_completion(_json_object(body))
+
+    def from_openai_chat_response(self, body: bytes) -> dict[str, Any]:
+        """An OpenAI ``chat.completion`` body as a Messages response object."""
+        return convert.message_from_chat_completion(_json_object(body))
+
+
+def _json_object(body: bytes) -> Mapping[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ResponseParseError("messages response is not JSON") from exc
+    if not isinstance(data, Mapping):
+        raise ResponseParseError("messages response is not a JSON object")
+    return data

@@ -1,0 +1,76 @@
+"""Reading the Messages API's request and message shapes: text for local token estimates.
+
+A request has a top-level ``system`` (a string or a list of text blocks) and ``messages`` whose
+``content`` is a string or a list of blocks (``text``, ``image``, ``document``, ``tool_use``,
+``tool_result``, ``thinking``, ...). Pure functions; nothing here raises on an odd shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from llmspend.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMER, count_text
+
+__all__ = [
+    "block_text",
+    "content_text",
+    "estimate_overhead_tokens",
+    "estimate_request_tokens",
+]
+
+
+def block_text(block: Any) -> str:
+    """The text a content block carries (what the model reads or wrote), as far as text goes.
+    Images and documents have no text here: their tokens cannot be estimated offline."""
+    if isinstance(block, str):
+        return block
+    if not isinstance(block, Mapping):
+        return ""
+    kind = block.get("type")
+    if kind == "text" or (kind is None and isinstance(block.get("text"), str)):
+        return str(block.get("text") or "")
+    if kind in ("thinking", "redacted_thinking"):
+        return str(block.get("thinking") or block.get("data") or "")
+    if kind in ("tool_use", "server_tool_use"):
+        return str(block.get("name") or "") + json.dumps(block.get("input") or {}, ensure_ascii=False)
+    if kind == "tool_result" or kind is not None and kind.endswith("_tool_result"):
+        return content_text(block.get("content"))
+    return ""
+
+
+def content_text(content: Any) -> str:
+    """All the text of a message's ``content`` (a string or a list of blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        return "\n".join(text for text in map(block_text, content) if text)
+    return ""
+
+
+def _messages(body: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    messages = body.get("messages")
+    if isinstance(messages, Sequence) and not isinstance(messages, str):
+        for message in messages:
+            if isinstance(message, Mapping):
+                yield message
+
+
+def estimate_overhead_tokens(body: Mapping[str, Any], model: str | None = None) -> int:
+    """Input tokens of a Messages request outside its ``messages``: the top-level ``system``
+    and the tool definitions, counted locally (an estimate)."""
+    total = count_text(content_text(body.get("system")), model)
+    tools = body.get("tools")
+    if tools:
+        total += count_text(json.dumps(tools, ensure_ascii=False), model)
+    return total
+
+
+def estimate_request_tokens(body: Mapping[str, Any], model: str | None = None) -> int:
+    """Input tokens of a Messages request counted locally: an estimate (Claude's tokenizer is
+    not available offline, so llmspend's offline encoding stands in for it)."""
+    total = TOKENS_REPLY_PRIMER + estimate_overhead_tokens(body, model)
+    for message in _messages(body):
+        total += TOKENS_PER_MESSAGE + count_text(content_text(message.get("content")), model)
+    return total

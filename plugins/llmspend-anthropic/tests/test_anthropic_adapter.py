@@ -1,0 +1,225 @@
+"""The adapter's pure parts: usage arithmetic, the hooks other stages use (model swap, message
+access for trimming, conversion to and from OpenAI chat for mixed cascades), and streams
+rebuilt from bytes however they are split."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from llmspend._http import Headers, Request, dumps
+from llmspend.providers.base import Usage
+from llmspend.providers.openai import OpenAIAdapter
+from llmspend_anthropic import AnthropicAdapter
+from llmspend_anthropic.convert import (
+    message_from_chat_completion,
+    messages_request,
+    openai_chat_completion,
+    openai_chat_request,
+)
+from llmspend_anthropic.stream import AnthropicStreamReader, encode_events, events_from_message, message_from_events
+from llmspend_anthropic.usage import usage_from_json
+
+SYSTEM = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+TOOL = {"name": "lookup_order", "description": "Find an order", "input_schema": {"type": "object", "properties": {"n": {"type": "string"}}}}
+CONVERSATION = [
+    {"role": "user", "content": "Where is order 1182?"},
+    {"role": "assistant", "content": [{"type": "text", "text": "Let me look."},
+                                      {"type": "tool_use", "id": "toolu_1", "name": "lookup_order", "input": {"n": "1182"}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "shipped"}]},
+    {"role": "assistant", "content": "It shipped."},
+    {"role": "user", "content": "Thanks! And 1183?"},
+]
+BODY: dict[str, Any] = {"model": "claude-haiku-4-5", "max_tokens": 300, "system": SYSTEM, "tools": [TOOL],
+                        "tool_choice": {"type": "auto"}, "stop_sequences": ["###"], "messages": CONVERSATION}
+MESSAGE: dict[str, Any] = {
+    "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-haiku-4-5-20251001",
+    "content": [{"type": "thinking", "thinking": "They want 1183.", "signature": "sig"},
+                {"type": "text", "text": "Checking that one now."},
+                {"type": "tool_use", "id": "toolu_2", "name": "lookup_order", "input": {"n": "1183"}}],
+    "stop_reason": "tool_use", "stop_sequence": None,
+    "usage": {"input_tokens": 12, "cache_creation_input_tokens": 1500, "cache_read_input_tokens": 3000,
+              "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1000},
+              "output_tokens": 80, "output_tokens_details": {"thinking_tokens": 30}, "service_tier": "standard"},
+}
+
+
+def _request(body: dict[str, Any], path: str = "/v1/messages") -> Request:
+    return Request("POST", f"https://api.anthropic.com{path}", Headers([("content-type", "application/json")]),
+                   dumps(body), adapter=AnthropicAdapter())
+
+
+# -- usage --------------------------------------------------------------------------------
+def test_usage_adds_cache_parts_to_input_once() -> None:
+    usage = usage_from_json(MESSAGE["usage"])
+    assert usage == Usage(input_tokens=12 + 1500 + 3000, output_tokens=80, cache_read_tokens=3000,
+                          cache_write_tokens=1500, cache_write_1h_tokens=1000, reasoning_tokens=30)
+    assert usage.uncached_input_tokens == 12
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ({"input_tokens": 5, "output_tokens": 2}, Usage(5, 2)),
+    # no lifetime breakdown: all writes are 5-minute writes (the API's default)
+    ({"input_tokens": 5, "cache_creation_input_tokens": 40, "output_tokens": 2}, Usage(45, 2, 0, 40, 0)),
+    # a breakdown but no total: the breakdown is the total
+    ({"input_tokens": 5, "cache_creation": {"ephemeral_5m_input_tokens": 7, "ephemeral_1h_input_tokens": 3}, "output_tokens": 2},
+     Usage(15, 2, 0, 10, 3)),
+    # nulls and junk count as nothing, never raise
+    ({"input_tokens": None, "cache_read_input_tokens": "x", "output_tokens": -1, "cache_creation": None}, Usage()),
+])
+def test_usage_shapes(raw: dict[str, Any], expected: Usage) -> None:
+    assert usage_from_json(raw) == expected
+
+
+# -- requests and hooks -------------------------------------------------------------------
+def test_parse_request_endpoints() -> None:
+    call = _request({**BODY, "stream": True}).call
+    assert call is not None
+    assert (call.provider, call.operation, call.endpoint, call.model, call.stream) == ("anthropic", "chat", "messages", "claude-haiku-4-5", True)
+    assert call.params == {"max_tokens": 300, "stop_sequences": ("###",)}
+    assert _request(BODY, "/v1/messages/count_tokens").call is None  # free: passed through
+    assert _request({"requests": []}, "/v1/messages/batches").call is None  # no batch support yet
+    assert _request(BODY, "/anthropic/v1/messages").call is not None  # Microsoft Foundry's prefix
+    assert OpenAIAdapter().parse_request(_request(BODY)) is None  # not the generic adapter's
+
+
+def test_with_model_is_reread() -> None:
+    swapped = AnthropicAdapter().with_model(_request(BODY), "claude-sonnet-4-6")
+    assert swapped.call is not None and swapped.call.model == "claude-sonnet-4-6"
+    assert json.loads(swapped.content)["messages"] == CONVERSATION
+
+
+def test_messages_for_trimming() -> None:
+    adapter = AnthropicAdapter()
+    request = _request(BODY)
+    call = request.call
+    assert call is not None
+    messages = adapter.get_messages(call)
+    assert messages == CONVERSATION  # Anthropic's own shape; the top-level system is not in it
+    # drop the first exchange (the tool call and its result go together)
+    trimmed = adapter.with_messages(request, call, messages[3:])
+    body = json.loads(trimmed.content)
+    assert body["messages"] == CONVERSATION[3:]
+    assert {k: v for k, v in body.items() if k != "messages"} == {k: v for k, v in BODY.items() if k != "messages"}
+    assert trimmed.call is not None and trimmed.call.model == call.model
+    # what is outside the list: the system prompt and the tools
+    overhead = adapter.estimate_overhead_tokens(call)
+    bare = _request({**BODY, "system": "", "tools": []}).call
+    assert bare is not None and adapter.estimate_overhead_tokens(bare) == 0 < overhead
+    assert adapter.get_messages(_request({**BODY, "messages": "not a list"}).call) is None  # type: ignore[arg-type]
+
+
+def test_estimate_counts_everything_sent() -> None:
+    adapter = AnthropicAdapter()
+    call = _request(BODY).call
+    assert call is not None
+    full = adapter.estimate_input_tokens(call)
+    bare = _request({**BODY, "tools": [], "system": ""}).call
+    assert bare is not None and 0 < adapter.estimate_input_tokens(bare) < full
+
+
+# -- conversion for mixed cascades ----------------------------------------------------------
+def test_request_to_openai_and_back() -> None:
+    as_openai = openai_chat_request(BODY)
+    roles = [m["role"] for m in as_openai["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert as_openai["messages"][2]["tool_calls"][0]["function"] == {"name": "lookup_order", "arguments": '{"n": "1182"}'}
+    assert as_openai["tools"][0]["function"]["parameters"] == TOOL["input_schema"]
+    assert as_openai["tool_choice"] == "auto" and as_openai["stop"] == ["###"]
+    # the OpenAI-compatible adapter reads it as a chat call
+    openai_request = Request("POST", "https://api.openai.com/v1/chat/completions", Headers(), dumps(as_openai))
+    call = OpenAIAdapter().parse_request(openai_request)
+    assert call is not None and call.endpoint == "chat.completions"
+    back = messages_request(as_openai, model="claude-haiku-4-5")
+    assert back["system"] == "Be brief." and back["max_tokens"] == 300
+    assert back["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Where is order 1182?"}]},
+        CONVERSATION[1],
+        CONVERSATION[2],
+        {"role": "assistant", "content": [{"type": "text", "text": "It shipped."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Thanks! And 1183?"}]},
+    ]
+    assert back["tools"] == [TOOL] and back["tool_choice"] == {"type": "auto"}
+
+
+def test_openai_request_to_messages_merges_turns_and_defaults() -> None:
+    body = {"model": "gpt-4o", "temperature": 1.6, "stop": "END", "tool_choice": "required",
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "messages": [{"role": "developer", "content": "Rules."}, {"role": "user", "content": "a"},
+                         {"role": "user", "content": [{"type": "text", "text": "b"},
+                                                      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}
+    out = messages_request(body, model="claude-haiku-4-5")
+    assert out["model"] == "claude-haiku-4-5" and out["max_tokens"] == 4096  # required by the API
+    assert out["temperature"] == 1.0 and out["stop_sequences"] == ["END"] and out["tool_choice"] == {"type": "any"}
+    assert out["system"] == "Rules."
+    (turn,) = out["messages"]  # consecutive user turns merged: the API wants them to alternate
+    assert [b["type"] for b in turn["content"]] == ["text", "text", "image"]
+    assert turn["content"][2]["source"] == {"type": "base64", "media_type": "image/png", "data": "AAAA"}
+
+
+def test_answers_both_ways_validate_as_the_sdks_types() -> None:
+    adapter = AnthropicAdapter()
+    completion = adapter.to_openai_chat_response(json.dumps(MESSAGE).encode())
+    parsed = openai.types.chat.ChatCompletion.model_validate(completion)
+    assert parsed.choices[0].finish_reason == "tool_calls"
+    assert parsed.choices[0].message.content == "Checking that one now."
+    assert parsed.usage is not None and parsed.usage.prompt_tokens == 4512  # all input, as OpenAI counts it
+    assert parsed.usage.prompt_tokens_details is not None and parsed.usage.prompt_tokens_details.cached_tokens == 3000
+    message = adapter.from_openai_chat_response(json.dumps(completion).encode())
+    back = anthropic.types.Message.model_validate(message)
+    assert back.stop_reason == "tool_use"
+    assert [b.type for b in back.content] == ["text", "tool_use"]  # thinking has no OpenAI form
+    assert back.usage.input_tokens + (back.usage.cache_read_input_tokens or 0) == 4512
+    assert openai_chat_completion(message_from_chat_completion(completion))["choices"][0]["message"]["tool_calls"] == completion["choices"][0]["message"]["tool_calls"]
+
+
+# -- streams ------------------------------------------------------------------------------
+def _body_bytes() -> bytes:
+    return b"".join(encode_events(events_from_message(MESSAGE)))
+
+
+def test_events_round_trip_to_the_message() -> None:
+    assert message_from_events([_body_bytes()]) == MESSAGE
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+def test_stream_reader_any_split(size: int) -> None:
+    call = _request({**BODY, "stream": True}).call
+    assert call is not None
+    reader = AnthropicStreamReader(call)
+    raw = _body_bytes()
+    handed_on = b"".join(reader.feed(raw[i:i + size]) for i in range(0, len(raw), size)) + reader.flush()
+    assert handed_on == raw  # every byte, unchanged
+    outcome = reader.outcome(complete=False)  # closed right after message_stop: still complete
+    assert outcome.complete and outcome.usage == usage_from_json(MESSAGE["usage"])
+    assert outcome.finish_reasons == ("tool_use",) and outcome.response_id == "msg_01"
+    assert outcome.response_model == "claude-haiku-4-5-20251001"
+    assert "Checking" not in outcome.output_text  # usage is exact: the text deltas were never parsed
+
+
+def test_stream_reader_text_for_content_capture() -> None:
+    call = _request({**BODY, "stream": True}).call
+    assert call is not None
+    reader = AnthropicStreamReader(call)
+    reader.capture_text = True  # what the telemetry stage sets with capture_content=True
+    reader.feed(_body_bytes())
+    assert "Checking that one now." in reader.outcome(complete=True).output_text
+
+
+def test_stream_reader_before_message_delta_estimates_output() -> None:
+    call = _request({**BODY, "stream": True}).call
+    assert call is not None
+    reader = AnthropicStreamReader(call)
+    events = events_from_message(MESSAGE)
+    cut = next(i for i, e in enumerate(events) if e["type"] == "message_delta")
+    reader.feed(b"".join(encode_events(events[:cut])))
+    outcome = reader.outcome(complete=False)
+    assert not outcome.complete
+    usage = outcome.usage
+    assert usage is not None and usage.estimated
+    assert usage.input_tokens == 4512 and usage.cache_write_1h_tokens == 1000  # exact, from message_start
+    assert usage.output_tokens > 5 and usage.reasoning_tokens == 0

@@ -1,0 +1,230 @@
+"""The Redis budget ledger against a real redis-server that this module starts itself:
+atomic reservations across clients and processes, expiry of abandoned holds, the entry point
+that ``ledger="redis://..."`` goes through, and budgets enforced end to end."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+import openai
+import pytest
+import redis
+
+import llmspend
+from llmspend import plugins
+from llmspend.ledger import Ledger, open_ledger
+from llmspend.ledger.base import to_nano
+from llmspend.periods import Window, period_window
+from llmspend.testing import FakeLLMServer
+from llmspend.testing.ledgers import LedgerRun, hammer_in_process, hammer_ledger
+from llmspend_redis.ledger import RedisLedger
+
+PLUGIN_ROOT = Path(__file__).resolve().parents[1]
+FOREVER = Window("none", 0, None)
+LIMIT = 0.5
+
+pytestmark = pytest.mark.redis
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server); the Redis ledger needs a real server")
+    workdir = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None:
+                    pytest.fail(f"redis-server exited with {proc.returncode}")
+                time.sleep(0.02)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def ledger(redis_url: str) -> Iterator[RedisLedger]:
+    redis.Redis.from_url(redis_url).flushdb()
+    book = RedisLedger(redis_url)
+    yield book
+    book.close()
+
+
+def test_reserve_settle_release_and_status(ledger: RedisLedger) -> None:
+    window = period_window("day", time.time())
+    first = ledger.reserve("chat/day", 0.3, 1.0, window)
+    assert first is not None
+    second = ledger.reserve("chat/day", 0.6, 1.0, window)
+    assert second is not None
+    assert ledger.reserve("chat/day", 0.2, 1.0, window) is None  # 0.3 + 0.6 + 0.2 > 1.0
+    totals = ledger.spent("chat/day", window)
+    assert (totals.spent_usd, totals.reserved_usd, totals.limit_usd) == (0.0, pytest.approx(0.9), 1.0)
+    ledger.settle(first, 0.1)
+    ledger.release(second)
+    totals = ledger.spent("chat/day", window)
+    assert (totals.spent_usd, totals.reserved_usd, totals.calls) == (pytest.approx(0.1), 0.0, 1)
+    assert ledger.reserve("chat/day", 0.85, 1.0, window) is not None  # room again
+    [known] = ledger.keys()
+    assert (known.key, known.period, known.limit_usd) == ("chat/day", "day", 1.0)
+
+
+def test_unknown_cost_charges_the_reservation(ledger: RedisLedger) -> None:
+    r = ledger.reserve("k/none", 0.25, None, FOREVER)
+    assert r is not None
+    ledger.settle(r, None)
+    totals = ledger.spent("k/none", FOREVER)
+    assert (totals.spent_usd, totals.unknown_calls, totals.limit_usd) == (0.25, 1, None)
+
+
+def test_windows_are_counted_apart_and_expire(ledger: RedisLedger, redis_url: str) -> None:
+    now = time.time()
+    this, next_ = period_window("minute", now), period_window("minute", now + 60)
+    assert ledger.reserve("k/minute", 1.0, 1.0, this) is not None
+    assert ledger.reserve("k/minute", 0.5, 1.0, this) is None
+    assert ledger.reserve("k/minute", 1.0, 1.0, next_) is not None  # a new window starts empty
+    client = redis.Redis.from_url(redis_url)
+    ttl = client.ttl(ledger._keys("k/minute", this)[0])
+    assert 0 < ttl <= 60 + 86400  # dropped a day after the window ends
+
+
+def test_abandoned_hold_expires_on_the_server_clock(redis_url: str) -> None:
+    book = RedisLedger(redis_url, prefix="lease-test", lease_s=0.2)
+    assert book.reserve("k/none", 1.0, 1.0, FOREVER) is not None  # its client "dies" here
+    assert book.reserve("k/none", 0.1, 1.0, FOREVER) is None
+    time.sleep(0.3)
+    assert book.reserve("k/none", 0.1, 1.0, FOREVER) is not None
+    assert book.spent("k/none", FOREVER).reserved_usd == pytest.approx(0.1)
+
+
+def test_large_amounts_stay_exact(ledger: RedisLedger) -> None:
+    # Lua numbers turn into strings with 14 digits; amounts must never go through that.
+    r = ledger.reserve("big/none", 123_456.789012345, 1e7, FOREVER)
+    assert r is not None
+    ledger.settle(r, 123_456.789012345)
+    assert to_nano(ledger.spent("big/none", FOREVER).spent_usd) == to_nano(123_456.789012345)
+
+
+def test_unreachable_server_is_a_ledger_error() -> None:
+    book = RedisLedger(f"redis://127.0.0.1:{_free_port()}/0")
+    with pytest.raises(llmspend.LedgerError, match="could not"):
+        book.reserve("k/none", 0.1, 1.0, FOREVER)
+
+
+def test_password_never_in_the_ledger_name() -> None:
+    book = RedisLedger("redis://:hunter2@127.0.0.1:1/0")
+    assert "hunter2" not in book.url and "***" in book.url
+
+
+# -- many clients ----------------------------------------------------------------------
+def _check(book: Ledger, runs: list[LedgerRun]) -> None:
+    totals = book.spent("feature/none", FOREVER)
+    assert to_nano(totals.spent_usd) == sum(to_nano(r.charged_usd) for r in runs)  # nothing lost
+    assert totals.spent_usd <= LIMIT + sum(r.excess_usd for r in runs) + 1e-9  # the bound
+    assert all(r.refusals > 0 for r in runs) and totals.spent_usd > LIMIT / 2  # really contended
+
+
+def test_many_clients_in_threads_never_overspend(ledger: RedisLedger, redis_url: str) -> None:
+    clients = 8
+    barrier = threading.Barrier(clients)
+    runs: list[LedgerRun] = []
+
+    def client(seed: int) -> None:  # each thread its own client and connection pool
+        runs.append(hammer_ledger(lambda: RedisLedger(redis_url), "feature/none", limit_usd=LIMIT, seed=seed,
+                                  barrier=barrier))
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _check(ledger, runs)
+    assert ledger.spent("feature/none", FOREVER).spent_usd <= LIMIT
+
+
+def test_many_processes_never_overspend(ledger: RedisLedger, redis_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    clients = 3
+    barrier, queue = ctx.Barrier(clients), ctx.Queue()
+    make = functools.partial(RedisLedger, redis_url)
+    procs = [ctx.Process(target=hammer_in_process,
+                         args=((make, "feature/none", {"limit_usd": LIMIT, "seed": s, "barrier": barrier,
+                                                       "overrun": 0.1}), queue))
+             for s in range(clients)]
+    for p in procs:
+        p.start()
+    runs = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    _check(ledger, runs)
+
+
+# -- through the entry point and the public API ------------------------------------------
+@pytest.fixture
+def entry_points_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The plugin's entry points as its pyproject.toml declares them, whether or not the
+    plugin is installed, so ``ledger="redis://..."`` resolves as it would for a user."""
+    declared = tomllib.loads((PLUGIN_ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    dist = tmp_path / "llmspend_redis_probe-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: llmspend-redis-probe\nVersion: 0.1\n")
+    lines = [f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in items.items())
+             for group, items in declared.items()]
+    (dist / "entry_points.txt").write_text("\n".join(lines))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(plugins.AUTOLOAD_ENV, raising=False)
+    plugins.reload()
+    yield
+    plugins.reload()
+
+
+def test_redis_urls_open_through_the_ledger_entry_points(entry_points_installed: None, redis_url: str) -> None:
+    assert {"redis", "rediss"} <= set(plugins.ledger_backends())
+    book = open_ledger(redis_url)
+    assert isinstance(book, RedisLedger)
+    assert open_ledger(redis_url) is book  # one connection pool per URL and process
+
+
+def test_budget_in_redis_refuses_before_sending(ledger: RedisLedger) -> None:
+    tracked = llmspend.track(feature="bulk", budget_usd=0.0004, period="day", ledger=ledger)
+    with FakeLLMServer() as server:
+        client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-test"))
+        sent = 0
+        with pytest.raises(llmspend.BudgetExceededError) as refused:
+            with tracked:
+                for _ in range(100):
+                    client.chat.completions.create(model="gpt-4o-mini", max_tokens=100,
+                                                   messages=[{"role": "user", "content": "hello " * 20}])
+                    sent += 1
+        assert len(server.requests) == sent > 0  # the refused call never reached the server
+    assert refused.value.budget == "bulk/day"
+    status = llmspend.spent("bulk", period="day", ledger=ledger)
+    assert status.calls == sent and 0 < status.spent_usd <= 0.0004
+    assert status.remaining_usd == pytest.approx(0.0004 - status.spent_usd)

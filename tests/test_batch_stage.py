@@ -1,0 +1,470 @@
+"""The batch stage through the public API: the official AsyncOpenAI SDK against the fake
+server. Concurrent calls that share a prefix become one upstream request; every caller gets
+its own answer and its share of the cost; any answer in doubt is asked again on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+
+import llmspend
+from llmspend.attribution import Attribution, _current
+from llmspend.batching import TaggedFormat, read_questions
+from llmspend.testing import FakeLLMServer
+from llmspend.testing.batch_prompts import batched_questions
+from llmspend.testing.server import FakeRequest, FakeResponse
+
+from .conftest import API_KEY, Spans
+
+MODEL = "gpt-4o-mini"
+SYSTEM = "You are a quiz master. Answer briefly and precisely. " * 30
+QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?", "What is 7 times 6?", "Which planet is largest?"]
+
+
+def ask(question: str, system: str = SYSTEM, **extra: Any) -> dict[str, Any]:
+    return {"model": MODEL, "max_tokens": 60, "temperature": 0,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}], **extra}
+
+
+_open: list[openai.AsyncOpenAI] = []
+
+
+def wrapped(server: FakeLLMServer, spans: Spans, batch: Any = None, **options: Any) -> openai.AsyncOpenAI:
+    batch = {"window_ms": 150, "max_size": 4} if batch is None else batch
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=spans.provider, batch=batch, **options)
+    _open.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    yield
+    while _open:
+        await _open.pop().close()
+
+
+async def gather(client: openai.AsyncOpenAI, requests: list[dict[str, Any]]) -> list[Any]:
+    return list(await asyncio.gather(*(client.chat.completions.create(**r) for r in requests)))
+
+
+def merged_requests(server: FakeLLMServer) -> list[FakeRequest]:
+    return [r for r in server.requests if batched_questions(r.json()["messages"]) is not None]
+
+
+def plain_answer(server: FakeLLMServer, request: dict[str, Any]) -> str:
+    """What the server answers to ``request`` sent on its own (no llmspend at all)."""
+    raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY)
+    return str(raw.chat.completions.create(**request).choices[0].message.content)
+
+
+def caller_spans(spans: Spans) -> list[Any]:
+    return sorted((s for s in spans.finished if not s.name.startswith("batch ")),
+                  key=lambda s: s.attributes.get("llmspend.batch.index", 0))
+
+
+def merged_span(spans: Spans) -> Any:
+    (span,) = [s for s in spans.finished if s.name.startswith("batch ")]
+    return span
+
+
+def in_feature(name: str) -> None:
+    """Attribute what this test does next to ``name`` (the test's own task context only)."""
+    _current.set(Attribution(feature=name))
+
+
+# -- merging -----------------------------------------------------------------------------------
+async def test_concurrent_calls_become_one_request(server: FakeLLMServer, spans: Spans) -> None:
+    client = wrapped(server, spans)
+    results = await gather(client, [ask(q) for q in QUESTIONS])
+    assert len(server.requests) == 1
+    sent = server.requests[0].json()
+    assert sent["messages"][0] == {"role": "system", "content": SYSTEM}  # the prefix, as the callers sent it
+    assert sorted(read_questions(sent["messages"][1]["content"]).values()) == sorted(QUESTIONS)
+    assert sent["max_tokens"] == 4 * 60 + 4 * 8
+    for question, result in zip(QUESTIONS, results):
+        assert result.choices[0].message.content == server.batched_answer(MODEL, question)
+        assert result.choices[0].finish_reason == "stop"
+        assert result.object == "chat.completion" and result.model.startswith(MODEL)
+    assert len({r.id for r in results}) == 4
+
+
+async def test_shares_add_up_to_the_merged_call(server: FakeLLMServer, spans: Spans) -> None:
+    results = await gather(wrapped(server, spans), [ask(q) for q in QUESTIONS])
+    merged = merged_span(spans).attributes
+    assert sum(r.usage.prompt_tokens for r in results) == merged["llmspend.batch.input_tokens"]
+    assert sum(r.usage.completion_tokens for r in results) == merged["llmspend.batch.output_tokens"]
+    callers = caller_spans(spans)
+    assert sum(s.attributes["llmspend.cost.usd"] for s in callers) == pytest.approx(merged["llmspend.batch.cost_usd"], rel=1e-12)
+    # the shared prefix is split evenly: no caller pays much more than another
+    inputs = [r.usage.prompt_tokens for r in results]
+    assert max(inputs) - min(inputs) < 15
+    # the merged span does not carry gen_ai.usage.* itself, so summing those over spans counts each token once
+    assert "gen_ai.usage.input_tokens" not in merged and "gen_ai.usage.cost" not in merged
+
+
+async def test_each_caller_pays_less_than_alone_and_the_saving_is_recorded(server: FakeLLMServer, spans: Spans) -> None:
+    results = await gather(wrapped(server, spans), [ask(q) for q in QUESTIONS])
+    alone = openai.OpenAI(base_url=server.base_url, api_key=API_KEY).chat.completions.create(**ask(QUESTIONS[0]))
+    assert alone.usage is not None
+    for result, span in zip(results, caller_spans(spans)):
+        assert result.usage.prompt_tokens < alone.usage.prompt_tokens / 2
+    for span in caller_spans(spans):
+        assert span.attributes["llmspend.cost.saved_usd"] > 0
+        assert span.attributes["llmspend.batch.saved_input_tokens"] > 0
+
+
+async def test_spans_link_callers_and_the_merged_request(server: FakeLLMServer, spans: Spans) -> None:
+    await gather(wrapped(server, spans), [ask(q) for q in QUESTIONS])
+    merged = merged_span(spans)
+    callers = caller_spans(spans)
+    assert merged.name == f"batch chat {MODEL}" and merged.kind.name == "CLIENT"
+    assert merged.parent is None  # the callers have no common parent: it belongs to none of them
+    assert {link.context.span_id for link in merged.links} == {s.context.span_id for s in callers}
+    for index, span in enumerate(callers, 1):
+        assert span.attributes["llmspend.batch.size"] == 4
+        assert span.attributes["llmspend.batch.index"] == index
+        assert [link.context.span_id for link in span.links] == [merged.context.span_id]
+    assert merged.attributes["llmspend.batch.size"] == 4 and merged.attributes["llmspend.batch.answered"] == 4
+
+
+async def test_merged_span_is_a_child_of_the_callers_common_parent(server: FakeLLMServer, spans: Spans) -> None:
+    tracer = spans.provider.get_tracer("app")
+    with tracer.start_as_current_span("handler") as parent:
+        await gather(wrapped(server, spans), [ask(q) for q in QUESTIONS[:2]])
+    assert merged_span(spans).parent.span_id == parent.get_span_context().span_id
+
+
+async def test_retries_of_the_merged_request_are_its_own(server: FakeLLMServer, spans: Spans, fast_retry: Any) -> None:
+    server.fail_next(429)
+    results = await gather(wrapped(server, spans, retry=fast_retry), [ask(q) for q in QUESTIONS])
+    assert len(server.requests) == 2  # the merged request, tried twice
+    assert [r.choices[0].message.content for r in results] == [server.batched_answer(MODEL, q) for q in QUESTIONS]
+    assert [e.name for e in merged_span(spans).events] == ["llmspend.retry"]
+    assert all(not s.events for s in caller_spans(spans))
+
+
+# -- answers in doubt are asked again ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fault", "resent"),
+    [
+        ({"missing": [2]}, {2: "missing"}),
+        ({"duplicate": [1]}, {1: "duplicate"}),
+        ({"malformed": [3]}, {3: "malformed"}),
+        ({"missing": [1], "malformed": [4], "shuffle": True}, {1: "missing", 4: "malformed"}),
+        ({"truncate": True}, {4: "malformed"}),
+        ({"extra": [7]}, {1: "malformed", 2: "malformed", 3: "malformed", 4: "malformed"}),
+    ],
+    ids=["missing", "duplicate", "malformed", "several-shuffled", "truncated", "unasked-index"],
+)
+async def test_only_the_affected_questions_are_asked_again(server: FakeLLMServer, spans: Spans,
+                                                           fault: dict[str, Any], resent: dict[int, str]) -> None:
+    server.fault_next_batch(**fault)
+    client = wrapped(server, spans)
+    requests = [ask(q) for q in QUESTIONS]
+    results = await asyncio.gather(*(client.chat.completions.create(**r) for r in requests))
+    (merged,) = merged_requests(server)
+    order = read_questions(merged.json()["messages"][-1]["content"])  # the index each question got
+    index_of = {q: i for i, q in order.items()}
+    singles = [r.json() for r in server.requests if r is not merged]
+    assert sorted(s["messages"][-1]["content"] for s in singles) == sorted(order[i] for i in resent)
+    for single in singles:  # sent exactly as the caller sent it
+        assert single == ask(single["messages"][-1]["content"])
+    spans_by_index = {s.attributes["llmspend.batch.index"]: s for s in caller_spans(spans)}
+    for request, result in zip(requests, results):
+        question = request["messages"][-1]["content"]
+        index = index_of[question]
+        content = result.choices[0].message.content
+        if index in resent:
+            assert content == plain_answer(server, request)
+            assert spans_by_index[index].attributes["llmspend.batch.resent"] == resent[index]
+        else:
+            assert content == server.batched_answer(MODEL, question)
+            assert "llmspend.batch.resent" not in spans_by_index[index].attributes
+    events = [(e.attributes["llmspend.batch.index"], e.attributes["llmspend.batch.reason"]) for e in merged_span(spans).events]
+    assert dict(events) == resent
+
+
+async def test_costs_still_add_up_when_questions_are_asked_again(server: FakeLLMServer, spans: Spans) -> None:
+    server.fault_next_batch(missing=[2], duplicate=[3])
+    results = await gather(wrapped(server, spans), [ask(q) for q in QUESTIONS])
+    merged = merged_span(spans).attributes
+    singles = [r for r in server.requests if batched_questions(r.json()["messages"]) is None]
+    raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY)
+    single_prompt = sum(raw.chat.completions.create(**s.json()).usage.prompt_tokens for s in singles)  # type: ignore[union-attr]
+    # every caller's usage together = the merged call + the two calls asked again
+    assert sum(r.usage.prompt_tokens for r in results) == merged["llmspend.batch.input_tokens"] + single_prompt
+
+
+async def test_failed_merged_request_falls_back_to_each_call(server: FakeLLMServer, spans: Spans) -> None:
+    server.fail_next(400)
+    client = wrapped(server, spans)
+    requests = [ask(q) for q in QUESTIONS]
+    results = await gather(client, requests)
+    assert len(server.requests) == 1 + 4
+    assert [r.choices[0].message.content for r in results] == [plain_answer(server, r) for r in requests]
+    merged = merged_span(spans)
+    assert merged.attributes["error.type"] == "400" and merged.status.status_code.name == "ERROR"
+    assert all(s.attributes["llmspend.cost.usd"] > 0 for s in caller_spans(spans))
+
+
+async def test_unreadable_merged_reply_falls_back_to_each_call(server: FakeLLMServer, spans: Spans) -> None:
+    chat = server._chat
+
+    def broken_batches(request: FakeRequest) -> FakeResponse:
+        if batched_questions(request.json()["messages"]) is not None:
+            return FakeResponse(200, b'{"choices": [', {"content-type": "application/json"})
+        return chat(request)
+
+    server.route("POST", "/v1/chat/completions", broken_batches)
+    requests = [ask(q) for q in QUESTIONS[:3]]
+    results = await gather(wrapped(server, spans), requests)
+    assert len(server.requests) == 1 + 3
+    assert [r.choices[0].message.content for r in results] == [plain_answer(server, r) for r in requests]
+    assert merged_span(spans).attributes["error.type"] == "unreadable_response"
+
+
+async def test_errors_of_a_call_asked_again_reach_its_caller_only(server: FakeLLMServer, spans: Spans) -> None:
+    server.fault_next_batch(missing=[1])
+    chat = server._chat
+
+    def refuse_singles(request: FakeRequest) -> FakeResponse:
+        if batched_questions(request.json()["messages"]) is None:
+            return FakeResponse.json({"error": {"message": "nope", "type": "invalid_request_error"}}, 400)
+        return chat(request)
+
+    server.route("POST", "/v1/chat/completions", refuse_singles)
+    client = wrapped(server, spans)
+    results = await asyncio.gather(*(client.chat.completions.create(**ask(q)) for q in QUESTIONS), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], openai.BadRequestError)
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    assert len(answered) == 3
+    merged = merged_span(spans).attributes
+    # the caller that got an error carries no share: the three others carry all of the merged call
+    assert sum(r.usage.prompt_tokens for r in answered) == merged["llmspend.batch.input_tokens"]
+
+
+async def test_no_usage_reported_means_estimated_costs(server: FakeLLMServer, spans: Spans) -> None:
+    requests = [ask(q, extra_headers={"x-fake-usage": "omit"}) for q in QUESTIONS[:2]]
+    results = await gather(wrapped(server, spans), requests)
+    assert len(server.requests) == 1
+    assert all(r.usage is None for r in results)
+    assert [r.choices[0].message.content for r in results] == [server.batched_answer(MODEL, q) for q in QUESTIONS[:2]]
+    assert all(s.attributes["llmspend.cost.status"] == "estimated" for s in caller_spans(spans))
+
+
+# -- what is batched ---------------------------------------------------------------------------
+async def test_window_and_max_size(server: FakeLLMServer, spans: Spans) -> None:
+    client = wrapped(server, spans, batch={"window_ms": 100, "max_size": 2})
+    await gather(client, [ask(q) for q in [*QUESTIONS, "One more?"]])
+    sizes = sorted(len(read_questions(r.json()["messages"][-1]["content"])) if batched_questions(r.json()["messages"]) else 1
+                   for r in server.requests)
+    assert sizes == [1, 2, 2]
+    server.reset()
+    first = await client.chat.completions.create(**ask(QUESTIONS[0]))
+    second = await client.chat.completions.create(**ask(QUESTIONS[1]))  # after the window closed
+    assert len(server.requests) == 2 and not merged_requests(server)
+    assert first.choices[0].message.content == plain_answer(server, ask(QUESTIONS[0]))
+    assert second.choices[0].message.content == plain_answer(server, ask(QUESTIONS[1]))
+
+
+async def test_different_prefixes_are_batched_apart(server: FakeLLMServer, spans: Spans) -> None:
+    requests = [ask(q, system=s) for s in ("You are terse.", "You are verbose.") for q in QUESTIONS[:2]]
+    results = await gather(wrapped(server, spans), requests)
+    assert len(server.requests) == 2
+    for request in server.requests:
+        assert len(read_questions(request.json()["messages"][-1]["content"])) == 2
+    assert [r.choices[0].message.content for r in results] == [server.batched_answer(MODEL, q) for q in QUESTIONS[:2]] * 2
+
+
+@pytest.mark.parametrize("extra", [
+    {"stream": True},
+    {"n": 2},
+    {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]},
+    {"response_format": {"type": "json_object"}},
+    {"max_tokens": openai.omit},  # unbounded: not batched unless marked
+])
+async def test_calls_that_are_not_batched_by_default(server: FakeLLMServer, spans: Spans, extra: dict[str, Any]) -> None:
+    client = wrapped(server, spans)
+    calls = [client.chat.completions.create(**ask(q, **extra)) for q in QUESTIONS[:2]]
+    results = await asyncio.gather(*calls)
+    if extra.get("stream"):
+        for stream in results:
+            [chunk async for chunk in stream]
+    assert len(server.requests) == 2 and not merged_requests(server)
+
+
+async def test_header_marks_a_call_and_is_never_sent(server: FakeLLMServer, spans: Spans) -> None:
+    client = wrapped(server, spans)
+    unbounded = {"max_tokens": openai.omit}
+    await gather(client, [ask(q, extra_headers={"X-LLMSpend-Batch": "on"}, **unbounded) for q in QUESTIONS[:2]])
+    assert len(server.requests) == 1 and merged_requests(server)
+    assert "max_tokens" not in server.requests[0].json()
+    server.reset()
+    await gather(client, [ask(q, extra_headers={"x-llmspend-batch": "off"}) for q in QUESTIONS[:2]])
+    assert len(server.requests) == 2 and not merged_requests(server)
+    server.reset()
+    # a tool call cannot be merged, whatever it is marked
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    await gather(client, [ask(q, tools=tools, extra_headers={"x-llmspend-batch": "on"}) for q in QUESTIONS[:2]])
+    assert len(server.requests) == 2
+    for request in server.requests:
+        assert "x-llmspend-batch" not in {k.lower() for k in request.headers}
+
+
+async def test_unknown_header_value_is_ignored_with_a_warning(server: FakeLLMServer, spans: Spans,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="llmspend"):
+        await gather(wrapped(server, spans), [ask(q, extra_headers={"x-llmspend-batch": "perhaps"}) for q in QUESTIONS[:2]])
+    assert "x-llmspend-batch: 'perhaps'" in caplog.text
+    assert len(server.requests) == 1  # treated as unmarked: bounded calls batch by default
+
+
+async def test_per_feature_marking(server: FakeLLMServer, spans: Spans) -> None:
+    client = wrapped(server, spans, batch={"window_ms": 150, "features": {"faq": True, "chat": False}, "auto": True})
+    in_feature("faq")
+    await gather(client, [ask(q, max_tokens=openai.omit) for q in QUESTIONS[:2]])
+    assert len(server.requests) == 1  # unbounded, but the feature asks for batching
+    server.reset()
+    in_feature("chat")
+    await gather(client, [ask(q) for q in QUESTIONS[:2]])
+    assert len(server.requests) == 2  # bounded, but the feature says never
+    server.reset()
+    in_feature("other")
+    manual = wrapped(server, spans, batch={"window_ms": 150, "features": ["faq"], "auto": False})
+    await gather(manual, [ask(q) for q in QUESTIONS[:2]])
+    assert len(server.requests) == 2  # auto off: only marked calls batch
+
+
+async def test_a_caller_that_gives_up_leaves_the_others_batched(server: FakeLLMServer, spans: Spans) -> None:
+    client = wrapped(server, spans, batch={"window_ms": 300, "max_size": 8})
+
+    async def impatient() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.chat.completions.create(**ask("I cannot wait?")), 0.05)
+
+    results = await asyncio.gather(impatient(), *(client.chat.completions.create(**ask(q)) for q in QUESTIONS[:3]))
+    (merged,) = server.requests
+    assert sorted(read_questions(merged.json()["messages"][-1]["content"]).values()) == sorted(QUESTIONS[:3])
+    assert [r.choices[0].message.content for r in results[1:]] == [server.batched_answer(MODEL, q) for q in QUESTIONS[:3]]
+
+
+# -- llmspend.batch() --------------------------------------------------------------------------
+async def test_batch_helper_keeps_order_and_merges(server: FakeLLMServer, spans: Spans) -> None:
+    client = wrapped(server, spans, batch={"window_ms": 100, "max_size": 3})
+    questions = [f"Question number {i}?" for i in range(6)]
+    results = await llmspend.batch(client, [ask(q, max_tokens=openai.omit) for q in questions])
+    assert [r.choices[0].message.content for r in results] == [server.batched_answer(MODEL, q) for q in questions]
+    assert len(server.requests) == 2  # 3 + 3
+
+
+async def test_batch_helper_returns_exceptions_in_place(server: FakeLLMServer, spans: Spans) -> None:
+    client = wrapped(server, spans, retry=False)
+    server.fail_next(400)  # the merged request fails, then the first call on its own
+    server.fail_next(400)
+    results = await llmspend.batch(client, [ask(q) for q in QUESTIONS[:2]], return_exceptions=True)
+    assert sum(isinstance(r, openai.BadRequestError) for r in results) == 1
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+
+
+async def test_batch_helper_needs_the_batch_stage(server: FakeLLMServer) -> None:
+    plain = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY))
+    with pytest.raises(llmspend.ConfigError, match="wrap\\(openai.AsyncOpenAI\\(...\\), batch=True\\)"):
+        await llmspend.batch(plain, [ask("x")])
+    with pytest.raises(llmspend.ConfigError, match="concurrency"):
+        await llmspend.batch(wrapped(server, Spans()), [ask("x")], concurrency=0)
+
+
+# -- configuration -----------------------------------------------------------------------------
+def test_sync_clients_get_a_clear_error(server: FakeLLMServer) -> None:
+    with pytest.raises(llmspend.ConfigError) as info:
+        llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), batch=True)
+    message = str(info.value)
+    assert "batch stage works only with async clients" in message and "openai.AsyncOpenAI" in message
+
+
+@pytest.mark.parametrize(("value", "match"), [
+    ({"window_ms": 0}, "window_ms"),
+    ({"window_ms": "20"}, "window_ms"),
+    ({"max_size": 1}, "max_size"),
+    ({"max_size": 100}, "max_size"),
+    ({"features": "faq"}, "features"),
+    ({"features": {"faq": "yes"}}, "features"),
+    ({"auto": 1}, "auto"),
+    ({"format": object()}, "format"),
+    ({"window": 20}, "known: window_ms"),
+    ("yes", "batch= takes"),
+])
+def test_bad_options_fail_at_construction(value: Any, match: str) -> None:
+    with pytest.raises(llmspend.ConfigError, match=match):
+        llmspend.wrap(openai.AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key=API_KEY), batch=value)
+
+
+def test_options_object_is_accepted() -> None:
+    options = llmspend.BatchOptions(window_ms=5, max_size=3, features=["faq"])
+    assert options.features == {"faq": True}
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key=API_KEY), batch=options)
+    stage = client._client._transport.pipeline.stage("batch")
+    assert stage is not None and stage.options is options
+
+
+def test_demo_section_shows_the_saving(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.demo import run_demo
+
+    result = run_demo(sections=["batch"]).sections["batch"]
+    alone, batched = result["alone"], result["batched"]
+    assert alone["calls"] == batched["calls"] == alone["requests"] == 8
+    assert batched["requests"] == 2  # 8 questions, 4 to a request
+    assert batched["input_tokens"] < alone["input_tokens"] / 2
+    assert 0 < batched["usd"] < alone["usd"] and batched["saved_usd"] > 0
+    assert "batched (batch=True)" in capsys.readouterr().out
+
+
+async def test_a_fault_of_the_stage_fails_open(server: FakeLLMServer, spans: Spans, caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenFormat(TaggedFormat):
+        def parse(self, text: str, count: int, *, truncated: bool = False) -> Any:
+            raise RuntimeError("parser bug")
+
+    requests = [ask(q) for q in QUESTIONS[:3]]
+    with caplog.at_level(logging.WARNING, logger="llmspend"):
+        results = await gather(wrapped(server, spans, batch=llmspend.BatchOptions(window_ms=150, format=BrokenFormat())), requests)
+    assert len(server.requests) == 1 + 3  # the merged request, then each call on its own
+    assert [r.choices[0].message.content for r in results] == [plain_answer(server, r) for r in requests]
+    assert all(s.attributes["llmspend.batch.error"] == "RuntimeError: parser bug" for s in caller_spans(spans))
+    merged = merged_span(spans)  # ended, not leaked
+    assert merged.attributes["error.type"] == "RuntimeError"
+    assert "batching failed (RuntimeError: parser bug)" in caplog.text
+
+
+def test_a_pipeline_of_unknown_kind_passes_sync_calls_on_without_the_header(server: FakeLLMServer) -> None:
+    import httpx2
+
+    from llmspend.transports.httpx2 import PipelineTransport
+
+    pipeline = llmspend.build_pipeline(batch=True)  # is_async not given: not refused at construction
+    with httpx2.Client(transport=PipelineTransport(pipeline), base_url=server.base_url) as client:
+        response = client.post("/chat/completions", json=ask(QUESTIONS[0]), headers={"x-llmspend-batch": "on"})
+    assert response.status_code == 200 and len(server.requests) == 1
+    assert "x-llmspend-batch" not in {k.lower() for k in server.requests[0].headers}
+
+
+async def test_a_caller_that_gives_up_after_the_merged_request_is_not_asked_for_again(server: FakeLLMServer, spans: Spans) -> None:
+    server.latency_s = 0.3
+    server.fault_next_batch(missing=[1, 2])
+    client = wrapped(server, spans, batch={"window_ms": 150, "max_size": 2})
+
+    async def impatient() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.chat.completions.create(**ask(QUESTIONS[0])), 0.2)
+
+    _, patient = await asyncio.gather(impatient(), client.chat.completions.create(**ask(QUESTIONS[1])))
+    assert patient.choices[0].message.content == plain_answer(server, ask(QUESTIONS[1]))
+    assert len(server.requests) == 1 + 1 + 1  # merged, the patient caller's again, and plain_answer's own
+    assert not any("llmspend.batch.error" in (s.attributes or {}) for s in spans.finished)
+    assert merged_span(spans).attributes.get("error.type") is None
