@@ -11,7 +11,6 @@ import openai
 import pytest
 
 import llmspend
-from llmspend.attribution import Attribution, _current
 from llmspend.cascade import Plan, Step
 from llmspend.scoring.logistic import LogisticScorer
 from llmspend.testing import FakeLLMServer
@@ -222,11 +221,8 @@ def test_other_models_pass_through(quiz: FakeLLMServer, spans: Spans) -> None:
 def test_a_tracked_feature_runs_the_plan(quiz: FakeLLMServer, spans: Spans) -> None:
     plan = two_step_plan().with_route(feature="faq")
     c = client(quiz, spans, cascade=plan)
-    token = _current.set(Attribution(feature="faq"))
-    try:
+    with llmspend.track("faq"):
         r = c.chat.completions.create(model=STRONG, messages=[{"role": "user", "content": "an easy one"}])
-    finally:
-        _current.reset(token)
     assert r.model == SNAPSHOT[CHEAP]
     parent, (step,) = parent_and_steps(spans)
     assert parent.attributes["llmspend.cascade.feature"] == "faq"

@@ -211,6 +211,8 @@ def load_calls_jsonl(
             query, model, answer = call["query"], call["model"], call["answer"]
             if not all(isinstance(v, str) for v in (query, model, answer)):
                 raise ConfigError(f"{where}: query, model and answer must be strings")
+            if models is not None and model not in models:
+                continue
             cost = _call_cost(call, model, where, prices)
             qid = str(call.get("id", query))
             entry = grouped.setdefault(qid, (query, {}))

@@ -1,12 +1,10 @@
-"""The accuracy-against-cost picture of a cascade (matplotlib, imported only here)."""
+"""The accuracy-against-cost picture of a cascade (matplotlib, imported only when drawn)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from ..exceptions import ConfigError
 
 __all__ = ["plot_tradeoff"]
 
@@ -21,34 +19,24 @@ def plot_tradeoff(
 ) -> Path:
     """Write a PNG: each single model as a labelled dot, each curve of (USD per query,
     accuracy) as a line, each named point as a star. The cost axis is logarithmic."""
-    try:
-        import matplotlib
+    from .._plot import new_figure, plain, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ConfigError("plotting needs matplotlib: pip install 'llmspend[plot]'") from exc
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=110)
-    try:
-        for single in singles:
-            x, y = single["cost_usd_per_query"], single["accuracy"]
-            ax.scatter([x], [y], color="0.35", s=22, zorder=3)
-            ax.annotate(str(single["model"]), (x, y), textcoords="offset points", xytext=(4, -9), fontsize=7, color="0.3")
-        for name, curve in curves.items():
-            ordered = sorted(curve)
-            ax.plot([c for c, _ in ordered], [a for _, a in ordered], marker="o", markersize=3.5, linewidth=1.6, label=name)
-        for name, (x, y) in (points or {}).items():
-            ax.scatter([x], [y], marker="*", s=160, zorder=4, label=name, edgecolors="black", linewidths=0.5)
-        ax.set_xscale("log")
-        ax.set_xlabel("mean cost per query (USD, log scale)")
-        ax.set_ylabel("accuracy")
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.25)
-        if curves or points:
-            ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    fig = new_figure(7.5, 5.0)
+    ax = fig.add_subplot()
+    for single in singles:
+        x, y = single["cost_usd_per_query"], single["accuracy"]
+        ax.scatter([x], [y], color="0.35", s=22, zorder=3)
+        ax.annotate(plain(str(single["model"])), (x, y), textcoords="offset points", xytext=(4, -9), fontsize=7, color="0.3")
+    for name, curve in curves.items():
+        ordered = sorted(curve)
+        ax.plot([c for c, _ in ordered], [a for _, a in ordered], marker="o", markersize=3.5, linewidth=1.6, label=plain(name))
+    for name, (x, y) in (points or {}).items():
+        ax.scatter([x], [y], marker="*", s=160, zorder=4, label=plain(name), edgecolors="black", linewidths=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean cost per query (USD, log scale)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(plain(title))
+    ax.grid(True, which="both", alpha=0.25)
+    if curves or points:
+        ax.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path)
