@@ -81,3 +81,16 @@ def test_errors_are_clear(files: dict[str, Path], capsys: pytest.CaptureFixture[
     assert "install llmspend[scorer]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--budget", "1", "--max-accuracy-drop", "0.1"])
+
+
+def test_demo_section_saves_money(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.demo import run_demo
+
+    result = run_demo(sections=["cascade"]).sections["cascade"]
+    out = capsys.readouterr().out
+    assert "cascade (plan above)" in out and "less spent" in out
+    assert result["plan"] == ["gpt-4o-mini", "gpt-4o"]
+    assert 0 < result["cascade_usd"] < 0.5 * result["baseline_usd"]
+    assert result["saved"] == pytest.approx(1 - result["cascade_usd"] / result["baseline_usd"])
+    assert 0 < result["accepted_cheap"] < result["questions"]
+    assert result["cascade_accuracy"] >= result["baseline_accuracy"] - 0.05
