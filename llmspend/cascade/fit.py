@@ -19,8 +19,8 @@ The search, all numpy:
    whose held-out accuracy, less ``margin_z`` standard errors of its paired difference from the
    best single model, is within the drop of that model. The margin is the guard against
    picking the luckiest of thousands of candidates.
-5. **Refit.** The chosen chain's scorers are fitted on all training rows, and its thresholds
-   tuned on all (cross-fitted) rows at the chosen price of cost.
+5. **Refit.** The chosen chain's scorers are fitted on all training rows; each threshold is the
+   median of the thresholds the folds tuned at the chosen price of cost.
 
 Text scorers (the ONNX scorer of ``llmspend.scoring``) enter as one more feature,
 ``text_score``, through :class:`TextScorerSource`: a pre-trained scorer used as is, or a
@@ -54,6 +54,7 @@ __all__ = [
     "FeatureTable",
     "tune_thresholds",
     "policy_outcomes",
+    "accepted_steps",
     "fold_ids",
 ]
 
@@ -63,6 +64,9 @@ TextScorerTrainer = Callable[[Sequence[TrainingRow], "Path | None"], Scorer]
 
 # Prices of cost, as accuracy points per (USD / the dearest model's mean USD per query).
 _LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-3, 10.0, 31)])
+_MAX_DEPTH = 4
+#: the most the folds' thresholds may differ in the share of rows they accept at a step
+_MAX_SPREAD = 0.1
 # Memory cap for one batch of chains (floats in the largest array).
 _BATCH_FLOATS = 4_000_000
 
@@ -209,15 +213,22 @@ def tune_thresholds(scores: Array, correct: Array, cumcost: Array, lam: Array, *
     return t
 
 
+def accepted_steps(scores: Array, t: Array) -> NDArray[np.intp]:
+    """The step (0-based) at which each row is accepted under thresholds ``t``: shapes as
+    :func:`tune_thresholds`; result (chains, prices, rows). Reads scores only, no labels."""
+    b, n, s = scores.shape
+    accept = np.concatenate(
+        [scores[:, None] >= t[:, :, None, :], np.ones((b, t.shape[1], n, 1), dtype=bool)], axis=-1
+    )
+    return accept.argmax(axis=-1)  # type: ignore[no-any-return]
+
+
 def policy_outcomes(scores: Array, correct: Array, cumcost: Array, t: Array) -> tuple[Array, Array, NDArray[np.intp]]:
     """Correctness, cost and accepted step (0-based) of every row under thresholds ``t``:
     shapes as :func:`tune_thresholds`; results (chains, prices, rows)."""
     b, n, s = scores.shape
     g = t.shape[1]
-    accept = np.concatenate(
-        [scores[:, None] >= t[:, :, None, :], np.ones((b, g, n, 1), dtype=bool)], axis=-1
-    )
-    step = accept.argmax(axis=-1)
+    step = accepted_steps(scores, t)
     right = np.take_along_axis(np.broadcast_to(correct[:, None], (b, g, n, s + 1)), step[..., None], axis=-1)[..., 0]
     spent = np.take_along_axis(np.broadcast_to(cumcost[:, None], (b, g, n, s + 1)), step[..., None], axis=-1)[..., 0]
     return right, spent, step
@@ -262,6 +273,9 @@ class _Candidates:
     diff: Array
     diff_sq: Array
     n: int
+    #: how far apart the folds' thresholds are, as the largest gap between the shares of rows
+    #: they accept at one step
+    spread: Array
 
     def stats(self) -> dict[str, Array]:
         n = self.n
@@ -277,13 +291,16 @@ def _select(
     """The (chain, price) index the objective picks from held-out figures, or None."""
     st = cands.stats()
     depth = np.array([len(c) for c in cands.chains], dtype=float)[:, None]
+    # Folds that disagree (one escalates half the rows, another a tenth) average into held-out
+    # figures that no single plan has: such a candidate cannot be deployed as measured.
+    stable = cands.spread <= _MAX_SPREAD
     if budget is not None:
-        feasible = st["cost"] + margin_z * st["cost_se"] <= budget * (1 + 1e-9)
+        feasible = stable & (st["cost"] + margin_z * st["cost_se"] <= budget * (1 + 1e-9))
         key = np.where(feasible, st["accuracy"], -np.inf)  # most accurate, then cheapest, then shortest
         tie = -st["cost"] - 1e-12 * depth
     else:
         assert max_drop is not None
-        feasible = st["diff"] - margin_z * st["diff_se"] >= -max_drop - 1e-12
+        feasible = stable & (st["diff"] - margin_z * st["diff_se"] >= -max_drop - 1e-12)
         key = np.where(feasible, -st["cost"], -np.inf)  # cheapest, then most accurate, then shortest
         tie = st["accuracy"] - 1e-12 * depth
     if not feasible.any():
@@ -354,6 +371,9 @@ class _Search:
     def cross_validate(self) -> _Candidates:
         g, n = len(self.lam), len(self.rows)
         sums = {k: np.zeros((len(self.chains), g)) for k in ("right", "cost", "cost_sq", "diff", "diff_sq")}
+        # the share of all rows each fold's thresholds accept at each step: lowest and highest
+        low = np.ones((len(self.chains), g, _MAX_DEPTH))
+        high = np.zeros((len(self.chains), g, _MAX_DEPTH))
         best_right = self.correct[:, self.best]
         start = 0
         for depth, group in itertools.groupby(self.chains, key=len):
@@ -367,6 +387,10 @@ class _Search:
                     held = self.folds == f
                     t = tune_thresholds(scores[:, ~held], correct[:, ~held], cumcost[:, ~held], self.lam)
                     right, spent, _ = policy_outcomes(scores[:, held], correct[:, held], cumcost[:, held], t)
+                    step = accepted_steps(scores, t)  # every row's step, for the folds' agreement
+                    shares = np.stack([(step == k).mean(-1) for k in range(depth)], axis=-1)
+                    low[span, :, :depth] = np.minimum(low[span, :, :depth], shares)
+                    high[span, :, :depth] = np.maximum(high[span, :, :depth], shares)
                     diff = right - best_right[held]
                     sums["right"][span] += right.sum(-1)
                     sums["cost"][span] += spent.sum(-1)
@@ -374,7 +398,8 @@ class _Search:
                     sums["diff"][span] += diff.sum(-1)
                     sums["diff_sq"][span] += (diff**2).sum(-1)
             start += len(chains)
-        return _Candidates(self.chains, n=n, **sums)
+        spread = np.where(high >= low, high - low, 0.0).max(axis=-1)
+        return _Candidates(self.chains, n=n, spread=spread, **sums)
 
     def held_out_steps(self, chain: Chain, g: int) -> NDArray[np.intp]:
         """The step each row was accepted at, under thresholds tuned without its fold."""
@@ -387,10 +412,18 @@ class _Search:
         return steps
 
     def thresholds(self, chain: Chain, g: int) -> Array:
-        """The chain's thresholds tuned on every row (their cross-fitted scores) at price ``g``."""
+        """The chain's thresholds at price ``g``: the median of the thresholds tuned on each
+        fold's training part, i.e. of the very thresholds whose held-out figures chose it.
+        (Tuning once more on every row can land far from them: near the optimum the objective
+        is flat, and a small change in the rows moves the best cut a long way.)"""
         scores, correct, cumcost = self.arrays([chain])
-        tuned: Array = tune_thresholds(scores, correct, cumcost, self.lam[g : g + 1])[0, 0]
-        return np.minimum(tuned, NEVER)
+        tuned = [
+            tune_thresholds(scores[:, self.folds != f], correct[:, self.folds != f], cumcost[:, self.folds != f],
+                            self.lam[g : g + 1])[0, 0]
+            for f in range(self.n_folds)
+        ]
+        median: Array = np.median(np.stack(tuned), axis=0)
+        return np.minimum(median, NEVER)
 
     def scorer(self, context: Context) -> LogisticScorer:
         """The context's scorer fitted on every row."""
