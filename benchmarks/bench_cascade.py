@@ -75,6 +75,32 @@ class FrugalBaseline:
         return {"chain": names, "accuracy": float(right.mean()), "cost_usd_per_query": float(spent.mean())}
 
 
+def equal_cost(sweep: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each method's test points against the other's best test accuracy at no more cost."""
+    def points(key: str) -> list[tuple[float, float]]:
+        return [(s[key]["cost_usd_per_query"], s[key]["accuracy"]) for s in sweep if s[key] is not None]
+
+    def envelope(curve: list[tuple[float, float]], cost: float) -> float | None:
+        within = [a for c, a in curve if c <= cost * (1 + 1e-9)]
+        return max(within) if within else None
+
+    ours, theirs = points("cascade"), points("frugalgpt")
+    rows = []
+    for label, mine, other in (("cascade", ours, theirs), ("frugalgpt", theirs, ours)):
+        for cost, acc in mine:
+            rival = envelope(other, cost)
+            rows.append({"point_of": label, "cost_usd_per_query": cost, "accuracy": acc, "other_best_at_no_more_cost": rival})
+    mine_rows = [r for r in rows if r["point_of"] == "cascade" and r["other_best_at_no_more_cost"] is not None]
+    return {
+        "points": rows,
+        "cascade_points_more_accurate": sum(r["accuracy"] > r["other_best_at_no_more_cost"] + 1e-9 for r in mine_rows),
+        "cascade_points_less_accurate": sum(r["accuracy"] < r["other_best_at_no_more_cost"] - 1e-9 for r in mine_rows),
+        "cascade_points_compared": len(mine_rows),
+        "mean_accuracy_gain_points": 100 * float(np.mean([r["accuracy"] - r["other_best_at_no_more_cost"] for r in mine_rows]))
+        if mine_rows else None,
+    }
+
+
 def _scores(table: OutcomeTable) -> np.ndarray:
     score = table.conf.copy()
     score[~np.isfinite(score)] = -np.inf
@@ -114,6 +140,7 @@ def run_dataset(data: Path, name: str, img_dir: Path | None, budgets: int) -> di
             "frugalgpt": theirs,
         })
     out["sweep"] = sweep
+    out["equal_cost"] = equal_cost(sweep)
     pick = baseline.pick(goal_budget)
     out["frugalgpt_at_40pct_budget"] = baseline.test(test, pick) if pick is not None else None
     if img_dir is not None:
@@ -189,6 +216,10 @@ def main() -> int:
             c, f = s["cascade"], s["frugalgpt"]
             ftxt = f"{f['accuracy']:.3f} ${f['cost_usd_per_query']:.3g}" if f else "-"
             print(f"  ${s['budget_usd_per_query']:.3g} | {c['accuracy']:.3f} ${c['cost_usd_per_query']:.3g} | {ftxt}")
+        e = r["equal_cost"]
+        print(f"at equal cost (each cascade point against the baseline's best test point costing no more): "
+              f"{e['cascade_points_more_accurate']} more accurate, {e['cascade_points_less_accurate']} less, "
+              f"of {e['cascade_points_compared']}; mean {e['mean_accuracy_gain_points']:+.1f} points")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nwrote {args.out}")

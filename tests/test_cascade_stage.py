@@ -273,3 +273,29 @@ def test_plan_file_and_config_errors(quiz: FakeLLMServer, spans: Spans, tmp_path
     with pytest.raises(llmspend.ConfigError, match="text_scorer"):
         Plan(steps=(Step(CHEAP, 0.5, "a"), Step(STRONG)),
              scorers={"a": _scorer(CHEAP, features=("conf", "text_score"))}, alias="x")
+
+
+class ParisScorer(BrokenScorer):
+    seen: list[tuple[str, str, str | None]] = []
+
+    def score(self, queries: Sequence[str], answers: Sequence[str], *, model: str | None = None,
+              features: Sequence[Sequence[float]] | None = None) -> list[float]:
+        assert features is not None and len(features[0]) == 4  # the answer features
+        self.seen.append((queries[0], answers[0], model))
+        return [1.0 if a == "Paris" else 0.0 for a in answers]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_text_scorer_decides(quiz: FakeLLMServer, spans: Spans, is_async: bool) -> None:
+    # the text score alone decides: weight on text_score, none on conf
+    scorer = LogisticScorer(features=("conf", "text_score"), weights=(0.0, 10.0), bias=-5.0, mean=(0.0, 0.0),
+                            scale=(1.0, 1.0), models=(CHEAP,))
+    plan = Plan(steps=(Step(CHEAP, 0.5, "a"), Step(STRONG)), scorers={"a": scorer}, alias="support-bot",
+                text_scorer={"kind": "onnx", "path": "unused"})
+    ParisScorer.seen = []
+    c = client(quiz, spans, is_async=is_async, cascade={"plan": plan, "text_scorer": ParisScorer()})
+    assert (await ask(c, "an easy one", is_async=is_async)).model == SNAPSHOT[CHEAP]
+    assert (await ask(c, "a hard one", is_async=is_async)).model == SNAPSHOT[STRONG]
+    assert ParisScorer.seen == [("an easy one", "Paris", CHEAP), ("a hard one", "Lyon", CHEAP)]
+    parents = [s for s in spans.finished if s.name.startswith("cascade ")]
+    assert [p.attributes["llmspend.scorer.provider"] for p in parents] == ["test-provider"] * 2

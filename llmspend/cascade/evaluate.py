@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ConfigError
+from ..scoring.base import Scorer
 from .data import OutcomeTable
 from .fit import FeatureTable, policy_outcomes
 from .plan import Plan, Step
@@ -54,20 +55,23 @@ def evaluate_steps(plan: Plan, steps: Sequence[Step], feats: FeatureTable) -> di
     }
 
 
-def feature_table(plan: Plan, table: OutcomeTable) -> FeatureTable:
-    """The table's features, with the plan's text scorer's scores when it has one."""
+def feature_table(plan: Plan, table: OutcomeTable, *, text_scorer: Scorer | None = None) -> FeatureTable:
+    """The table's features, with text scores when the plan reads them (from ``text_scorer``,
+    else from the scorer the plan names)."""
     feats = FeatureTable(table)
-    if plan.text_scorer is not None:
-        from .scorers import load_text_scorer
+    if plan.text_scorer is not None or text_scorer is not None:
+        if text_scorer is None:
+            from .scorers import load_text_scorer
 
-        scorer = load_text_scorer(plan.text_scorer, plan.base_dir)
-        feats.text = feats.score_text(scorer, range(len(table)))
+            assert plan.text_scorer is not None
+            text_scorer = load_text_scorer(plan.text_scorer, plan.base_dir)
+        feats.text = feats.score_text(text_scorer, range(len(table)))
     return feats
 
 
-def evaluate_plan(plan: Plan, table: OutcomeTable) -> dict[str, Any]:
+def evaluate_plan(plan: Plan, table: OutcomeTable, *, text_scorer: Scorer | None = None) -> dict[str, Any]:
     """The plan on ``table`` beside every single model: the JSON of ``llmspend cascade eval``."""
-    result = evaluate_steps(plan, plan.steps, feature_table(plan, table))
+    result = evaluate_steps(plan, plan.steps, feature_table(plan, table, text_scorer=text_scorer))
     return {
         "accuracy": result["accuracy"],
         "cost_usd_per_query": result["cost_usd_per_query"],

@@ -19,7 +19,9 @@ def plot_tradeoff(
 ) -> Path:
     """Write a PNG: each single model as a labelled dot, each curve of (USD per query,
     accuracy) as a line, each named point as a star. The cost axis is logarithmic."""
-    from .._plot import new_figure, plain, save_figure
+    from matplotlib.ticker import NullFormatter
+
+    from .._plot import new_figure, plain, save_figure, usd_formatter
 
     fig = new_figure(7.5, 5.0)
     ax = fig.add_subplot()
@@ -33,6 +35,8 @@ def plot_tradeoff(
     for name, (x, y) in (points or {}).items():
         ax.scatter([x], [y], marker="*", s=160, zorder=4, label=plain(name), edgecolors="black", linewidths=0.5)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(usd_formatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("mean cost per query (USD, log scale)")
     ax.set_ylabel("accuracy")
     ax.set_title(plain(title))
