@@ -385,10 +385,11 @@ class CascadeStage(Stage):
             "llmspend.cascade.alias": plan.alias or "",
             "llmspend.cascade.chain": plan.models,
             "llmspend.scorer.provider": route.scorer_provider,
-            "gen_ai.operation.name": "chat",
         }
+        # No gen_ai.operation.name: the parent is not an LLM call (the steps are), so span
+        # readers that count calls (llmspend report) skip it.
         if call is not None and call.model:
-            attrs["gen_ai.request.model"] = call.model
+            attrs["llmspend.cascade.requested_model"] = call.model
         if plan.feature is not None:
             attrs["llmspend.cascade.feature"] = plan.feature
         attrs.update(current_attribution().span_attributes())
