@@ -12,6 +12,7 @@ from ._http import Headers, Request, Response
 from . import economics, report
 from ._version import __version__
 from .batching import batch
+from .cache import CacheBackend, CacheConfig, DiskCache
 from .context import CallContext
 from .exceptions import (
     BudgetExceededError,
@@ -22,6 +23,7 @@ from .exceptions import (
     PluginError,
     PromptTooLongError,
     ResponseParseError,
+    ScorerExportError,
 )
 from .pipeline import BuildContext, Pipeline, Stage, StageSpec
 from .pricing import Cost, ModelPrice, PriceTable
@@ -77,6 +79,9 @@ __all__ = [
     "trim",
     "TrimOptions",
     "TrimResult",
+    "CacheConfig",
+    "CacheBackend",
+    "DiskCache",
     # errors
     "LLMSpendError",
     "ConfigError",
@@ -86,4 +91,5 @@ __all__ = [
     "LedgerError",
     "PromptTooLongError",
     "ResponseParseError",
+    "ScorerExportError",
 ]

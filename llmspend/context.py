@@ -44,6 +44,12 @@ class CallContext:
         if self.span is not None:
             self.span.set_attribute(key, value)
 
+    def set_attributes(self, attributes: dict[str, AttributeValue]) -> None:
+        """Several at once: one lock and one validation pass on the span."""
+        self.attributes.update(attributes)
+        if self.span is not None:
+            self.span.set_attributes(attributes)
+
     def add_event(self, name: str, attributes: dict[str, AttributeValue] | None = None) -> None:
         if self.span is not None:
             self.span.add_event(name, attributes or {})

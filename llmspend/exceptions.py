@@ -12,8 +12,14 @@ llmspend sits below the SDK in its HTTP transport and hands the provider's respo
     ├── LedgerError              a budget ledger (disk, Redis) could not be reached or read
     ├── PromptTooLongError       a prompt cannot fit its token budget even after trimming
     ├── BatchJobError            a provider's Batch API refused or lost a job (llmspend batch)
-    └── ResponseParseError       internal: a provider response we could not read (never
-                                 reaches the caller; the response passes through unchanged)
+    ├── ResponseParseError       internal: a provider response we could not read (never
+    │                            reaches the caller; the response passes through unchanged)
+    ├── ScorerExportError        a trained scorer's ONNX export disagrees with PyTorch (or its
+    │                            int8 copy with the float one) beyond tolerance
+    └── CacheError               internal: a cache backend fault; the call goes on to the
+        │                        provider without the cache (never reaches the caller)
+        └── CorruptCacheEntryError   a stored entry that is not a valid llmspend entry
+                                     (garbled, or pickled: never loaded)
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ __all__ = [
     "PromptTooLongError",
     "BatchJobError",
     "ResponseParseError",
+    "ScorerExportError",
+    "CacheError",
+    "CorruptCacheEntryError",
 ]
 
 
@@ -109,3 +118,17 @@ class BatchJobError(LLMSpendError):
 
 class ResponseParseError(LLMSpendError):
     """A provider response that an adapter could not read."""
+
+
+class ScorerExportError(LLMSpendError):
+    """An exported scorer does not compute what the trained model computes (see docs/scoring.md)."""
+
+
+class CacheError(LLMSpendError):
+    """A cache backend fault: unreachable, timed out, full. The cache stage records it on the
+    span and the call goes on to the provider."""
+
+
+class CorruptCacheEntryError(CacheError):
+    """A stored entry that is not a valid llmspend cache entry (garbled, truncated, or written
+    in another format such as pickle, which is never loaded)."""

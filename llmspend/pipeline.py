@@ -63,7 +63,12 @@ class Stage:
         return await call_next(request)
 
     def close(self) -> None:
-        """Release what the stage holds (files, connections). Called when the client closes."""
+        """Release what the stage holds (files, connections). Called when the client closes,
+        possibly more than once (once per transport of the client)."""
+
+    async def aclose(self) -> None:
+        """The async twin of :meth:`close`, called when an async client closes."""
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,10 @@ class Pipeline:
     def close(self) -> None:
         for stage in self.stages:
             stage.close()
+
+    async def aclose(self) -> None:
+        for stage in self.stages:
+            await stage.aclose()
 
     def stage(self, name: str) -> Stage | None:
         """The stage called ``name``, if the pipeline has one."""

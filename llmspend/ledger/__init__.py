@@ -17,6 +17,7 @@ budget naming the same Redis URL shares one connection pool.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Union
@@ -53,12 +54,13 @@ _default: Ledger | None = None
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its password, for messages and ``Ledger.url``."""
+    """``url`` without its password (in the user part or a ``password=`` query parameter), for
+    messages and ``Ledger.url``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
 
 
 def open_ledger(spec: LedgerSpec) -> Ledger:

@@ -225,6 +225,6 @@ def number_params(body: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
     params: dict[str, Any] = {}
     for key, attr in names.items():
         value = body.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             params[attr] = value
     return params

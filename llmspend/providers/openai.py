@@ -11,6 +11,7 @@ not set it this adapter sets it and removes the extra usage-only chunk before th
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ _HOST_PROVIDERS = (
 )
 
 
+@functools.lru_cache(maxsize=256)
 def provider_for_host(host: str, default: str = "openai") -> str:
     host = host.lower()
     for suffix, name in _HOST_PROVIDERS:

@@ -8,6 +8,6 @@ __all__ = ["builtin_specs"]
 
 
 def builtin_specs() -> tuple[StageSpec, ...]:
-    from . import batch, budget, cascade, retry, telemetry, trim
+    from . import batch, budget, cache, cascade, retry, telemetry, trim
 
-    return (telemetry.SPEC, budget.SPEC, trim.SPEC, batch.SPEC, retry.SPEC, cascade.SPEC)
+    return (telemetry.SPEC, budget.SPEC, trim.SPEC, cache.SPEC, batch.SPEC, retry.SPEC, cascade.SPEC)

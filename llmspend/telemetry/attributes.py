@@ -53,6 +53,7 @@ ENDPOINT = "llmspend.endpoint"
 #: on another instrumentation's GenAI span (the anthropic SDK's) that has llmspend's span as a
 #: child: the call's tokens and cost are on that child, so count the call there
 PRICED_IN_CHILD = "llmspend.priced_in_child"
+SCORER_PROVIDER = "llmspend.scorer.provider"
 
 # -- metrics -----------------------------------------------------------------------------
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"

@@ -144,7 +144,7 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
 
         async def aclose(self) -> None:
             try:
-                self.pipeline.close()
+                await self.pipeline.aclose()
             finally:
                 await self.inner.aclose()
 

@@ -1,6 +1,14 @@
-"""Redis for llmspend: ``llmspend.track(..., ledger="redis://host:6379/0")`` keeps budgets in
-Redis, shared by every process and machine that names the same server."""
+"""Redis for llmspend, shared by every process and machine that names the same server:
 
+- ``llmspend.wrap(client, cache="redis://host:6379/0")``: a cache of LLM answers
+  (:class:`RedisCache`, entry points ``llmspend.cache_backends``);
+- ``llmspend.track(..., ledger="redis://host:6379/0")``: budgets (:class:`RedisLedger`, entry
+  points ``llmspend.ledgers``).
+
+Both register the ``redis`` and ``rediss`` URL schemes.
+"""
+
+from .cache import RedisCache
 from .ledger import RedisLedger
 
-__all__ = ["RedisLedger"]
+__all__ = ["RedisCache", "RedisLedger"]

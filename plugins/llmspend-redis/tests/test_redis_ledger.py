@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
-import shutil
-import socket
-import subprocess
 import threading
 import time
-import tomllib
 from collections.abc import Iterator
-from pathlib import Path
+
 import openai
 import pytest
 import redis
@@ -26,48 +22,20 @@ from llmspend.periods import Window, period_window
 from llmspend.testing import FakeLLMServer
 from llmspend.testing.ledgers import LedgerRun, hammer_in_process, hammer_ledger
 from llmspend_redis.ledger import RedisLedger
+from llmspend_redis.testing import RedisServer, free_port, redis_server_binary
 
-PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 FOREVER = Window("none", 0, None)
 LIMIT = 0.5
 
 pytestmark = pytest.mark.redis
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
+def redis_url() -> Iterator[str]:
+    if redis_server_binary() is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server); the Redis ledger needs a real server")
-    workdir = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None:
-                    pytest.fail(f"redis-server exited with {proc.returncode}")
-                time.sleep(0.02)
-        yield url
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
+    with RedisServer("--protected-mode", "yes") as server:
+        yield server.url
 
 
 @pytest.fixture
@@ -133,7 +101,7 @@ def test_large_amounts_stay_exact(ledger: RedisLedger) -> None:
 
 
 def test_unreachable_server_is_a_ledger_error() -> None:
-    book = RedisLedger(f"redis://127.0.0.1:{_free_port()}/0")
+    book = RedisLedger(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(llmspend.LedgerError, match="could not"):
         book.reserve("k/none", 0.1, 1.0, FOREVER)
 
@@ -187,24 +155,6 @@ def test_many_processes_never_overspend(ledger: RedisLedger, redis_url: str) -> 
 
 
 # -- through the entry point and the public API ------------------------------------------
-@pytest.fixture
-def entry_points_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The plugin's entry points as its pyproject.toml declares them, whether or not the
-    plugin is installed, so ``ledger="redis://..."`` resolves as it would for a user."""
-    declared = tomllib.loads((PLUGIN_ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
-    dist = tmp_path / "llmspend_redis_probe-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: llmspend-redis-probe\nVersion: 0.1\n")
-    lines = [f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in items.items())
-             for group, items in declared.items()]
-    (dist / "entry_points.txt").write_text("\n".join(lines))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv(plugins.AUTOLOAD_ENV, raising=False)
-    plugins.reload()
-    yield
-    plugins.reload()
-
-
 def test_redis_urls_open_through_the_ledger_entry_points(entry_points_installed: None, redis_url: str) -> None:
     assert {"redis", "rediss"} <= set(plugins.ledger_backends())
     book = open_ledger(redis_url)

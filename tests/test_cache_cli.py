@@ -1,0 +1,76 @@
+"""``llmspend cache stats`` / ``clear`` and the demo's cache section."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import openai
+import pytest
+
+import llmspend
+from llmspend.cli import main
+from llmspend.testing import FakeLLMServer
+
+from .conftest import API_KEY
+
+
+def _fill(server: FakeLLMServer, directory: Path) -> float:
+    """Two questions asked twice each; returns what the two hits saved."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache=str(directory),
+                           tracer_provider=provider)
+    for question in ("a", "b", "a", "b"):
+        client.chat.completions.create(model="gpt-4o", temperature=0, messages=[{"role": "user", "content": question}])
+    client.close()  # writes the counters out
+    return sum(s.attributes.get("llmspend.cost.saved_usd", 0.0) for s in exporter.get_finished_spans())  # type: ignore[union-attr,misc]
+
+
+def test_stats_and_clear(server: FakeLLMServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "c"
+    saved = _fill(server, directory)
+    assert saved > 0
+    assert main(["cache", "stats", "--dir", str(directory), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["entries"], stats["hits"], stats["misses"], stats["stores"], stats["errors"]) == (2, 2, 2, 2, 0)
+    assert stats["saved_usd"] == pytest.approx(saved)
+    assert stats["bytes"] > 0 and stats["location"] == str(directory)
+    assert main(["cache", "stats", "--dir", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "entries  2" in out and "(50% of lookups)" in out and f"${saved:,.6f}" in out
+    assert main(["cache", "clear", "--dir", str(directory)]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert main(["cache", "stats", "--dir", str(directory), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["entries"], stats["hits"], stats["saved_usd"]) == (0, 0, 0.0)
+
+
+def test_default_directory_and_missing_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LLMSPEND_CACHE_DIR", str(tmp_path / "nothing-yet"))
+    assert main(["cache", "stats"]) == 0
+    assert "no cache in" in capsys.readouterr().out
+    assert not (tmp_path / "nothing-yet").exists()  # looking does not create it
+
+
+def test_unknown_url_scheme_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cache", "stats", "--url", "memcached://localhost:11211"]) == 2
+    assert "no cache backend handles memcached://" in capsys.readouterr().err
+
+
+def test_demo_section_shows_the_savings(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.demo import run_demo
+
+    result = run_demo(rounds=2, sections=["cache"])
+    out = capsys.readouterr().out
+    assert "A disk cache" in out and "saved by the cache" in out
+    rounds = result.sections["cache"]["rounds"]
+    assert rounds[1]["hits"] == rounds[1]["calls"] and rounds[1]["paid_usd"] == 0.0
+    assert rounds[1]["saved_usd"] == pytest.approx(rounds[0]["paid_usd"] + rounds[0]["saved_usd"])
+    hits = [s for s in result.spans if s["attributes"].get("llmspend.cache.hit")]
+    assert hits and all(s["attributes"]["llmspend.cost.usd"] == 0.0 for s in hits)
