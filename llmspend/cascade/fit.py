@@ -42,7 +42,16 @@ from numpy.typing import NDArray
 from .._version import __version__
 from ..exceptions import ConfigError
 from ..scoring.base import Scorer, TrainingRow
-from ..scoring.features import AGREEMENT_FEATURES, ANSWER_FEATURES, STEP_FEATURES, agreement, answer_features, normalise_answer
+from ..scoring.features import (
+    AGREEMENT_FEATURES,
+    ANSWER_FEATURES,
+    STEP_FEATURES,
+    agreement,
+    answer_features,
+    check_text_scorer,
+    normalise_answer,
+    text_scorer_features,
+)
 from ..scoring.logistic import LogisticScorer, fit_logistic
 from .data import OutcomeTable
 from .plan import NEVER, TEXT_SCORE, FrontierPoint, Plan, Step
@@ -138,21 +147,26 @@ class FeatureTable:
         return np.stack(columns, axis=1) if columns else np.zeros((len(self.table), 0))
 
     def training_rows(self, rows: Sequence[int]) -> list[TrainingRow]:
+        """Every model's judged answers on ``rows``, for training a text scorer (text only: the
+        step scorers add the numeric features themselves)."""
         t = self.table
         return [
-            TrainingRow(t.queries[i], t.answers[i][j], bool(t.correct[i, j]), t.models[j], tuple(self.answer[j, i]))
+            TrainingRow(t.queries[i], t.answers[i][j], bool(t.correct[i, j]), t.models[j])
             for i in rows for j in range(len(t.models))
         ]
 
     def score_text(self, scorer: Scorer, rows: Sequence[int]) -> Array:
         """``scorer``'s P(correct) for every model's answer on ``rows``: (models, len(rows))."""
         t = self.table
+        check_text_scorer(scorer, t.models)
         out = np.zeros((len(t.models), len(rows)))
         queries = [t.queries[i] for i in rows]
         for j, model in enumerate(t.models):
             answers = [t.answers[i][j] for i in rows]
-            feats = [tuple(self.answer[j, i]) for i in rows]
-            out[j] = scorer.score(queries, answers, model=model, features=feats)
+            features = text_scorer_features(
+                scorer, [(self.tokens[i][j], None if math.isnan(t.conf[i, j]) else float(t.conf[i, j])) for i in rows]
+            )
+            out[j] = scorer.score(queries, answers, model=model, features=features)
         return out
 
 

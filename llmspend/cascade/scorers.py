@@ -36,11 +36,7 @@ def load_onnx_scorer(path: str | Path) -> Scorer:
         raise ConfigError(
             f"scorer runtime unavailable ({exc}): install llmspend[scorer] to use the ONNX scorer at {path}"
         ) from exc
-    cls = module.OnnxScorer
-    loader = getattr(cls, "load", None)
-    scorer = loader(path) if callable(loader) else cls(path)
-    if not isinstance(scorer, Scorer):
-        raise ConfigError(f"{path} did not load as a scorer")
+    scorer: Scorer = module.OnnxScorer(path)
     return scorer
 
 
@@ -71,30 +67,29 @@ def pretrained_text_scorer(path: str | Path, *, plan_dir: Path | None = None) ->
     return TextScorerSource(scorer=scorer, spec={"kind": "onnx", "path": stored})
 
 
-def trained_text_scorer(save_dir: Path) -> TextScorerSource:
-    """Text scorers trained by ``llmspend.scoring.train.train_scorer``: one per cross-validation
-    fold (to score the rows it did not see) and one on every row, saved in ``save_dir``.
-
-    This is the one place where the cascade calls the scorer training of issue 4, item 2.
+def trained_text_scorer(save_dir: Path, **options: Any) -> TextScorerSource:
+    """Text scorers trained by ``llmspend.scoring.train_scorer`` (text only, the step scorers
+    add the numeric features): one per cross-validation fold, to score the rows it did not
+    see, and one on every row, saved in ``save_dir``. ``options`` go to ``train_scorer``
+    (``encoder="tiny"`` for tests, ``finetune=True``, ...). One ``PairEncoder`` serves every
+    training, so each (query, answer) pair is embedded once, not once per fold.
     """
+    options.setdefault("progress", False)
     try:
         train = importlib.import_module("llmspend.scoring.train")
+        embed = importlib.import_module("llmspend.scoring.embed")
     except ImportError as exc:
         raise ConfigError(f"scorer training unavailable ({exc}): install llmspend[train]") from exc
+    if isinstance(options.get("encoder", "minilm"), str):
+        options["encoder"] = embed.PairEncoder(options.get("encoder", "minilm"), progress=False)
 
     def trainer(rows: Sequence[TrainingRow], out_dir: Path | None) -> Scorer:
         if out_dir is None:
             with tempfile.TemporaryDirectory(prefix="llmspend-fold-scorer-") as tmp:
                 # loaded before the directory goes: the runtime reads the files at load time
-                return _as_scorer(train.train_scorer(rows, Path(tmp)), Path(tmp))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return _as_scorer(train.train_scorer(rows, out_dir), out_dir)
+                return load_onnx_scorer(train.train_scorer(rows, Path(tmp), **options))
+        return load_onnx_scorer(train.train_scorer(rows, out_dir, **options))
 
     return TextScorerSource(trainer=trainer, save_dir=save_dir)
 
 
-def _as_scorer(result: object, out_dir: Path) -> Scorer:
-    # train_scorer may hand back the scorer or the directory it wrote
-    if isinstance(result, Scorer):
-        return result
-    return load_onnx_scorer(result if isinstance(result, str | Path) else out_dir)

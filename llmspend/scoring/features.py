@@ -22,6 +22,9 @@ import re
 import string
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
+
+from ..exceptions import ConfigError
 
 __all__ = [
     "ANSWER_FEATURES",
@@ -33,6 +36,9 @@ __all__ = [
     "answer_features",
     "normalise_answer",
     "step_features",
+    "named_answer_features",
+    "text_scorer_features",
+    "check_text_scorer",
 ]
 
 #: log-probabilities below this are treated alike (and ``-inf`` becomes this)
@@ -93,3 +99,39 @@ def step_features(
     (oldest first)."""
     agree = [agreement(tokens, e) for e in earlier]
     return [*answer_features(tokens, conf_raw), agree[-1] if agree else 0.0, sum(agree) / len(agree) if agree else 0.0]
+
+
+def named_answer_features(tokens: Sequence[str], conf_raw: float | None) -> dict[str, float | None]:
+    """The answer's features by name, for a text scorer that reads some of them: the
+    :data:`ANSWER_FEATURES` and ``conf_raw`` as the provider gave it (None when missing)."""
+    raw = None if conf_raw is None or math.isnan(conf_raw) else conf_raw
+    return {"conf_raw": raw, **dict(zip(ANSWER_FEATURES, answer_features(tokens, conf_raw)))}
+
+
+def text_scorer_features(
+    scorer: Any, answers: Sequence[tuple[Sequence[str], float | None]]
+) -> list[list[float]] | None:
+    """``features=`` for a text scorer's ``score``: one row per answer, in the order of the
+    features the scorer names (``feature_names``, as ``OnnxScorer`` has), else None (a scorer
+    that names none reads text only). A value not known here — a missing log-probability, a
+    name this module does not compute — goes as NaN, which the scorer treats as unknown."""
+    names = tuple(getattr(scorer, "feature_names", None) or ())
+    if not names:
+        return None
+    rows = []
+    for tokens, conf_raw in answers:
+        known = named_answer_features(tokens, conf_raw)
+        rows.append([math.nan if known.get(name) is None else float(known[name] or 0.0) for name in names])
+    return rows
+
+
+def check_text_scorer(scorer: Any, models: Sequence[str]) -> None:
+    """Raise :class:`~llmspend.exceptions.ConfigError` unless ``scorer`` judges every one of
+    ``models`` (a scorer whose ``models`` is empty judges any)."""
+    judged = tuple(getattr(scorer, "models", None) or ())
+    missing = [m for m in models if judged and m not in judged]
+    if missing:
+        raise ConfigError(
+            f"the text scorer {scorer!r} judges answers of {list(judged)}, not of {missing}: "
+            "train one on these models' answers, or leave those models out (--models)"
+        )

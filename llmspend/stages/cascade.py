@@ -53,7 +53,13 @@ from ..context import CallContext
 from ..exceptions import ConfigError, ResponseParseError
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
 from ..scoring.base import Scorer
-from ..scoring.features import ANSWER_FEATURES, STEP_FEATURES, normalise_answer, step_features
+from ..scoring.features import (
+    STEP_FEATURES,
+    check_text_scorer,
+    normalise_answer,
+    step_features,
+    text_scorer_features,
+)
 from ..telemetry.recorder import warn_once
 
 __all__ = ["CascadeStage", "CascadeRoute", "conf_from_logprobs", "sse_from_completion"]
@@ -251,8 +257,8 @@ class _Run:
             text_scorer = self.route.text_scorer
             assert text_scorer is not None
             query = _last_user_text(self.request.json())
-            answer_only = [values[f] for f in ANSWER_FEATURES]
-            (values[TEXT_SCORE],) = text_scorer.score([query], [answer], model=step.model, features=[answer_only])
+            features = text_scorer_features(text_scorer, [(tokens, conf)])
+            (values[TEXT_SCORE],) = text_scorer.score([query], [answer], model=step.model, features=features)
         score = scorer.probability([values[f] for f in scorer.features])
         if not math.isfinite(score):
             raise ValueError(f"scorer gave {score!r}")
@@ -356,6 +362,8 @@ class CascadeStage(Stage):
             uses_text = any(TEXT_SCORE in s.features for s in route.plan.scorers.values())
             if uses_text and route.text_scorer is None:
                 raise ConfigError("the plan's scorers read text_score: give its text scorer (text_scorer=) or a plan that names one")
+            if uses_text:
+                check_text_scorer(route.text_scorer, route.plan.models[:-1])
         self.routes = tuple(routes)
         self.tracer = tracer or trace.get_tracer("llmspend", __version__)
 
