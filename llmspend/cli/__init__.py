@@ -14,7 +14,7 @@ from ..exceptions import LLMSpendError
 __all__ = ["main", "build_parser"]
 
 # Command modules, in the order --help lists them.
-COMMANDS = ("demo", "prices", "batch", "budget", "economics", "report", "scorer", "cache")
+COMMANDS = ("demo", "prices", "batch", "budget", "economics", "report", "scorer", "cache", "cascade")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from typing import IO, Any
 __all__ = ["run_demo", "DemoContext", "DemoResult", "SECTIONS"]
 
 #: section modules in the order they run
-SECTIONS: tuple[str, ...] = ("cost", "cache", "trim", "batch", "budget", "anthropic")
+SECTIONS: tuple[str, ...] = ("cost", "cache", "trim", "batch", "budget", "anthropic", "cascade")
 
 
 @dataclass

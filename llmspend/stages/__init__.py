@@ -8,6 +8,6 @@ __all__ = ["builtin_specs"]
 
 
 def builtin_specs() -> tuple[StageSpec, ...]:
-    from . import batch, budget, cache, retry, telemetry, trim
+    from . import batch, budget, cache, cascade, retry, telemetry, trim
 
-    return (telemetry.SPEC, budget.SPEC, trim.SPEC, cache.SPEC, batch.SPEC, retry.SPEC)
+    return (telemetry.SPEC, budget.SPEC, trim.SPEC, cache.SPEC, batch.SPEC, retry.SPEC, cascade.SPEC)

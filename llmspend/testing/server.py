@@ -8,9 +8,10 @@ as OpenAI does), and reasoning tokens for reasoning models. The same request alw
 same answer.
 
 Tests steer it through :meth:`FakeLLMServer.fail_next` (queue HTTP errors), request headers
-(``x-fake-usage: omit`` drops usage, ``x-fake-malformed: 1`` answers with broken JSON) and
-:meth:`route` (add endpoints, e.g. a provider plugin's). Every request is kept in
-:attr:`requests` for assertions.
+(``x-fake-usage: omit`` drops usage, ``x-fake-malformed: 1`` answers with broken JSON),
+:meth:`route` (add endpoints, e.g. a provider plugin's) and :meth:`answer_with` (chat answers of
+your own, e.g. models of different quality). Chat requests with ``logprobs: true`` get
+per-token log-probabilities. Every request is kept in :attr:`requests` for assertions.
 
 A batched prompt (a last user message of ``Q[1]: ...`` lines) is answered ``A[1]: ...``, one
 line per question (:meth:`fault_next_batch` makes the next one go wrong), and the OpenAI
@@ -92,6 +93,8 @@ class FakeResponse:
 
 
 Handler = Callable[[FakeRequest], FakeResponse]
+#: ``(model, messages) -> answer | (answer, mean log-probability) | None`` (None: the usual answer)
+Answerer = Callable[[str, list[dict[str, Any]]], "str | tuple[str, float] | None"]
 
 
 def _digest(*parts: Any) -> int:
@@ -116,6 +119,7 @@ class FakeLLMServer:
         self.requests: list[FakeRequest] = []
         self._faults: deque[FakeResponse] = deque()
         self._routes: dict[tuple[str, str], Handler] = {}
+        self._answerers: list[Answerer] = []
         self._prefixes: set[tuple[str, int, int]] = set()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -144,6 +148,22 @@ class FakeLLMServer:
     def route(self, method: str, path: str, handler: Handler) -> None:
         """Answer ``method path`` with ``handler`` (replacing any earlier handler)."""
         self._routes[(method.upper(), path)] = handler
+
+    def answer_with(self, answerer: Answerer) -> None:
+        """Let ``answerer`` write chat answers (the latest one added is asked first). It gets
+        the model and the messages and returns the answer text, optionally with the mean
+        log-probability to report when the request asks for ``logprobs``, or None to leave the
+        answer to the server."""
+        self._answerers.insert(0, answerer)
+
+    def _scripted(self, model: str, messages: list[dict[str, Any]]) -> tuple[str, float | None] | None:
+        for answerer in self._answerers:
+            answer = answerer(model, messages)
+            if isinstance(answer, str):
+                return answer, None
+            if answer is not None:
+                return answer[0], float(answer[1])
+        return None
 
     def route_pattern(self, method: str, pattern: str, handler: Handler) -> None:
         """Answer ``method`` on paths that fully match the regular expression ``pattern`` (when
@@ -346,6 +366,10 @@ class FakeLLMServer:
             text = " ".join(words)
             if batched is not None:  # Q[1]: ... answered A[1]: ..., one line per question
                 text, words, limit = batched.text, batched.words, batched.limit
+            scripted = self._scripted(model, messages) if not wants_tool else None
+            if scripted is not None:
+                text = scripted[0]
+                words = text.split(" ")
             if fmt in ("json_object", "json_schema"):
                 text = json.dumps({"answer": text})
             if wants_tool:
@@ -362,7 +386,10 @@ class FakeLLMServer:
                 message = {"role": "assistant", "content": text, "refusal": None}
                 finish = "length" if limit is not None and len(words) >= limit else "stop"
                 texts.append(text)
-            choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
+            logprobs = None
+            if body.get("logprobs") is True and not wants_tool:
+                logprobs = _logprobs(model, text, scripted[1] if scripted is not None else None)
+            choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": logprobs})
         prompt_text = "\n".join(str(m.get("content")) for m in messages)
         prompt_tokens = count_chat_messages(messages, model) + (count_text(json.dumps(tools), model) if tools else 0)
         completion_tokens = sum(count_text(t, model) for t in texts)
@@ -510,6 +537,18 @@ class FakeLLMServer:
             yield f"event: response.completed\ndata: {json.dumps({'type': 'response.completed', 'sequence_number': seq, 'response': response})}\n\n"
 
         return FakeResponse.events(events())
+
+
+def _logprobs(model: str, text: str, mean: float | None) -> dict[str, Any]:
+    """Chat ``logprobs`` for ``text``: every token at ``mean`` when given, else a
+    deterministic value per token."""
+    encoding = encoding_for(model)
+    content = []
+    for token in encoding.encode(text, disallowed_special=()):
+        piece = encoding.decode_single_token_bytes(token)
+        value = mean if mean is not None else -((_digest(model, token) % 1000) / 400)
+        content.append({"token": piece.decode("utf-8", "replace"), "logprob": value, "bytes": list(piece), "top_logprobs": []})
+    return {"content": content, "refusal": None}
 
 
 def _snapshot(model: str) -> str:

@@ -1,0 +1,240 @@
+"""A cascade plan: which models to call in which order, and when to accept an answer.
+
+A plan is plain data, saved as JSON (``llmspend cascade fit`` writes it, ``wrap(client,
+cascade=plan)`` runs it). The chain's steps are tried in order; step ``k`` is accepted when its
+scorer's P(correct) is at least the step's threshold; the last step is always accepted::
+
+    {
+      "format": "llmspend.cascade/1",
+      "alias": "cascade",                 # requests to this model name run the plan
+      "feature": null,                    # ... or every request of this tracked feature
+      "chain": [
+        {"model": "gpt-4o-mini", "threshold": 0.82, "scorer": "gpt-4o-mini"},
+        {"model": "gpt-4o", "threshold": null, "scorer": null}
+      ],
+      "scorers": {"gpt-4o-mini": {"kind": "logistic", "features": [...], ...}},
+      "text_scorer": null,                # or {"kind": "onnx", "path": "scorer/"}
+      "objective": {...}, "cv": {...}, "training": {...}, "frontier": [...]
+    }
+
+A threshold above 1 means the step never accepts: it is called only so that later steps can
+compare their answers with its answer. ``provider`` on a step is informational: the stage
+sends every step through the client it wraps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ConfigError
+from ..scoring.features import CONF_FEATURES, STEP_FEATURES
+from ..scoring.logistic import LogisticScorer
+
+__all__ = ["Plan", "Step", "FrontierPoint", "load_plan", "PLAN_FORMAT", "TEXT_SCORE", "NEVER"]
+
+PLAN_FORMAT = "llmspend.cascade/1"
+#: the feature name of a text scorer's P(correct), when the plan has one
+TEXT_SCORE = "text_score"
+#: the threshold written for a step that never accepts
+NEVER = 2.0
+_KNOWN_FEATURES = frozenset(STEP_FEATURES) | {TEXT_SCORE}
+
+
+@dataclass(frozen=True)
+class Step:
+    model: str
+    #: accept when P(correct) >= threshold; ``None`` on the last step (always accepted)
+    threshold: float | None = None
+    #: key of the step's scorer in :attr:`Plan.scorers`; ``None`` on the last step
+    scorer: str | None = None
+    provider: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "threshold": self.threshold, "scorer": self.scorer}
+        if self.provider is not None:
+            out["provider"] = self.provider
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Step:
+        if not isinstance(data, Mapping) or not isinstance(data.get("model"), str):
+            raise ConfigError(f"a chain step must be an object with a model name, got {data!r}")
+        threshold = data.get("threshold")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)):
+            raise ConfigError(f"step {data['model']!r}: threshold must be a number or null, got {threshold!r}")
+        return cls(
+            model=data["model"],
+            threshold=None if threshold is None else float(threshold),
+            scorer=data.get("scorer"),
+            provider=data.get("provider"),
+        )
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """Another operating point the fit found (for plots): the chain it would use under
+    ``budget_usd_per_query`` and its cross-validated figures."""
+
+    steps: tuple[Step, ...]
+    cv_accuracy: float
+    cv_cost_usd_per_query: float
+    budget_usd_per_query: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chain": [s.to_dict() for s in self.steps],
+            "cv_accuracy": self.cv_accuracy,
+            "cv_cost_usd_per_query": self.cv_cost_usd_per_query,
+            "budget_usd_per_query": self.budget_usd_per_query,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FrontierPoint:
+        return cls(
+            steps=tuple(Step.from_dict(s) for s in data.get("chain") or ()),
+            cv_accuracy=float(data.get("cv_accuracy", math.nan)),
+            cv_cost_usd_per_query=float(data.get("cv_cost_usd_per_query", math.nan)),
+            budget_usd_per_query=data.get("budget_usd_per_query"),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """See the module docstring. Build one with :func:`llmspend.cascade.fit_plan` or
+    :func:`load_plan`; :meth:`with_route` changes which requests it serves."""
+
+    steps: tuple[Step, ...]
+    scorers: Mapping[str, LogisticScorer] = field(default_factory=dict)
+    alias: str | None = "cascade"
+    feature: str | None = None
+    #: a text scorer whose P(correct) is the ``text_score`` feature, e.g. ``{"kind": "onnx", "path": "scorer"}``
+    text_scorer: Mapping[str, Any] | None = None
+    objective: Mapping[str, Any] = field(default_factory=dict)
+    cv: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+    frontier: tuple[FrontierPoint, ...] = ()
+    #: the directory relative paths (the text scorer's) are read from
+    base_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.check_chain(self.steps)
+        for point in self.frontier:
+            self.check_chain(point.steps)
+
+    # -- what it is --------------------------------------------------------------------
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(s.model for s in self.steps)
+
+    @property
+    def needs_logprobs(self) -> bool:
+        """Whether a step's scorer reads the provider's log-probability (the stage then asks
+        the provider for ``logprobs``)."""
+        return any(
+            f in CONF_FEATURES for step in self.steps[:-1] for f in self.scorers[step.scorer or ""].features
+        )
+
+    def with_route(self, *, alias: str | None = None, feature: str | None = None) -> Plan:
+        """The same plan serving requests to the model name ``alias`` and/or every request
+        made inside ``llmspend.track(feature=...)``."""
+        if alias is None and feature is None:
+            raise ConfigError("a cascade plan needs an alias or a feature to know which requests to serve")
+        return replace(self, alias=alias, feature=feature)
+
+    def check_chain(self, steps: Sequence[Step]) -> None:
+        if not steps:
+            raise ConfigError("a cascade plan needs at least one step")
+        if len(steps) > 1 and len({s.model for s in steps}) != len(steps):
+            raise ConfigError(f"a model appears twice in the chain {[s.model for s in steps]}")
+        uses_text = False
+        for index, step in enumerate(steps):
+            last = index == len(steps) - 1
+            if last:
+                if step.threshold is not None:
+                    raise ConfigError(f"the last step ({step.model}) is always accepted: its threshold must be null")
+                continue
+            if step.threshold is None or not math.isfinite(step.threshold):
+                raise ConfigError(f"step {index + 1} ({step.model}) needs a finite threshold")
+            scorer = self.scorers.get(step.scorer or "")
+            if scorer is None:
+                raise ConfigError(f"step {index + 1} ({step.model}) names scorer {step.scorer!r}, which the plan lacks")
+            unknown = set(scorer.features) - _KNOWN_FEATURES
+            if unknown:
+                raise ConfigError(f"scorer {step.scorer!r} reads unknown features {sorted(unknown)}")
+            if scorer.models and step.model not in scorer.models:
+                raise ConfigError(f"scorer {step.scorer!r} judges {list(scorer.models)}, not {step.model!r}")
+            earlier = tuple(s.model for s in steps[:index])
+            if scorer.after != earlier:
+                raise ConfigError(
+                    f"scorer {step.scorer!r} was fitted after {list(scorer.after)} but step {index + 1} "
+                    f"comes after {list(earlier)}"
+                )
+            uses_text = uses_text or TEXT_SCORE in scorer.features
+        if uses_text and self.text_scorer is None:
+            raise ConfigError("a scorer reads text_score but the plan has no text_scorer")
+
+    # -- JSON --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        used = {s.scorer for p in (self.steps, *(f.steps for f in self.frontier)) for s in p if s.scorer}
+        return {
+            "format": PLAN_FORMAT,
+            "alias": self.alias,
+            "feature": self.feature,
+            "chain": [s.to_dict() for s in self.steps],
+            "requires_logprobs": self.needs_logprobs,
+            "scorers": {k: v.to_dict() for k, v in self.scorers.items() if k in used},
+            "text_scorer": dict(self.text_scorer) if self.text_scorer is not None else None,
+            "objective": dict(self.objective),
+            "cv": dict(self.cv),
+            "training": dict(self.training),
+            "frontier": [p.to_dict() for p in self.frontier],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, base_dir: Path | None = None) -> Plan:
+        if not isinstance(data, Mapping):
+            raise ConfigError("a cascade plan must be a JSON object")
+        if data.get("format") != PLAN_FORMAT:
+            raise ConfigError(f"not a cascade plan of format {PLAN_FORMAT!r} (format {data.get('format')!r})")
+        scorers = data.get("scorers") or {}
+        if not isinstance(scorers, Mapping):
+            raise ConfigError("plan scorers must be an object")
+        text = data.get("text_scorer")
+        if text is not None and not isinstance(text, Mapping):
+            raise ConfigError("plan text_scorer must be an object or null")
+        return cls(
+            steps=tuple(Step.from_dict(s) for s in data.get("chain") or ()),
+            scorers={str(k): LogisticScorer.from_dict(v) for k, v in scorers.items()},
+            alias=data.get("alias"),
+            feature=data.get("feature"),
+            text_scorer=text,
+            objective=data.get("objective") or {},
+            cv=data.get("cv") or {},
+            training=data.get("training") or {},
+            frontier=tuple(FrontierPoint.from_dict(p) for p in data.get("frontier") or ()),
+            base_dir=base_dir,
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def load_plan(source: str | Path | Mapping[str, Any] | Plan) -> Plan:
+    """A plan from a :class:`Plan`, a parsed JSON object or a path to a plan file."""
+    if isinstance(source, Plan):
+        return source
+    if isinstance(source, Mapping):
+        return Plan.from_dict(source)
+    path = Path(source)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no cascade plan at {path} (write one with: llmspend cascade fit --train DATA --out {path})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not JSON: {exc}") from None
+    return Plan.from_dict(data, base_dir=path.parent)

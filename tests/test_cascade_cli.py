@@ -1,0 +1,96 @@
+"""``llmspend cascade fit`` and ``llmspend cascade eval``: files in, plan and figures out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmspend.cli import main
+
+from .test_cascade_fit import CHEAP, MID, STRONG, synthetic_rows, write_csv, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    train = write_csv(root / "train.csv", synthetic_rows(300, 1))
+    test = write_csv(root / "test.csv", synthetic_rows(500, 2))
+    plan = root / "out" / "plan.json"
+    assert main(["cascade", "fit", "--train", str(train), "--out", str(plan), "--max-depth", "3", "--alias", "faq-bot"]) == 0
+    return {"root": root, "train": train, "test": test, "plan": plan}
+
+
+def test_fit_writes_a_plan(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    plan = json.loads(files["plan"].read_text())
+    assert plan["alias"] == "faq-bot"
+    assert [s["model"] for s in plan["chain"]] == [CHEAP, MID, STRONG]
+    assert plan["objective"]["mode"] == "max_accuracy_drop" and plan["objective"]["max_accuracy_drop"] == 0.01
+    assert plan["training"]["source"] == "train.csv"
+
+
+def test_eval_json(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["cascade", "eval", "--plan", str(files["plan"]), "--test", str(files["test"]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"accuracy", "cost_usd_per_query", "calls_per_query", "best_single", "singles"}
+    assert set(result["best_single"]) == {"model", "accuracy", "cost_usd_per_query"}
+    assert result["best_single"]["model"] == STRONG
+    assert result["accuracy"] >= result["best_single"]["accuracy"] - 0.02
+    assert result["cost_usd_per_query"] < 0.6 * result["best_single"]["cost_usd_per_query"]
+    assert set(result["calls_per_query"]) == {CHEAP, MID, STRONG} and result["calls_per_query"][CHEAP] == 1.0
+    assert {s["model"] for s in result["singles"]} == {CHEAP, MID, STRONG}
+
+
+def test_eval_table_and_plot(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    png = files["root"] / "tradeoff.png"
+    capsys.readouterr()
+    assert main(["cascade", "eval", "--plan", str(files["plan"]), "--test", str(files["test"]), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "cascade" in out and f"{STRONG} (best)" in out and "calls per query" in out
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
+def test_fit_budget_on_jsonl(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    calls = write_jsonl(files["root"] / "calls.jsonl", synthetic_rows(300, 1))
+    plan = files["root"] / "budget.json"
+    assert main(["cascade", "fit", "--train", str(calls), "--out", str(plan), "--budget", "0.0004",
+                 "--max-depth", "2", "--margin", "0", "--no-logprobs"]) == 0
+    data = json.loads(plan.read_text())
+    assert data["objective"] == {"mode": "budget", "budget_usd_per_query": 0.0004, "margin_z": 0.0, "margin_chosen_by": "given"}
+    assert data["cv"]["cost_usd_per_query"] <= 0.0004
+    assert data["requires_logprobs"] is False
+    assert all("conf" not in f for s in data["scorers"].values() for f in s["features"])
+
+
+def test_errors_are_clear(files: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    out = str(files["root"] / "x.json")
+    assert main(["cascade", "fit", "--train", str(files["root"] / "nope.csv"), "--out", out]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--margin", "lots"]) == 2
+    assert "--margin takes" in capsys.readouterr().err
+    assert main(["cascade", "eval", "--plan", out, "--test", str(files["test"])]) == 2
+    assert "no cascade plan at" in capsys.readouterr().err
+    assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--scorer", str(files["root"] / "none")]) == 2
+    assert "no scorer at" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "llmspend.scoring.onnx", None)  # the runtime not installed
+    assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--scorer", str(files["root"])]) == 2
+    assert "install llmspend[scorer]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--budget", "1", "--max-accuracy-drop", "0.1"])
+
+
+def test_demo_section_saves_money(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.demo import run_demo
+
+    result = run_demo(sections=["cascade"]).sections["cascade"]
+    out = capsys.readouterr().out
+    assert "cascade (plan above)" in out and "less spent" in out
+    assert result["plan"] == ["gpt-4o-mini", "gpt-4o"]
+    assert 0 < result["cascade_usd"] < 0.5 * result["baseline_usd"]
+    assert result["saved"] == pytest.approx(1 - result["cascade_usd"] / result["baseline_usd"])
+    assert 0 < result["accepted_cheap"] < result["questions"]
+    assert result["cascade_accuracy"] >= result["baseline_accuracy"] - 0.05
