@@ -8,10 +8,14 @@ that makes the bill smaller, installed in one line::
 See ``docs/`` for the stages (cache, trim, batch, cascade, retry) and their options.
 """
 
+import importlib
+from typing import Any
+
 from ._http import Headers, Request, Response
-from . import economics, report
 from ._version import __version__
+from .attribution import set_max_metric_features
 from .batching import batch
+from .budgets import BudgetStatus, spent
 from .cache import CacheBackend, CacheConfig, DiskCache
 from .context import CallContext
 from .exceptions import (
@@ -25,6 +29,7 @@ from .exceptions import (
     ResponseParseError,
     ScorerExportError,
 )
+from .ledger import set_default_ledger
 from .pipeline import BuildContext, Pipeline, Stage, StageSpec
 from .pricing import Cost, ModelPrice, PriceTable
 from .providers.base import Call, Outcome, ProviderAdapter, Usage
@@ -33,12 +38,19 @@ from .stages.batch import BatchOptions
 from .stages.retry import RetryPolicy
 from .stages.trim import TrimOptions
 from .telemetry.setup import configure as configure_telemetry
+from .track import TrackedScope, track
 from .trimming import TrimResult, trim
 from .wrap import build_pipeline, known_options, wrap
-from .track import track, TrackedScope
-from .budgets import BudgetStatus, spent
-from .ledger import set_default_ledger
-from .attribution import set_max_metric_features
+
+# Tools used off the call path load on first use, so `import llmspend` stays light.
+_LAZY_SUBMODULES = ("economics", "report", "scoring", "cascade")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
@@ -46,8 +58,11 @@ __all__ = [
     "build_pipeline",
     "known_options",
     "configure_telemetry",
+    # tools, loaded on first use
     "economics",
     "report",
+    "scoring",
+    "cascade",
     # attribution and budgets
     "track",
     "TrackedScope",
