@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench_overhead import measure, summarise
+from bench_overhead import measure, print_rows, summarise
 
 MODEL = "claude-haiku-4-5"
 SYSTEM = [{"type": "text", "text": "You answer in one word. " * 200, "cache_control": {"type": "ephemeral"}}]
@@ -106,11 +106,7 @@ def main() -> None:
         for kind, cases in variants(base_url).items():
             rows = summarise(measure(cases, args.calls, args.warmup))
             results[kind] = rows
-            print(f"\n{kind} ({args.calls} calls each, anthropic {anthropic.__version__})")
-            print(f"{'variant':<22}{'median ms':>10}{'p99 ms':>9}{'added med':>11}{'added p99':>11}{'paired med':>12}")
-            for r in rows:
-                print(f"{r['variant']:<22}{r['median_ms']:>10.3f}{r['p99_ms']:>9.3f}{r['added_median_ms']:>11.3f}"
-                      f"{r['added_p99_ms']:>11.3f}{r['paired_added_median_ms']:>12.3f}")
+            print_rows(f"{kind} ({args.calls} calls each, anthropic {anthropic.__version__})", rows)
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump(results, fh, indent=2)

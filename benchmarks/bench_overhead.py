@@ -131,6 +131,14 @@ def summarise(times: dict[str, list[float]]) -> list[dict[str, Any]]:
     return rows
 
 
+def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    print(f"{'variant':<22}{'median ms':>10}{'p99 ms':>9}{'added med':>11}{'added p99':>11}{'paired med':>12}")
+    for r in rows:
+        print(f"{r['variant']:<22}{r['median_ms']:>10.3f}{r['p99_ms']:>9.3f}{r['added_median_ms']:>11.3f}"
+              f"{r['added_p99_ms']:>11.3f}{r['paired_added_median_ms']:>12.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
@@ -148,11 +156,7 @@ def main() -> None:
         for kind, cases in variants(base_url).items():
             rows = summarise(measure(cases, args.calls, args.warmup))
             results[kind] = rows
-            print(f"\n{kind} ({args.calls} calls each, openai {openai.__version__})")
-            print(f"{'variant':<22}{'median ms':>10}{'p99 ms':>9}{'added med':>11}{'added p99':>11}{'paired med':>12}")
-            for r in rows:
-                print(f"{r['variant']:<22}{r['median_ms']:>10.3f}{r['p99_ms']:>9.3f}{r['added_median_ms']:>11.3f}"
-                      f"{r['added_p99_ms']:>11.3f}{r['paired_added_median_ms']:>12.3f}")
+            print_rows(f"{kind} ({args.calls} calls each, openai {openai.__version__})", rows)
             ours = next(r for r in rows if r["variant"] == "wrap (OTel SDK)")
             peer = next((r for r in rows if r["variant"].startswith("litellm")), None)
             if peer is not None and ours["paired_added_median_ms"] > 0:

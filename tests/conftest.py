@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmspend.testing import FakeLLMServer
+from llmspend.testing import FakeLLMServer, RecordingRetryStage
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
 
@@ -75,15 +75,6 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-def fast_retry() -> Any:
+def fast_retry() -> RecordingRetryStage:
     """A retry stage that records its waits instead of sleeping."""
-    from llmspend.stages.retry import RetryPolicy, RetryStage
-
-    waits: list[float] = []
-
-    async def asleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    stage = RetryStage(RetryPolicy(), sleep=waits.append, asleep=asleep)
-    stage.waits = waits  # type: ignore[attr-defined]
-    return stage
+    return RecordingRetryStage()

@@ -8,8 +8,7 @@ import pytest
 from helpers_anthropic import MODEL, Spans
 
 from llmspend.pricing.table import ModelPrice, coerce_prices
-from llmspend.stages.retry import RetryPolicy, RetryStage
-from llmspend.testing import FakeLLMServer
+from llmspend.testing import FakeLLMServer, RecordingRetryStage
 from llmspend_anthropic.testing import FakeAnthropicAPI
 
 
@@ -30,16 +29,9 @@ def spans() -> Spans:
 
 
 @pytest.fixture
-def fast_retry() -> RetryStage:
+def fast_retry() -> RecordingRetryStage:
     """A retry stage that records its waits instead of sleeping."""
-    waits: list[float] = []
-
-    async def asleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    stage = RetryStage(RetryPolicy(), sleep=waits.append, asleep=asleep)
-    stage.waits = waits  # type: ignore[attr-defined]
-    return stage
+    return RecordingRetryStage()
 
 
 @pytest.fixture
