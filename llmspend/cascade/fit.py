@@ -34,7 +34,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,12 +54,14 @@ from ..scoring.features import (
 )
 from ..scoring.logistic import LogisticScorer, fit_logistic
 from .data import OutcomeTable
-from .plan import NEVER, TEXT_SCORE, FrontierPoint, Plan, Step
+from .heads import TEXT_L2, StepHead, TextBasis, choose_text_l2, fit_step_head, log_loss
+from .plan import NEVER, TEXT_SCORE, FrontierPoint, OnnxStepScorer, Plan, Step, StepScorer
 
 __all__ = [
     "fit_plan",
     "TextScorerSource",
     "TextScorerTrainer",
+    "StepScorerTrainer",
     "FeatureTable",
     "tune_thresholds",
     "policy_outcomes",
@@ -98,6 +100,16 @@ class TextScorerSource:
             raise ConfigError("a pre-trained text scorer needs spec= (how the plan loads it again)")
 
 
+class StepScorerTrainer(Protocol):
+    """Makes a fit's step scorers ONNX scorer directories (``llmspend.cascade.scorers.StepScorerExport``)."""
+
+    def embed(self, feats: FeatureTable) -> None:
+        """Set ``feats.embeddings``: the text the step scorers may read."""
+
+    def export(self, key: str, head: StepHead, rows: Sequence[TrainingRow]) -> OnnxStepScorer:
+        """Write ``head``, fitted on ``rows``, as a scorer directory; return its plan entry."""
+
+
 # -- features of every (model, earlier models) context ------------------------------------
 class FeatureTable:
     """The step features of every answer in a table, for any chain context, built with the
@@ -123,6 +135,21 @@ class FeatureTable:
             self.agree[j, k] = self.agree[k, j] = values
         #: text_score of each model's answers, (models, rows), when a text scorer is used
         self.text: Array | None = None
+        #: each model's (query, answer) embedding, (models, rows, dims), when step scorers may read text
+        self.embeddings: NDArray[np.float32] | None = None
+        #: for replaying plans (:mod:`.evaluate`): ONNX step scorers by directory, and their
+        #: scores of these rows by (directory, model, earlier models); NaN: not scored yet
+        self.scorers: dict[str, Scorer] = {}
+        self.scored: dict[tuple[str, int, tuple[int, ...]], Array] = {}
+
+    def embed(self, encoder: Any) -> None:
+        """Embed every model's answers with ``encoder`` (a :class:`llmspend.scoring.PairEncoder`:
+        a pair that several models gave alike is embedded once)."""
+        t = self.table
+        self.embeddings = np.stack([
+            np.asarray(encoder.embed(list(t.queries), [row[j] for row in t.answers]), dtype=np.float32)
+            for j in range(len(t.models))
+        ])
 
     def names(self, prefix: Sequence[int]) -> tuple[str, ...]:
         names = [f for f in self.features if prefix or f not in AGREEMENT_FEATURES]
@@ -153,6 +180,16 @@ class FeatureTable:
         return [
             TrainingRow(t.queries[i], t.answers[i][j], bool(t.correct[i, j]), t.models[j])
             for i in rows for j in range(len(t.models))
+        ]
+
+    def step_rows(self, model: int, prefix: Sequence[int], names: Sequence[str]) -> list[TrainingRow]:
+        """``model``'s judged answers after ``prefix``, with the step features ``names``: what
+        its step scorer is trained on."""
+        t = self.table
+        x = self.matrix(model, prefix, names)
+        return [
+            TrainingRow(t.queries[i], t.answers[i][model], bool(t.correct[i, model]), t.models[model], tuple(x[i]))
+            for i in range(len(t))
         ]
 
     def score_text(self, scorer: Scorer, rows: Sequence[int]) -> Array:
@@ -355,22 +392,68 @@ class _Search:
         accuracy = self.correct.mean(axis=0)
         self.best = max(range(len(costs)), key=lambda j: (accuracy[j], -costs[j]))
         self._x: dict[Context, Array] = {}
-        self.oof = {context: self._cross_fit(context) for context in _contexts(self.chains)}
+        contexts = _contexts(self.chains)
+        #: principal directions of each candidate step model's answer embeddings on these rows
+        self.bases: dict[int, TextBasis] = {}
+        if feats.embeddings is not None:
+            for model in sorted({c[0] for c in contexts}):
+                self.bases[model] = TextBasis.fit(feats.embeddings[model, rows])
+        self._components: dict[int, Array] = {}
+        #: the text penalty cross-validation chose for each step context (inf: text off)
+        self.text_l2: dict[Context, float] = {}
+        self.oof = {context: self._cross_fit(context) for context in contexts}
 
     def x(self, context: Context) -> Array:
         if context not in self._x:
             self._x[context] = self.feats.matrix(*context)[self.rows]
         return self._x[context]
 
-    def _cross_fit(self, context: Context) -> Array:
-        """Scores of every row from a scorer fitted on the other folds."""
-        x, y = self.x(context), self.correct[:, context[0]]
-        names = self.feats.names(context[1])
-        out = np.empty(len(y))
-        for f in range(self.n_folds):
-            held = self.folds == f
-            out[held] = fit_logistic(x[~held], y[~held], features=names, l2=self.l2).predict(x[held])
+    def embeddings(self, model: int, rows: NDArray[np.intp] | None = None) -> NDArray[np.float32] | None:
+        """``model``'s answer embeddings on ``rows`` (default: this search's), if text is in play."""
+        if model not in self.bases or self.feats.embeddings is None:
+            return None
+        out: NDArray[np.float32] = self.feats.embeddings[model, self.rows if rows is None else rows]
         return out
+
+    def _fit(self, context: Context, train: NDArray[np.bool_] | slice, text_l2: float) -> StepHead:
+        model, prefix = context
+        basis = self.bases.get(model)
+        text = None
+        if basis is not None and math.isfinite(text_l2):
+            if model not in self._components:
+                emb = self.embeddings(model)
+                assert emb is not None
+                self._components[model] = basis.components(emb)
+            text = self._components[model][train]
+        models = self.feats.table.models
+        return fit_step_head(
+            self.x(context)[train], self.correct[train, model], features=self.feats.names(prefix), l2=self.l2,
+            text=text, text_l2=text_l2, basis=basis, models=(models[model],), after=tuple(models[p] for p in prefix),
+        )
+
+    def _cross_fit(self, context: Context) -> Array:
+        """Scores of every row from a scorer fitted on the other folds; with text in play, the
+        text penalty is chosen here too, by the same folds' held-out log-loss."""
+        x, y = self.x(context), self.correct[:, context[0]]
+        emb = self.embeddings(context[0])
+        if emb is None:
+            names = self.feats.names(context[1])
+            out = np.empty(len(y))
+            for f in range(self.n_folds):
+                held = self.folds == f
+                out[held] = fit_logistic(x[~held], y[~held], features=names, l2=self.l2).predict(x[held])
+            self.text_l2[context] = math.inf
+            return out
+        scores: dict[float, Array] = {}
+        for text_l2 in TEXT_L2:
+            out = np.empty(len(y))
+            for f in range(self.n_folds):
+                held = self.folds == f
+                out[held] = self._fit(context, ~held, text_l2).predict(x[held], emb[held])
+            scores[text_l2] = out
+        chosen = choose_text_l2({k: log_loss(v, y) for k, v in scores.items()})
+        self.text_l2[context] = chosen
+        return scores[chosen]
 
     def arrays(self, chains: Sequence[Chain]) -> tuple[Array, Array, Array]:
         n = len(self.rows)
@@ -439,16 +522,11 @@ class _Search:
         median: Array = np.median(np.stack(tuned), axis=0)
         return np.minimum(median, NEVER)
 
-    def scorer(self, context: Context) -> LogisticScorer:
-        """The context's scorer fitted on every row."""
-        models = self.feats.table.models
-        model, prefix = context
-        return fit_logistic(
-            self.x(context), self.correct[:, model], features=self.feats.names(prefix), l2=self.l2,
-            models=(models[model],), after=tuple(models[p] for p in prefix),
-        )
+    def scorer(self, context: Context) -> StepHead:
+        """The context's scorer fitted on every row (with the text penalty its folds chose)."""
+        return self._fit(context, slice(None), self.text_l2[context])
 
-    def steps(self, chain: Chain, g: int, scorers: dict[str, LogisticScorer]) -> tuple[Step, ...]:
+    def steps(self, chain: Chain, g: int, scorers: dict[str, StepHead]) -> tuple[Step, ...]:
         """The chain as plan steps; their scorers are added to ``scorers``."""
         models = self.feats.table.models
         t = self.thresholds(chain, g)
@@ -465,7 +543,8 @@ class _Search:
         table = self.feats.table
         t = self.thresholds(chain, g)
         columns = [
-            self.scorer((m, chain[:k])).predict(self.feats.matrix(m, chain[:k])[rows]) for k, m in enumerate(chain[:-1])
+            self.scorer((m, chain[:k])).predict(self.feats.matrix(m, chain[:k])[rows], self.embeddings(m, rows))
+            for k, m in enumerate(chain[:-1])
         ]
         scores = np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0))
         right, spent, _ = policy_outcomes(
@@ -556,6 +635,7 @@ def fit_plan(
     alias: str | None = "cascade",
     feature: str | None = None,
     text_scorer: TextScorerSource | None = None,
+    step_scorers: StepScorerTrainer | None = None,
     frontier_points: int = 12,
 ) -> Plan:
     """Fit a plan on ``table``; see the module docstring.
@@ -567,6 +647,10 @@ def fit_plan(
     ordering; slower, and no better on the benchmark data). ``margin_z`` is the safety margin
     in standard errors, or ``"auto"`` to choose it by nested cross-validation. Leave the
     ``conf*`` features out (``features=``) when the provider cannot return log-probabilities.
+
+    ``step_scorers`` (a :class:`llmspend.cascade.scorers.StepScorerExport`) makes every step's
+    scorer an ONNX scorer directory that may read the text embedding too; without it the
+    scorers are logistic regressions over the numeric features, held in the plan.
     """
     if budget is not None and max_accuracy_drop is not None:
         raise ConfigError("give budget= or max_accuracy_drop=, not both")
@@ -582,10 +666,15 @@ def fit_plan(
         raise ConfigError(f"orderings must be 'all' or 'cheapest_first', got {orderings!r}")
     if margin_z != "auto" and (isinstance(margin_z, str) or not margin_z >= 0):
         raise ConfigError(f"margin_z must be a number >= 0 or 'auto', got {margin_z!r}")
+    if step_scorers is not None and text_scorer is not None:
+        raise ConfigError("give step_scorers= (ONNX step scorers trained here) or text_scorer= (a given scorer "
+                          "as a feature of logistic step scorers), not both")
 
     n = len(table)
     fold_ids(n, folds, seed)  # checks there are enough rows
     feats = FeatureTable(table, features)
+    if step_scorers is not None:
+        step_scorers.embed(feats)
     text_spec: Mapping[str, Any] | None = None
     if text_scorer is not None:
         feats.text, text_spec = _text_scores(feats, text_scorer, fold_ids(n, folds, seed))
@@ -609,9 +698,9 @@ def fit_plan(
             f"{cheapest['model']}, costs ${cheapest['cost_usd_per_query']:.3g} per query on this data"
         )
     stats = cands.stats()
-    scorers: dict[str, LogisticScorer] = {}
+    heads: dict[str, StepHead] = {}
     c, g = chosen
-    steps = search.steps(cands.chains[c], g, scorers)
+    steps = search.steps(cands.chains[c], g, heads)
 
     frontier = []
     seen: set[tuple[int, int]] = set()
@@ -622,7 +711,7 @@ def fit_plan(
             continue
         seen.add(point)
         frontier.append(FrontierPoint(
-            search.steps(cands.chains[point[0]], point[1], scorers),
+            search.steps(cands.chains[point[0]], point[1], heads),
             cv_accuracy=float(stats["accuracy"][point]),
             cv_cost_usd_per_query=float(stats["cost"][point]),
             budget_usd_per_query=float(b),
@@ -638,7 +727,7 @@ def fit_plan(
     objective["margin_chosen_by"] = "nested cross-validation" if margin_z == "auto" else "given"
     return Plan(
         steps=steps,
-        scorers=scorers,
+        scorers=_step_scorers(heads, feats, step_scorers),
         alias=alias,
         feature=feature,
         text_scorer=text_spec,
@@ -667,7 +756,23 @@ def fit_plan(
             "chains_searched": len(cands.chains),
             "seed": seed,
             "l2": l2,
+            "step_scorers": "logistic" if step_scorers is None else "onnx",
+            "text_l2": {k: ("inf" if math.isinf(h.text_l2) else h.text_l2) for k, h in heads.items()},
             "llmspend_version": __version__,
         },
         frontier=tuple(frontier),
     )
+
+
+def _step_scorers(
+    heads: Mapping[str, StepHead], feats: FeatureTable, export: StepScorerTrainer | None
+) -> dict[str, StepScorer]:
+    """The plan's scorers: logistic ones held in the plan, or ONNX scorer directories."""
+    if export is None:
+        return {key: head.numeric for key, head in heads.items()}
+    table = feats.table
+    out: dict[str, StepScorer] = {}
+    for key, head in heads.items():
+        model, prefix = table.index(head.numeric.models[0]), [table.index(m) for m in head.numeric.after]
+        out[key] = export.export(key, head, feats.step_rows(model, prefix, head.features))
+    return out

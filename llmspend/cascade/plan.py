@@ -12,10 +12,15 @@ scorer's P(correct) is at least the step's threshold; the last step is always ac
         {"model": "gpt-4o-mini", "threshold": 0.82, "scorer": "gpt-4o-mini"},
         {"model": "gpt-4o", "threshold": null, "scorer": null}
       ],
-      "scorers": {"gpt-4o-mini": {"kind": "logistic", "features": [...], ...}},
+      "scorers": {"gpt-4o-mini": {"kind": "onnx", "path": "plan.scorers/00-gpt-4o-mini", "features": [...], ...}},
       "text_scorer": null,                # or {"kind": "onnx", "path": "scorer/"}
       "objective": {...}, "cv": {...}, "training": {...}, "frontier": [...]
     }
+
+A step's scorer is either an ``llmspend.scoring`` scorer directory (``"kind": "onnx"``, what
+``llmspend cascade fit`` trains; its path is relative to the plan file) or a logistic
+regression held in the plan itself (``"kind": "logistic"``, ``--numeric-scorers``). Both list
+the ``features`` they read and the models they judge (``models``) and come ``after``.
 
 A threshold above 1 means the step never accepts: it is called only so that later steps can
 compare their answers with its answer. ``provider`` on a step is informational: the stage
@@ -35,7 +40,7 @@ from ..exceptions import ConfigError
 from ..scoring.features import CONF_FEATURES, STEP_FEATURES
 from ..scoring.logistic import LogisticScorer
 
-__all__ = ["Plan", "Step", "FrontierPoint", "load_plan", "PLAN_FORMAT", "TEXT_SCORE", "NEVER"]
+__all__ = ["Plan", "Step", "FrontierPoint", "OnnxStepScorer", "StepScorer", "load_plan", "PLAN_FORMAT", "TEXT_SCORE", "NEVER"]
 
 PLAN_FORMAT = "llmspend.cascade/1"
 #: the feature name of a text scorer's P(correct), when the plan has one
@@ -43,6 +48,51 @@ TEXT_SCORE = "text_score"
 #: the threshold written for a step that never accepts
 NEVER = 2.0
 _KNOWN_FEATURES = frozenset(STEP_FEATURES) | {TEXT_SCORE}
+
+
+@dataclass(frozen=True)
+class OnnxStepScorer:
+    """A step scorer in a scorer directory of its own (``llmspend.scoring``'s format, run by
+    :class:`llmspend.scoring.OnnxScorer`). The plan repeats what the directory's metadata says
+    the stage needs — its features, the models it judges and comes after — so a plan is
+    checked without loading onnxruntime; the stage checks the directory against it."""
+
+    path: str
+    features: tuple[str, ...]
+    models: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    #: whether its graph reads the (query, answer) text, or the features alone
+    text: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "onnx", "path": self.path, "features": list(self.features), "models": list(self.models),
+                "after": list(self.after), "text": self.text}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OnnxStepScorer:
+        path, features = data.get("path"), data.get("features")
+        if not isinstance(path, str) or not isinstance(features, list | tuple):
+            raise ConfigError(f"an onnx step scorer needs a path and its features, got {dict(data)!r}")
+        return cls(path=path, features=tuple(str(f) for f in features),
+                   models=tuple(str(m) for m in data.get("models") or ()),
+                   after=tuple(str(m) for m in data.get("after") or ()), text=bool(data.get("text", False)))
+
+    def resolve(self, base_dir: Path | None) -> Path:
+        """The directory, with a relative path read from ``base_dir`` (the plan file's)."""
+        path = Path(self.path)
+        return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
+#: what a plan step is judged by
+StepScorer = LogisticScorer | OnnxStepScorer
+
+
+def step_scorer_from_dict(data: Any) -> StepScorer:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a plan scorer must be an object, got {data!r}")
+    if data.get("kind") == "onnx":
+        return OnnxStepScorer.from_dict(data)
+    return LogisticScorer.from_dict(data)
 
 
 @dataclass(frozen=True)
@@ -109,7 +159,7 @@ class Plan:
     :func:`load_plan`; :meth:`with_route` changes which requests it serves."""
 
     steps: tuple[Step, ...]
-    scorers: Mapping[str, LogisticScorer] = field(default_factory=dict)
+    scorers: Mapping[str, StepScorer] = field(default_factory=dict)
     alias: str | None = "cascade"
     feature: str | None = None
     #: a text scorer whose P(correct) is the ``text_score`` feature, e.g. ``{"kind": "onnx", "path": "scorer"}``
@@ -118,7 +168,7 @@ class Plan:
     cv: Mapping[str, Any] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
     frontier: tuple[FrontierPoint, ...] = ()
-    #: the directory relative paths (the text scorer's) are read from
+    #: the directory relative paths (the scorers') are read from
     base_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -179,15 +229,20 @@ class Plan:
             raise ConfigError("a scorer reads text_score but the plan has no text_scorer")
 
     # -- JSON --------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def used_scorers(self) -> dict[str, StepScorer]:
+        """The scorers the chain and the frontier's chains name."""
         used = {s.scorer for p in (self.steps, *(f.steps for f in self.frontier)) for s in p if s.scorer}
+        return {k: v for k, v in self.scorers.items() if k in used}
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "format": PLAN_FORMAT,
             "alias": self.alias,
             "feature": self.feature,
             "chain": [s.to_dict() for s in self.steps],
             "requires_logprobs": self.needs_logprobs,
-            "scorers": {k: v.to_dict() for k, v in self.scorers.items() if k in used},
+            "scorers": {k: v.to_dict() for k, v in self.used_scorers.items()},
             "text_scorer": dict(self.text_scorer) if self.text_scorer is not None else None,
             "objective": dict(self.objective),
             "cv": dict(self.cv),
@@ -209,7 +264,7 @@ class Plan:
             raise ConfigError("plan text_scorer must be an object or null")
         return cls(
             steps=tuple(Step.from_dict(s) for s in data.get("chain") or ()),
-            scorers={str(k): LogisticScorer.from_dict(v) for k, v in scorers.items()},
+            scorers={str(k): step_scorer_from_dict(v) for k, v in scorers.items()},
             alias=data.get("alias"),
             feature=data.get("feature"),
             text_scorer=text,
@@ -221,7 +276,25 @@ class Plan:
         )
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the plan as JSON; the paths of scorer directories that lie beside it are
+        written relative to it, so the plan and its scorers move together."""
+        path = Path(path)
+        plan = self.relative_to(path.parent)
+        path.write_text(json.dumps(plan.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    def relative_to(self, directory: Path) -> Plan:
+        """The same plan with its scorer paths relative to ``directory`` where they lie under it."""
+        def relative(p: Path) -> str:
+            try:
+                return str(p.resolve().relative_to(directory.resolve()))
+            except ValueError:
+                return str(p.resolve())
+
+        scorers = {
+            k: replace(v, path=relative(v.resolve(self.base_dir))) if isinstance(v, OnnxStepScorer) else v
+            for k, v in self.scorers.items()
+        }
+        return replace(self, scorers=scorers, base_dir=directory)
 
 
 def load_plan(source: str | Path | Mapping[str, Any] | Plan) -> Plan:

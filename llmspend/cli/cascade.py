@@ -7,10 +7,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..exceptions import ConfigError
 from ._table import format_table, usd
+
+_N = TypeVar("_N", int, float)
 
 
 def register(sub: Any) -> None:
@@ -50,9 +53,17 @@ def register(sub: Any) -> None:
     fit.add_argument("--no-logprobs", action="store_true",
                      help="do not use the provider's log-probabilities (for providers that cannot return them)")
     scorer = fit.add_mutually_exclusive_group()
-    scorer.add_argument("--scorer", metavar="DIR", help="a trained ONNX scorer whose P(correct) becomes a feature")
-    scorer.add_argument("--train-text-scorer", action="store_true",
-                        help="train ONNX text scorers (llmspend[train]) per fold and save the last beside the plan")
+    scorer.add_argument("--scorer", metavar="DIR",
+                        help="use a trained ONNX scorer (its P(correct) becomes a feature of numeric step scorers) "
+                        "instead of training step scorers")
+    scorer.add_argument("--numeric-scorers", action="store_true",
+                        help="fast numeric step scorers held in the plan (no text, no llmspend[train] needed) "
+                        "instead of ONNX scorer directories")
+    fit.add_argument("--encoder", choices=("minilm", "tiny"), default="minilm",
+                     help="text encoder of the ONNX step scorers (default minilm; tiny: random weights, for tests)")
+    fit.add_argument("--max-length", default="auto", metavar="N",
+                     help="tokens of (query, answer) the encoder reads, or 'auto' to suit the training pairs (default)")
+    fit.add_argument("--quantize", action="store_true", help="write int8 encoders in the step scorers that read text")
     fit.set_defaults(func=run_fit, parser=fit)
 
     ev = commands.add_parser(
@@ -68,32 +79,34 @@ def register(sub: Any) -> None:
     ev.set_defaults(func=run_eval, parser=ev)
 
 
-def _margin(value: str) -> float | str:
+def _auto_or(kind: Callable[[str], _N], value: str, flag: str, unit: str) -> _N | str:
     if value == "auto":
         return value
     try:
-        return float(value)
+        return kind(value)
     except ValueError:
-        raise ConfigError(f"--margin takes a number of standard errors or 'auto', got {value!r}") from None
+        raise ConfigError(f"{flag} takes a number of {unit} or 'auto', got {value!r}") from None
 
 
 def run_fit(args: argparse.Namespace) -> int:
     from ..cascade.data import load_table
     from ..cascade.fit import TextScorerSource, fit_plan
+    from ..cascade.plan import OnnxStepScorer
+    from ..cascade.scorers import StepScorerExport, remove_unused_scorers, scorer_dir
     from ..scoring.features import CONF_FEATURES, STEP_FEATURES
 
     out = Path(args.out)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     table = load_table(args.train, models=models)
     text: TextScorerSource | None = None
+    export: StepScorerExport | None = None
     if args.scorer:
         from ..cascade.scorers import pretrained_text_scorer
 
         text = pretrained_text_scorer(args.scorer, plan_dir=out.parent)
-    elif args.train_text_scorer:
-        from ..cascade.scorers import trained_text_scorer
-
-        text = trained_text_scorer(out.parent / f"{out.stem}.scorer")
+    elif not args.numeric_scorers:
+        export = StepScorerExport(scorer_dir(out), encoder=args.encoder, max_length=_auto_or(int, args.max_length, "--max-length", "tokens"),
+                                  quantize=args.quantize, progress=sys.stderr.isatty())
     features = [f for f in STEP_FEATURES if not (args.no_logprobs and f in CONF_FEATURES)]
     plan = fit_plan(
         table,
@@ -103,21 +116,22 @@ def run_fit(args: argparse.Namespace) -> int:
         orderings=args.orderings,
         folds=args.folds,
         seed=args.seed,
-        margin_z=_margin(args.margin),
+        margin_z=_auto_or(float, args.margin, "--margin", "standard errors"),
         features=features,
         alias=args.alias,
         feature=args.feature,
         text_scorer=text,
+        step_scorers=export,
     )
-    if plan.text_scorer is not None and text is not None and text.save_dir is not None:
-        # the plan points at the saved scorer relative to itself
-        from dataclasses import replace
-
-        plan = replace(plan, text_scorer={"kind": "onnx", "path": text.save_dir.name})
     out.parent.mkdir(parents=True, exist_ok=True)
     plan.save(out)
     cv = plan.cv
     print(f"wrote {out}: {' -> '.join(plan.models)}")
+    if export is not None:
+        removed = remove_unused_scorers(plan, export.directory)
+        used = {s for s in plan.used_scorers.values() if isinstance(s, OnnxStepScorer)}
+        print(f"step scorers in {export.directory}/: {len(used)} ({sum(s.text for s in used)} read the text)"
+              + (f"; {removed} left from an earlier fit removed" if removed else ""))
     print(
         f"cross-validated on {len(table)} rows: accuracy {cv['accuracy']:.3f}, {usd(cv['cost_usd_per_query'], 7)} per query; "
         f"best single {cv['best_single']['model']} {cv['best_single']['accuracy']:.3f}, "

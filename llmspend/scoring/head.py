@@ -30,7 +30,7 @@ from torch import nn
 
 from ..exceptions import ConfigError
 
-__all__ = ["HeadModel", "TrainedHead", "fit_head", "auc", "stratified_folds", "L2_GRID"]
+__all__ = ["HeadModel", "TrainedHead", "fit_head", "head_from_weights", "auc", "stratified_folds", "L2_GRID"]
 
 #: candidate L2 strengths on the embedding weights (per mean log-loss); inf = text off
 L2_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, math.inf)
@@ -79,17 +79,21 @@ class HeadModel(nn.Module):
                 self.register_buffer(f"{name}_{part}", torch.tensor(stats[i], dtype=torch.float32))
         self.linear = nn.Linear(self.hidden_size + self.feature_count, 1)
 
-    def standardise(self, pooled: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        x = (pooled - self.embedding_mean) / self.embedding_std
+    def standardise(self, pooled: torch.Tensor | None, features: torch.Tensor | None) -> torch.Tensor:
+        parts = []
+        if self.hidden_size:  # 0: a head that reads the features alone (its text is off)
+            if pooled is None:
+                raise ValueError("this head reads the text embedding")
+            parts.append((pooled - self.embedding_mean) / self.embedding_std)
         if self.feature_count:
             if features is None:
                 raise ValueError(f"this head reads {self.feature_count} features")
             known = torch.where(torch.isnan(features), self.feature_mean, features)
             clipped = torch.minimum(torch.maximum(known, self.feature_low), self.feature_high)
-            x = torch.cat([x, (clipped - self.feature_mean) / self.feature_std], dim=-1)
-        return x
+            parts.append((clipped - self.feature_mean) / self.feature_std)
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
-    def forward(self, pooled: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, pooled: torch.Tensor | None, features: torch.Tensor | None = None) -> torch.Tensor:
         return self.linear(self.standardise(pooled, features)).squeeze(-1)  # type: ignore[no-any-return]
 
     def feature_summary(self, names: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -107,11 +111,41 @@ class TrainedHead:
     #: mean inner-CV AUC per candidate L2, when it was chosen by cross-validation
     selection: dict[float, float] = field(default_factory=dict)
 
-    def predict(self, embeddings: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, embeddings: np.ndarray | None, features: np.ndarray | None = None) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
-            f = None if features is None else torch.from_numpy(np.asarray(features, dtype=np.float32).reshape(len(x), -1))
+            x = None if embeddings is None else torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
+            rows = len(x) if x is not None else len(np.asarray(features))
+            f = None if features is None else torch.from_numpy(np.asarray(features, dtype=np.float32).reshape(rows, -1))
             return torch.sigmoid(self.module.eval()(x, f)).double().numpy()
+
+    @property
+    def reads_text(self) -> bool:
+        return bool(self.module.hidden_size > 0)
+
+
+def head_from_weights(
+    embedding_stats: np.ndarray,
+    feature_stats: np.ndarray,
+    weights: np.ndarray,
+    bias: float,
+    *,
+    l2: float,
+) -> TrainedHead:
+    """A head fitted elsewhere (a cascade fit's step scorer), to export with
+    ``train_scorer(..., head=...)``: statistics as ``(4, columns)`` arrays of mean, deviation,
+    low and high (the embedding's may have 0 columns: a head that reads the features alone),
+    and ``weights`` over [embedding, features]."""
+    module = HeadModel(np.asarray(embedding_stats, dtype=np.float64), np.asarray(feature_stats, dtype=np.float64))
+    w = np.asarray(weights, dtype=np.float32).reshape(-1)
+    if w.shape[0] != module.hidden_size + module.feature_count:
+        raise ConfigError(f"{w.shape[0]} weights for {module.hidden_size} embedding dims and "
+                          f"{module.feature_count} features")
+    if module.hidden_size + module.feature_count == 0:
+        raise ConfigError("a head needs an embedding or some features to read")
+    with torch.no_grad():
+        module.linear.weight.copy_(torch.from_numpy(w).unsqueeze(0))
+        module.linear.bias.fill_(float(bias))
+    return TrainedHead(module.float().eval(), l2)
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:

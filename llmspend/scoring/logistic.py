@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-__all__ = ["LogisticScorer", "fit_logistic"]
+__all__ = ["LogisticScorer", "fit_logistic", "logistic_weights"]
 
 KIND = "logistic"
 
@@ -129,7 +129,7 @@ def fit_logistic(
     y: NDArray[np.float64],
     *,
     features: Sequence[str],
-    l2: float = 1.0,
+    l2: float | Sequence[float] = 1.0,
     models: Sequence[str] = (),
     after: Sequence[str] = (),
     iterations: int = 30,
@@ -137,8 +137,26 @@ def fit_logistic(
     """L2-regularised logistic regression by Newton's method on standardised features.
 
     ``l2`` is the ridge penalty on the weights (a tiny one keeps the bias finite when every
-    label is the same). Constant columns get weight 0.
+    label is the same), one number for every column or one per column. Constant columns get
+    weight 0.
     """
+    mean, scale, weights, bias = logistic_weights(x, y, l2=l2, iterations=iterations)
+    return LogisticScorer(
+        features=tuple(features),
+        weights=tuple(float(w) for w in weights),
+        bias=bias,
+        mean=tuple(float(m) for m in mean),
+        scale=tuple(float(s) for s in scale),
+        models=tuple(models),
+        after=tuple(after),
+    )
+
+
+def logistic_weights(
+    x: NDArray[np.float64], y: NDArray[np.float64], *, l2: float | Sequence[float] = 1.0, iterations: int = 30
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float]:
+    """The fit behind :func:`fit_logistic`: ``(mean, scale, weights, bias)`` with
+    P = sigmoid(bias + ((x - mean) / scale) @ weights)."""
     import numpy as np
 
     x = np.asarray(x, dtype=np.float64)
@@ -148,7 +166,8 @@ def fit_logistic(
     scale = x.std(axis=0) if n else np.ones(d)
     scale = np.where(scale > 1e-12, scale, 1.0)
     design = np.hstack([np.ones((n, 1)), (x - mean) / scale])
-    penalty = np.full(d + 1, float(l2))
+    penalty = np.empty(d + 1)
+    penalty[1:] = l2
     penalty[0] = 1e-4
     beta = np.zeros(d + 1)
     if n:
@@ -178,12 +197,4 @@ def fit_logistic(
         beta, improvement, current = trial, current - trial_loss, trial_loss
         if improvement < 1e-10 * max(1.0, abs(current)):
             break
-    return LogisticScorer(
-        features=tuple(features),
-        weights=tuple(float(b) for b in beta[1:]),
-        bias=float(beta[0]),
-        mean=tuple(float(m) for m in mean),
-        scale=tuple(float(s) for s in scale),
-        models=tuple(models),
-        after=tuple(after),
-    )
+    return mean, scale, beta[1:], float(beta[0])

@@ -37,7 +37,8 @@ KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "features")
 class ScorerMetadata:
     """The contents of ``metadata.json``. Unknown keys are kept in ``extra``."""
 
-    #: graph input names, a subset of ``input_ids, attention_mask, token_type_ids, features``
+    #: graph input names, a subset of ``input_ids, attention_mask, token_type_ids, features``;
+    #: ``features`` alone for a scorer whose text is off (no encoder in the graph, no tokenizer)
     inputs: tuple[str, ...]
     #: the graph's output: one logit per pair; the score is its sigmoid
     output: str = "logit"
@@ -61,6 +62,10 @@ class ScorerMetadata:
     @property
     def feature_count(self) -> int:
         return len(self.feature_names)
+
+    @property
+    def reads_text(self) -> bool:
+        return "input_ids" in self.inputs
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -90,9 +95,10 @@ class ScorerMetadata:
                               f"(it reads version {SCHEMA_VERSION}); retrain or upgrade llmspend")
         inputs = _strings(data.get("inputs"), "inputs", where)
         unknown = [name for name in inputs if name not in KNOWN_INPUTS]
-        if unknown or "input_ids" not in inputs:
-            raise ConfigError(f"{where}: 'inputs' must include input_ids and only names from "
-                              f"{', '.join(KNOWN_INPUTS)} (got {list(inputs)})")
+        if unknown or ("input_ids" not in inputs and tuple(inputs) != ("features",)):
+            raise ConfigError(f"{where}: 'inputs' must include input_ids (or be ['features'] alone, for a "
+                              f"scorer that reads no text) and only names from {', '.join(KNOWN_INPUTS)} "
+                              f"(got {list(inputs)})")
         features = _strings(data.get("feature_names", []), "feature_names", where)
         if bool(features) != ("features" in inputs):
             raise ConfigError(f"{where}: 'feature_names' {list(features)} and the 'features' input "

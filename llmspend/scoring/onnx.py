@@ -108,18 +108,22 @@ class OnnxScorer:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1 (or None for onnxruntime's default), got {threads}")
-        for name in (MODEL_FILE, TOKENIZER_FILE):
-            if not (directory / name).is_file():
-                raise ConfigError(f"{directory / name} is missing: a scorer directory needs {MODEL_FILE}, "
-                                  f"{TOKENIZER_FILE} and metadata.json (see docs/scoring.md)")
+        if not (directory / MODEL_FILE).is_file():
+            raise ConfigError(f"{directory / MODEL_FILE} is missing: a scorer directory needs {MODEL_FILE}, "
+                              f"{TOKENIZER_FILE} and metadata.json (see docs/scoring.md)")
         self.path = directory
         self.metadata = ScorerMetadata.read(directory)
         self.models: tuple[str, ...] = self.metadata.models
         self.feature_names: tuple[str, ...] = self.metadata.feature_names
         self.batch_size = batch_size
-        self._tokens = PairTokenizer.from_file(
-            directory / TOKENIZER_FILE, max_length=self.metadata.max_length, pad_id=self.metadata.pad_id
-        )
+        self._tokens: PairTokenizer | None = None
+        if self.metadata.reads_text:  # a scorer of the features alone has no tokenizer
+            if not (directory / TOKENIZER_FILE).is_file():
+                raise ConfigError(f"{directory / TOKENIZER_FILE} is missing: a scorer that reads text needs "
+                                  f"{MODEL_FILE}, {TOKENIZER_FILE} and metadata.json (see docs/scoring.md)")
+            self._tokens = PairTokenizer.from_file(
+                directory / TOKENIZER_FILE, max_length=self.metadata.max_length, pad_id=self.metadata.pad_id
+            )
         self._session, self.why_not_cuda = _build_session(directory / MODEL_FILE, providers, threads)
         #: the execution provider that runs the graph (reported as ``llmspend.scorer.provider``)
         self.provider: str = self._session.get_providers()[0]
@@ -162,11 +166,19 @@ class OnnxScorer:
         count = len(queries)
         if model is not None and self.models and model not in self.models:
             raise ValueError(f"this scorer judges answers of {list(self.models)}, not {model!r}")
+        if len(answers) != count:
+            raise ValueError(f"got {count} queries but {len(answers)} answers; they pair up one to one")
         matrix = feature_matrix(features, self.feature_names, count)
-        encodings = self._tokens.encode(queries, answers)
         if count == 0:
             return []
         logits = np.empty(count, dtype=np.float64)
+        if self._tokens is None:  # the features alone
+            assert matrix is not None
+            for start in range(0, count, self.batch_size):
+                (out,) = self._session.run([self.metadata.output], {"features": matrix[start:start + self.batch_size]})
+                logits[start:start + self.batch_size] = np.asarray(out, dtype=np.float64).reshape(-1)
+            return [float(p) for p in sigmoid(logits)]
+        encodings = self._tokens.encode(queries, answers)
         wanted = self.metadata.inputs
         for index in length_batches(encodings, self.batch_size):
             arrays = self._tokens.arrays([encodings[i] for i in index])

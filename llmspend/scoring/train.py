@@ -45,7 +45,7 @@ from ._tokens import length_batches
 from .base import TrainingRow
 from .data import rows_sha256
 from .embed import ENCODERS, OPSET, TEXT_INPUTS, EncoderName, PairEncoder, example_inputs, export_onnx, progress_bar
-from .head import HeadModel, TrainedHead, fit_head, stratified_folds
+from .head import HeadModel, TrainedHead, fit_head, head_from_weights, stratified_folds
 from .metadata import MODEL_FILE, TOKENIZER_FILE, ScorerMetadata
 from .onnx import FeatureRow, OnnxScorer, feature_matrix
 
@@ -54,6 +54,7 @@ __all__ = [
     "PairEncoder",
     "TrainedHead",
     "fit_head",
+    "head_from_weights",
     "out_of_fold_scores",
     "EmbeddingScorer",
     "fit_scorer",
@@ -177,6 +178,18 @@ def fit_scorer(
                            models=tuple(models) or tuple(sorted({r.model for r in rows if r.model})))
 
 
+class FeatureScorerModel(nn.Module):
+    """What ``model.onnx`` holds when the head reads the features alone (its text is off):
+    standardisation and the linear layer, no encoder."""
+
+    def __init__(self, head: HeadModel) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(None, features)  # type: ignore[no-any-return]
+
+
 class ScorerModel(nn.Module):
     """Everything ``model.onnx`` holds: encoder, mean pooling, input standardisation and head."""
 
@@ -247,6 +260,7 @@ def train_scorer(
     progress: bool = True,
     threshold_hints: Mapping[str, Any] | None = None,
     source: str | None = None,
+    head: TrainedHead | None = None,
 ) -> Path:
     """Train a scorer on ``rows`` and write a scorer directory to ``out_dir``; returns its path.
 
@@ -260,27 +274,31 @@ def train_scorer(
     The export is checked against PyTorch on up to 64 training pairs (:data:`EXPORT_TOLERANCE`);
     ``quantize=True`` writes the int8 model instead, checked against the float one
     (:data:`INT8_TOLERANCE`). A failed check raises :class:`ScorerExportError`.
+
+    ``head``: a head fitted elsewhere on these rows (``head_from_weights``; a cascade fit
+    passes its step scorers), exported as it is instead of fitting one. A head that reads no
+    embedding (``hidden_size`` 0) is written as a graph of the features alone: no encoder, no
+    tokenizer, microseconds a pair (``finetune`` and ``quantize`` do not apply to it).
     """
     names = tuple(feature_names)
     _check_rows(rows, names)
+    out = Path(out_dir)
+    if head is not None and not head.reads_text:
+        return _write_feature_scorer(rows, out, head, names, models=models, source=source, seed=seed,
+                                     threshold_hints=threshold_hints)
     pair_encoder = encoder if isinstance(encoder, PairEncoder) else PairEncoder(
         encoder, max_length=max_length, progress=progress, seed=seed)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     labels = _labels(rows)
-    embeddings = pair_encoder.embed([r.query for r in rows], [r.answer for r in rows])
-    head = fit_head(embeddings, labels, features=_features(rows), l2=l2, seed=seed)
+    if head is None:
+        embeddings = pair_encoder.embed([r.query for r in rows], [r.answer for r in rows])
+        head = fit_head(embeddings, labels, features=_features(rows), l2=l2, seed=seed)
+    elif head.module.feature_count != len(names) or head.module.hidden_size != pair_encoder.hidden_size:
+        raise ConfigError(f"the head reads {head.module.hidden_size} embedding dims and {head.module.feature_count} "
+                          f"features; the encoder gives {pair_encoder.hidden_size} and feature_names names {len(names)}")
     model = ScorerModel(copy.deepcopy(pair_encoder.module) if finetune else pair_encoder.module, head.module).eval()
-    training: dict[str, Any] = {
-        "rows": len(rows), "correct": int(labels.sum()), "incorrect": int((~labels).sum()),
-        "data_sha256": rows_sha256(rows), "source": source,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "llmspend_version": __version__, "torch_version": torch.__version__, "seed": seed,
-        "head": {"kind": "logistic", "l2": "inf" if math.isinf(head.l2) else head.l2,
-                 "l2_selection_auc": {("inf" if math.isinf(k) else str(k)): round(v, 4) for k, v in head.selection.items()}},
-        "feature_stats": head.module.feature_summary(names),
-    }
+    training = _training_record(rows, head, names, source=source, seed=seed)
     if finetune:
         _finetune(model, pair_encoder, rows, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
         training["finetune"] = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
@@ -307,6 +325,52 @@ def train_scorer(
         _with_export(metadata, torch_max_abs_diff=diff, checked_pairs=len(check)).write(fp32)
         if quantize:
             quantize_scorer(fp32, out, check_rows=check)
+    return out
+
+
+def _training_record(rows: Sequence[TrainingRow], head: TrainedHead, names: Sequence[str], *,
+                     source: str | None, seed: int) -> dict[str, Any]:
+    labels = _labels(rows)
+    return {
+        "rows": len(rows), "correct": int(labels.sum()), "incorrect": int((~labels).sum()),
+        "data_sha256": rows_sha256(rows), "source": source,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "llmspend_version": __version__, "torch_version": torch.__version__, "seed": seed,
+        "head": {"kind": "logistic", "l2": "inf" if math.isinf(head.l2) else head.l2,
+                 "l2_selection_auc": {("inf" if math.isinf(k) else str(k)): round(v, 4) for k, v in head.selection.items()}},
+        "feature_stats": head.module.feature_summary(names),
+    }
+
+
+def _write_feature_scorer(rows: Sequence[TrainingRow], out: Path, head: TrainedHead, names: tuple[str, ...], *,
+                          models: Sequence[str], source: str | None, seed: int,
+                          threshold_hints: Mapping[str, Any] | None) -> Path:
+    """A scorer directory whose graph reads the features alone (no encoder, no tokenizer)."""
+    if not names or head.module.feature_count != len(names):
+        raise ConfigError(f"a head without text reads {head.module.feature_count} features; feature_names names "
+                          f"{len(names)} ({list(names)})")
+    out.mkdir(parents=True, exist_ok=True)
+    model = FeatureScorerModel(head.module).eval()
+    export_onnx(model, (torch.zeros((2, len(names)), dtype=torch.float32),), str(out / MODEL_FILE), ("features",), "logit")
+    (out / TOKENIZER_FILE).unlink(missing_ok=True)  # a directory written over: no stale tokenizer
+    metadata = ScorerMetadata(
+        inputs=("features",),
+        models=tuple(models) or tuple(sorted({r.model for r in rows if r.model})),
+        feature_names=names,
+        encoder={"name": None, "text": "off"},
+        training=_training_record(rows, head, names, source=source, seed=seed),
+        export={"opset": OPSET, "dynamic_axes": ["batch"]},
+        threshold_hints=dict(threshold_hints or {}),
+    )
+    metadata.write(out)
+    check = _check_sample(rows)
+    features = _features(check)
+    onnx_scores = _score_rows(OnnxScorer(out, providers=["CPUExecutionProvider"]), check)
+    diff = float(np.abs(onnx_scores - head.predict(None, features)).max())
+    if not math.isfinite(diff) or diff > EXPORT_TOLERANCE:
+        raise ScorerExportError(f"the exported ONNX model disagrees with PyTorch: max |P_onnx - P_torch| = "
+                                f"{diff:.3g} > {EXPORT_TOLERANCE:g} on {len(check)} training rows")
+    _with_export(metadata, torch_max_abs_diff=diff, checked_pairs=len(check)).write(out)
     return out
 
 

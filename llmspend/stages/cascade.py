@@ -48,7 +48,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from .._http import Request, Response, dumps
 from .._version import __version__
 from ..attribution import current_attribution
-from ..cascade.plan import TEXT_SCORE, Plan, Step, load_plan
+from ..cascade.plan import TEXT_SCORE, OnnxStepScorer, Plan, Step, load_plan
 from ..context import CallContext
 from ..exceptions import ConfigError, ResponseParseError
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
@@ -69,14 +69,25 @@ _STEP_ATTR = "llmspend.cascade.step"
 
 @dataclass(frozen=True)
 class CascadeRoute:
-    """A plan and the text scorer it uses (loaded once, at construction)."""
+    """A plan, the text scorer it uses and its ONNX step scorers by key (loaded once, at
+    construction)."""
 
     plan: Plan
     text_scorer: Scorer | None = None
+    step_scorers: Mapping[str, Scorer] = field(default_factory=dict)
 
     @property
     def scorer_provider(self) -> str:
-        return self.text_scorer.provider if self.text_scorer is not None else "python"
+        if self.text_scorer is not None:
+            return self.text_scorer.provider
+        return next((s.provider for s in self.step_scorers.values()), "python")
+
+    @property
+    def reads_text(self) -> bool:
+        """Whether scoring runs a text encoder (milliseconds: async clients score off the loop)."""
+        return self.text_scorer is not None or any(
+            isinstance(s, OnnxStepScorer) and s.text for s in self.plan.scorers.values()
+        )
 
 
 # -- pure helpers -----------------------------------------------------------------------
@@ -259,7 +270,12 @@ class _Run:
             query = _last_user_text(self.request.json())
             features = text_scorer_features(text_scorer, [(tokens, conf)])
             (values[TEXT_SCORE],) = text_scorer.score([query], [answer], model=step.model, features=features)
-        score = scorer.probability([values[f] for f in scorer.features])
+        if isinstance(scorer, OnnxStepScorer):
+            query = _last_user_text(self.request.json())
+            (score,) = self.route.step_scorers[step.scorer or ""].score(
+                [query], [answer], model=step.model, features=[[values[f] for f in scorer.features]])
+        else:
+            score = scorer.probability([values[f] for f in scorer.features])
         if not math.isfinite(score):
             raise ValueError(f"scorer gave {score!r}")
         return score
@@ -364,6 +380,11 @@ class CascadeStage(Stage):
                 raise ConfigError("the plan's scorers read text_score: give its text scorer (text_scorer=) or a plan that names one")
             if uses_text:
                 check_text_scorer(route.text_scorer, route.plan.models[:-1])
+            unloaded = [s.scorer for s in route.plan.steps[:-1] if s.scorer not in route.step_scorers
+                        and isinstance(route.plan.scorers.get(s.scorer or ""), OnnxStepScorer)]
+            if unloaded:
+                raise ConfigError(f"the plan's ONNX step scorers {unloaded} are not loaded: give the plan itself "
+                                  "(or llmspend.cascade.scorers.load_step_scorers(plan) as step_scorers=)")
         self.routes = tuple(routes)
         self.tracer = tracer or trace.get_tracer("llmspend", __version__)
 
@@ -463,7 +484,7 @@ class CascadeStage(Stage):
                     run.escalate(f"{type(exc).__name__} from {run.steps[run.step].model}", exc)
                     continue
                 run.record_cost(step_request.context, response)
-                if route.text_scorer is not None:  # a model scorer may take milliseconds: off the loop
+                if route.reads_text:  # a text encoder may take milliseconds: off the loop
                     accepted = await asyncio.to_thread(run.judge, response)
                 else:
                     accepted = run.judge(response)
@@ -506,7 +527,12 @@ def _route(value: Any) -> CascadeRoute:
         from ..cascade.scorers import load_text_scorer
 
         text_scorer = load_text_scorer(plan.text_scorer, plan.base_dir)
-    return CascadeRoute(plan, text_scorer)
+    step_scorers: dict[str, Scorer] = {}
+    if any(isinstance(s, OnnxStepScorer) for s in plan.scorers.values()):
+        from ..cascade.scorers import load_step_scorers
+
+        step_scorers = load_step_scorers(plan)
+    return CascadeRoute(plan, text_scorer, step_scorers)
 
 
 def _build(value: Any, context: BuildContext) -> Stage:
