@@ -19,7 +19,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     train = write_csv(root / "train.csv", synthetic_rows(300, 1))
     test = write_csv(root / "test.csv", synthetic_rows(500, 2))
     plan = root / "out" / "plan.json"
-    assert main(["cascade", "fit", "--train", str(train), "--out", str(plan), "--max-depth", "3", "--alias", "faq-bot"]) == 0
+    # the default step scorers (ONNX scorer directories), with the tiny random encoder for speed
+    assert main(["cascade", "fit", "--train", str(train), "--out", str(plan), "--max-depth", "3", "--alias", "faq-bot",
+                 "--encoder", "tiny"]) == 0
     return {"root": root, "train": train, "test": test, "plan": plan}
 
 
@@ -29,6 +31,26 @@ def test_fit_writes_a_plan(files: dict[str, Path], capsys: pytest.CaptureFixture
     assert [s["model"] for s in plan["chain"]] == [CHEAP, MID, STRONG]
     assert plan["objective"]["mode"] == "max_accuracy_drop" and plan["objective"]["max_accuracy_drop"] == 0.01
     assert plan["training"]["source"] == "train.csv"
+    assert plan["training"]["step_scorers"]["kind"] == "onnx"
+    # each step's scorer is a scorer directory beside the plan, named relative to it
+    for spec in plan["scorers"].values():
+        assert spec["kind"] == "onnx" and spec["path"].startswith("plan.scorers/")
+        meta = json.loads((files["plan"].parent / spec["path"] / "metadata.json").read_text())
+        assert meta["feature_names"] == spec["features"] and meta["models"] == spec["models"]
+    used = {Path(s["path"]).name for s in plan["scorers"].values()}
+    assert {p.name for p in (files["plan"].parent / "plan.scorers").iterdir()} == used
+
+
+def test_refit_removes_scorers_it_no_longer_uses(files: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    plan = tmp_path / "plan.json"
+    stale = tmp_path / "plan.scorers" / "old-step"
+    shutil.copytree(next((files["plan"].parent / "plan.scorers").iterdir()), stale)
+    (tmp_path / "plan.scorers" / "notes").mkdir()  # not a scorer: left alone
+    assert main(["cascade", "fit", "--train", str(files["train"]), "--out", str(plan), "--max-depth", "2",
+                 "--margin", "1", "--encoder", "tiny"]) == 0
+    assert not stale.exists() and (tmp_path / "plan.scorers" / "notes").is_dir()
 
 
 def test_eval_json(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -58,12 +80,24 @@ def test_fit_budget_on_jsonl(files: dict[str, Path], capsys: pytest.CaptureFixtu
     calls = write_jsonl(files["root"] / "calls.jsonl", synthetic_rows(300, 1))
     plan = files["root"] / "budget.json"
     assert main(["cascade", "fit", "--train", str(calls), "--out", str(plan), "--budget", "0.0004",
-                 "--max-depth", "2", "--margin", "0", "--no-logprobs"]) == 0
+                 "--max-depth", "2", "--margin", "0", "--no-logprobs", "--numeric-scorers"]) == 0
     data = json.loads(plan.read_text())
     assert data["objective"] == {"mode": "budget", "budget_usd_per_query": 0.0004, "margin_z": 0.0, "margin_chosen_by": "given"}
     assert data["cv"]["cost_usd_per_query"] <= 0.0004
     assert data["requires_logprobs"] is False
     assert all("conf" not in f for s in data["scorers"].values() for f in s["features"])
+    assert not (files["root"] / "budget.scorers").exists()
+
+
+def test_numeric_scorers_are_held_in_the_plan(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.json"
+    assert main(["cascade", "fit", "--train", str(files["train"]), "--out", str(plan), "--max-depth", "2",
+                 "--margin", "1", "--numeric-scorers"]) == 0
+    data = json.loads(plan.read_text())
+    assert data["scorers"] and {s["kind"] for s in data["scorers"].values()} == {"logistic"}
+    assert data["training"]["step_scorers"] == {"kind": "logistic"}
+    assert not (tmp_path / "plan.scorers").exists()
+    assert main(["cascade", "eval", "--plan", str(plan), "--test", str(files["test"]), "--json"]) == 0
 
 
 def test_errors_are_clear(files: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,10 +106,17 @@ def test_errors_are_clear(files: dict[str, Path], capsys: pytest.CaptureFixture[
     assert "no such file" in capsys.readouterr().err
     assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--margin", "lots"]) == 2
     assert "--margin takes" in capsys.readouterr().err
+    assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--max-length", "long"]) == 2
+    assert "--max-length takes" in capsys.readouterr().err
     assert main(["cascade", "eval", "--plan", out, "--test", str(files["test"])]) == 2
     assert "no cascade plan at" in capsys.readouterr().err
     assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--scorer", str(files["root"] / "none")]) == 2
     assert "no scorer at" in capsys.readouterr().err
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "llmspend.scoring.train", None)  # torch not installed
+        assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert "needs llmspend[train]" in err and "--numeric-scorers" in err
     monkeypatch.setitem(sys.modules, "llmspend.scoring.onnx", None)  # the runtime not installed
     assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--scorer", str(files["root"])]) == 2
     assert "install llmspend[scorer]" in capsys.readouterr().err

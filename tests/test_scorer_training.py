@@ -151,6 +151,29 @@ def test_onnx_agrees_with_pytorch(encoder: object, tmp_path: Path) -> None:
     assert auc(np.asarray(onnx_scores), np.array([r.correct for r in ROWS])) > 0.75
 
 
+def test_a_head_without_text_exports_the_features_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # what a cascade fit writes for a step whose text cross-validation turned off
+    needs_torch()
+    from llmspend.scoring import train_scorer
+    from llmspend.scoring.head import head_from_weights
+
+    features = np.array([r.features for r in ROWS], dtype=np.float64)
+    stats = np.array([features.mean(0), features.std(0), features.min(0), features.max(0)])
+    head = head_from_weights(np.zeros((4, 0)), stats, np.array([2.0]), 0.5, l2=math.inf)
+    directory = train_scorer(ROWS, tmp_path / "s", head=head, feature_names=["conf_raw"], progress=False)
+    assert not (directory / "tokenizer.json").exists()
+    scorer = OnnxScorer(directory)
+    assert scorer.metadata.inputs == ("features",) and not scorer.metadata.reads_text
+    got = scorer.score(["any question"] * 3, ["any answer"] * 3, features=[[-0.1], [None], [-50.0]])
+    z = lambda v: 0.5 + 2.0 * (v - stats[0, 0]) / stats[1, 0]  # noqa: E731
+    expected = [1 / (1 + math.exp(-z(v))) for v in (-0.1, stats[0, 0], stats[2, 0])]  # NaN: the mean; clipped
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert main(["scorer", "info", str(directory)]) == 0
+    assert "the text is off" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="reads features"):
+        scorer.score(["q"], ["a"])
+
+
 def test_export_check_raises_when_outputs_disagree(encoder: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmspend.scoring import train, train_scorer
 

@@ -149,6 +149,9 @@ def test_bad_directories_raise_config_error(scorer_dir: Path, tmp_path: Path) ->
                    "the files do not belong together"),
         "features": ({**meta, "feature_names": ["conf_raw", "other"]}, "takes 1 features but metadata.json names 2"),
         "length": ({**meta, "max_length": 4096}, "max_length"),
+        "no text ids": ({**meta, "inputs": ["attention_mask", "features"]}, "must include input_ids \\(or be \\['features'\\] alone"),
+        # a text scorer's graph declared as reading the features alone
+        "features alone": ({**meta, "inputs": ["features"]}, "the files do not belong together"),
     }
     for name, (data, message) in cases.items():
         bad = _copy(scorer_dir, tmp_path / name)
@@ -159,6 +162,9 @@ def test_bad_directories_raise_config_error(scorer_dir: Path, tmp_path: Path) ->
     no_tokenizer = _copy(scorer_dir, tmp_path / "tok")
     (no_tokenizer / "tokenizer.json").write_text("{}")
     with pytest.raises(ConfigError, match="not a tokenizers JSON file"):
+        OnnxScorer(no_tokenizer)
+    (no_tokenizer / "tokenizer.json").unlink()
+    with pytest.raises(ConfigError, match="tokenizer.json is missing: a scorer that reads text"):
         OnnxScorer(no_tokenizer)
 
     bad_graph = _copy(scorer_dir, tmp_path / "graph")

@@ -22,16 +22,18 @@ The search, all numpy:
 5. **Refit.** The chosen chain's scorers are fitted on all training rows; each threshold is the
    median of the thresholds the folds tuned at the chosen price of cost.
 
-Text scorers (the ONNX scorer of ``llmspend.scoring``) enter as one more feature,
-``text_score``, through :class:`TextScorerSource`: a pre-trained scorer used as is, or a
-trainer called once per fold and once on all rows.
+With ``step_scorers`` (:class:`llmspend.cascade.scorers.StepScorerExport`, what ``llmspend
+cascade fit`` does by default) the scorers may also read the answer's text embedding, where
+cross-validation keeps it (:mod:`.heads`), and each is written as an ONNX scorer directory.
+A scorer trained elsewhere can instead enter as one more feature, ``text_score``, through
+:class:`TextScorerSource`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,13 +56,12 @@ from ..scoring.features import (
 )
 from ..scoring.logistic import LogisticScorer, fit_logistic
 from .data import OutcomeTable
-from .heads import TEXT_L2, StepHead, TextBasis, choose_text_l2, fit_step_head, log_loss
+from .heads import TEXT_COMPONENTS, TEXT_L2, StepHead, TextBasis, choose_text_l2, fit_step_head, log_loss
 from .plan import NEVER, TEXT_SCORE, FrontierPoint, OnnxStepScorer, Plan, Step, StepScorer
 
 __all__ = [
     "fit_plan",
     "TextScorerSource",
-    "TextScorerTrainer",
     "StepScorerTrainer",
     "FeatureTable",
     "tune_thresholds",
@@ -70,8 +71,6 @@ __all__ = [
 ]
 
 Array = NDArray[np.float64]
-#: trains a text scorer on judged answers, saving it under the directory given (if any)
-TextScorerTrainer = Callable[[Sequence[TrainingRow], "Path | None"], Scorer]
 
 # Prices of cost, as accuracy points per (USD / the dearest model's mean USD per query).
 _LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-3, 10.0, 31)])
@@ -84,20 +83,11 @@ _BATCH_FLOATS = 4_000_000
 
 @dataclass(frozen=True)
 class TextScorerSource:
-    """Where ``text_score`` comes from: a pre-trained ``scorer`` (with the plan entry ``spec``
-    that loads it again), or a ``trainer`` fitted per fold and once on all rows, which saves the
-    last one under ``save_dir`` (the plan then points there)."""
+    """Where ``text_score`` comes from: a scorer trained elsewhere, used as it is, and the plan
+    entry ``spec`` that loads it again (``{"kind": "onnx", "path": DIR}``)."""
 
-    scorer: Scorer | None = None
-    spec: Mapping[str, Any] | None = None
-    trainer: TextScorerTrainer | None = None
-    save_dir: Path | None = None
-
-    def __post_init__(self) -> None:
-        if (self.scorer is None) == (self.trainer is None):
-            raise ConfigError("a text scorer source needs exactly one of scorer= or trainer=")
-        if self.scorer is not None and self.spec is None:
-            raise ConfigError("a pre-trained text scorer needs spec= (how the plan loads it again)")
+    scorer: Scorer
+    spec: Mapping[str, Any]
 
 
 class StepScorerTrainer(Protocol):
@@ -108,6 +98,9 @@ class StepScorerTrainer(Protocol):
 
     def export(self, key: str, head: StepHead, rows: Sequence[TrainingRow]) -> OnnxStepScorer:
         """Write ``head``, fitted on ``rows``, as a scorer directory; return its plan entry."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the plan records of it (encoder, max_length, quantisation)."""
 
 
 # -- features of every (model, earlier models) context ------------------------------------
@@ -172,15 +165,6 @@ class FeatureTable:
             else:
                 raise ConfigError(f"feature {name!r} is not available here")
         return np.stack(columns, axis=1) if columns else np.zeros((len(self.table), 0))
-
-    def training_rows(self, rows: Sequence[int]) -> list[TrainingRow]:
-        """Every model's judged answers on ``rows``, for training a text scorer (text only: the
-        step scorers add the numeric features themselves)."""
-        t = self.table
-        return [
-            TrainingRow(t.queries[i], t.answers[i][j], bool(t.correct[i, j]), t.models[j])
-            for i in rows for j in range(len(t.models))
-        ]
 
     def step_rows(self, model: int, prefix: Sequence[int], names: Sequence[str]) -> list[TrainingRow]:
         """``model``'s judged answers after ``prefix``, with the step features ``names``: what
@@ -554,24 +538,6 @@ class _Search:
         return right[0, 0], spent[0, 0]
 
 
-def _text_scores(
-    feats: FeatureTable, source: TextScorerSource, folds: NDArray[np.intp]
-) -> tuple[Array, Mapping[str, Any]]:
-    n = len(feats.table)
-    if source.scorer is not None:
-        assert source.spec is not None
-        return feats.score_text(source.scorer, range(n)), source.spec
-    assert source.trainer is not None
-    out = np.zeros((len(feats.table.models), n))
-    for f in range(int(folds.max()) + 1):
-        held = np.flatnonzero(folds == f)
-        scorer = source.trainer(feats.training_rows(np.flatnonzero(folds != f).tolist()), None)
-        out[:, held] = feats.score_text(scorer, held.tolist())
-    source.trainer(feats.training_rows(range(n)), source.save_dir)
-    path = str(source.save_dir) if source.save_dir is not None else None
-    return out, {"kind": "onnx", "path": path}
-
-
 #: safety margins (standard errors) that ``margin_z="auto"`` chooses from
 AUTO_MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
@@ -677,7 +643,7 @@ def fit_plan(
         step_scorers.embed(feats)
     text_spec: Mapping[str, Any] | None = None
     if text_scorer is not None:
-        feats.text, text_spec = _text_scores(feats, text_scorer, fold_ids(n, folds, seed))
+        feats.text, text_spec = feats.score_text(text_scorer.scorer, range(n)), text_scorer.spec
     best = table.best_single()
     options = _SearchOptions(max_depth, orderings, l2)
     nested: list[dict[str, float]] = []
@@ -756,7 +722,9 @@ def fit_plan(
             "chains_searched": len(cands.chains),
             "seed": seed,
             "l2": l2,
-            "step_scorers": "logistic" if step_scorers is None else "onnx",
+            "step_scorers": {"kind": "logistic"} if step_scorers is None else {
+                "kind": "onnx", **step_scorers.describe(), "text_components": TEXT_COMPONENTS,
+                "text_l2_grid": ["inf" if math.isinf(v) else v for v in TEXT_L2]},
             "text_l2": {k: ("inf" if math.isinf(h.text_l2) else h.text_l2) for k, h in heads.items()},
             "llmspend_version": __version__,
         },

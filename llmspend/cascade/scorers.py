@@ -41,7 +41,6 @@ __all__ = [
     "load_onnx_scorer",
     "load_step_scorers",
     "pretrained_text_scorer",
-    "trained_text_scorer",
     "StepScorerExport",
     "suited_max_length",
     "scorer_dir",
@@ -89,34 +88,6 @@ def pretrained_text_scorer(path: str | Path, *, plan_dir: Path | None = None) ->
         except ValueError:
             pass
     return TextScorerSource(scorer=scorer, spec={"kind": "onnx", "path": stored})
-
-
-def trained_text_scorer(save_dir: Path, **options: Any) -> TextScorerSource:
-    """Text scorers trained by ``llmspend.scoring.train_scorer`` (text only, the step scorers
-    add the numeric features): one per cross-validation fold, to score the rows it did not
-    see, and one on every row, saved in ``save_dir``. ``options`` go to ``train_scorer``
-    (``encoder="tiny"`` for tests, ``finetune=True``, ...). One ``PairEncoder`` serves every
-    training, so each (query, answer) pair is embedded once, not once per fold.
-    """
-    options.setdefault("progress", False)
-    try:
-        train = importlib.import_module("llmspend.scoring.train")
-        embed = importlib.import_module("llmspend.scoring.embed")
-    except ImportError as exc:
-        raise ConfigError(f"scorer training unavailable ({exc}): install llmspend[train]") from exc
-    if isinstance(options.get("encoder", "minilm"), str):
-        options["encoder"] = embed.PairEncoder(options.get("encoder", "minilm"), progress=False)
-
-    def trainer(rows: Sequence[TrainingRow], out_dir: Path | None) -> Scorer:
-        if out_dir is None:
-            with tempfile.TemporaryDirectory(prefix="llmspend-fold-scorer-") as tmp:
-                # loaded before the directory goes: the runtime reads the files at load time
-                return load_onnx_scorer(train.train_scorer(rows, Path(tmp), **options))
-        return load_onnx_scorer(train.train_scorer(rows, out_dir, **options))
-
-    return TextScorerSource(trainer=trainer, save_dir=save_dir)
-
-
 
 
 # -- step scorers ----------------------------------------------------------------------------
@@ -181,6 +152,12 @@ class StepScorerExport:
             length = self._max_length if isinstance(self._max_length, int) else suited_max_length(table_queries, table_answers)
             self._encoder = embed.PairEncoder(str(self._encoder_option), max_length=length, progress=self.progress)
         return self._encoder
+
+    def describe(self) -> dict[str, Any]:
+        encoder = self._encoder
+        return {"encoder": encoder.info.get("name") if encoder is not None else str(self._encoder_option),
+                "max_length": encoder.max_length if encoder is not None else self._max_length,
+                "quantize": self.quantize}
 
     def embed(self, feats: FeatureTable) -> None:
         """Every model's answers in ``feats``, embedded once (the fit's text part reads them)."""

@@ -145,7 +145,8 @@ def run_info(args: argparse.Namespace) -> int:
         ("runs on", info["provider"] + (f"  (not CUDA: {info['why_not_cuda']})" if info.get("why_not_cuda") else "")),
         ("models", ", ".join(info["models"]) or "(any)"),
         ("encoder", f"{encoder.get('name')} ({encoder.get('source')}), "
-                    f"{'fine-tuned' if encoder.get('finetuned') else 'frozen'}, max_length {info['max_length']}"),
+                    f"{'fine-tuned' if encoder.get('finetuned') else 'frozen'}, max_length {info['max_length']}"
+                    if "input_ids" in info["inputs"] else "none: the text is off, the graph reads the features alone"),
         ("features", ", ".join(info["feature_names"]) or "(none)"),
         ("inputs", ", ".join(info["inputs"])),
         ("quantized", "int8" if info["quantized"] else "no (float32)"),
