@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from llmspend.cascade.data import load_table
-from llmspend.cascade.fit import FeatureTable, _nested_margin, _SearchOptions
+from llmspend.cascade.fit import FeatureTable, _nested_margin, _Searches, _SearchOptions
 from llmspend.scoring.features import ANSWER_FEATURES, CONF_FEATURES, STEP_FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +35,9 @@ def main() -> int:
         train = load_table(args.data / f"{name}_train.csv")
         best = train.best_single()
         for label, features in SETS.items():
-            _, report = _nested_margin(
-                FeatureTable(train, features), budget=args.share * best["cost_usd_per_query"], max_drop=None,
-                reference=best["accuracy"], folds=5, seed=0, options=_SearchOptions(4, "cheapest_first", 1.0),
-            )
+            searches = _Searches(FeatureTable(train, features), _SearchOptions(4, "cheapest_first", 1.0), folds=5, seed=0)
+            _, report = _nested_margin(searches, budget=args.share * best["cost_usd_per_query"], max_drop=None,
+                                       reference=best["accuracy"])
             row = next(r for r in report if r["margin_z"] == 0.0)
             print(f"{name:<9} | {label:<22} | {row['accuracy']:.3f}               | "
                   f"{row['cost_usd_per_query'] / best['cost_usd_per_query']:.0%}", flush=True)

@@ -61,6 +61,7 @@ from .plan import NEVER, TEXT_SCORE, FrontierPoint, OnnxStepScorer, Plan, Step, 
 
 __all__ = [
     "fit_plan",
+    "fit_plans",
     "TextScorerSource",
     "StepScorerTrainer",
     "FeatureTable",
@@ -383,6 +384,7 @@ class _Search:
             for model in sorted({c[0] for c in contexts}):
                 self.bases[model] = TextBasis.fit(feats.embeddings[model, rows])
         self._components: dict[int, Array] = {}
+        self._scorers: dict[Context, StepHead] = {}
         #: the text penalty cross-validation chose for each step context (inf: text off)
         self.text_l2: dict[Context, float] = {}
         self.oof = {context: self._cross_fit(context) for context in contexts}
@@ -508,7 +510,9 @@ class _Search:
 
     def scorer(self, context: Context) -> StepHead:
         """The context's scorer fitted on every row (with the text penalty its folds chose)."""
-        return self._fit(context, slice(None), self.text_l2[context])
+        if context not in self._scorers:
+            self._scorers[context] = self._fit(context, slice(None), self.text_l2[context])
+        return self._scorers[context]
 
     def steps(self, chain: Chain, g: int, scorers: dict[str, StepHead]) -> tuple[Step, ...]:
         """The chain as plan steps; their scorers are added to ``scorers``."""
@@ -542,28 +546,45 @@ class _Search:
 AUTO_MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
+class _Searches:
+    """The cross-validated searches of one fit, kept for every objective asked of them: the
+    search on every row and, for the nested margin, one per outer fold (built on first use)."""
+
+    def __init__(self, feats: FeatureTable, options: _SearchOptions, *, folds: int, seed: int) -> None:
+        self.feats, self.options, self.folds, self.seed = feats, options, folds, seed
+        self._main: tuple[_Search, _Candidates] | None = None
+        self._nested: list[tuple[_Search, _Candidates, NDArray[np.intp]]] | None = None
+
+    @property
+    def main(self) -> tuple[_Search, _Candidates]:
+        if self._main is None:
+            search = _Search(self.feats, np.arange(len(self.feats.table)), self.options, folds=self.folds, seed=self.seed)
+            self._main = search, search.cross_validate()
+        return self._main
+
+    @property
+    def nested(self) -> list[tuple[_Search, _Candidates, NDArray[np.intp]]]:
+        """For each outer fold: the search on the other folds, its candidates, the fold's rows."""
+        if self._nested is None:
+            outer = fold_ids(len(self.feats.table), self.folds, self.seed + 1)
+            self._nested = []
+            for o in range(self.folds):
+                inner = _Search(self.feats, np.flatnonzero(outer != o), self.options, folds=self.folds, seed=self.seed)
+                self._nested.append((inner, inner.cross_validate(), np.flatnonzero(outer == o)))
+        return self._nested
+
+
 def _nested_margin(
-    feats: FeatureTable,
-    *,
-    budget: float | None,
-    max_drop: float | None,
-    reference: float,
-    folds: int,
-    seed: int,
-    options: _SearchOptions,
+    searches: _Searches, *, budget: float | None, max_drop: float | None, reference: float
 ) -> tuple[float, list[dict[str, float]]]:
     """Choose the safety margin by nested cross-validation: for each outer fold, the whole
     search runs on the other folds, picks a plan at each margin, and the plan is scored on the
     outer fold. The margin whose outer-fold results meet the objective best wins."""
-    n = len(feats.table)
-    outer = fold_ids(n, folds, seed + 1)
+    n = len(searches.feats.table)
     right = np.zeros((len(AUTO_MARGINS), n))
     spent = np.zeros((len(AUTO_MARGINS), n))
     feasible = np.ones(len(AUTO_MARGINS), dtype=bool)
-    for o in range(folds):
-        inner_rows, held = np.flatnonzero(outer != o), np.flatnonzero(outer == o)
-        inner = _Search(feats, inner_rows, options, folds=folds, seed=seed)
-        cands = inner.cross_validate()
+    for inner, cands, held in searches.nested:
         for i, z in enumerate(AUTO_MARGINS):
             pick = _select(cands, budget=budget, max_drop=max_drop, margin_z=z)
             if pick is None:
@@ -586,11 +607,39 @@ def _nested_margin(
     return pick_row["margin_z"], report
 
 
+def _objective(budget: float | None, max_accuracy_drop: float | None) -> tuple[float | None, float | None]:
+    """``(budget, max_accuracy_drop)`` checked, with the default drop of 0.01 when neither is given."""
+    if budget is not None and max_accuracy_drop is not None:
+        raise ConfigError("give budget= or max_accuracy_drop=, not both")
+    if budget is None and max_accuracy_drop is None:
+        max_accuracy_drop = 0.01
+    if budget is not None and not (budget > 0 and math.isfinite(budget)):
+        raise ConfigError(f"budget must be a positive number of USD per query, got {budget!r}")
+    if max_accuracy_drop is not None and not (0 <= max_accuracy_drop < 1):
+        raise ConfigError(f"max_accuracy_drop must be in [0, 1), got {max_accuracy_drop!r}")
+    return budget, max_accuracy_drop
+
+
 def fit_plan(
     table: OutcomeTable,
     *,
     budget: float | None = None,
     max_accuracy_drop: float | None = None,
+    **options: Any,
+) -> Plan:
+    """Fit a plan on ``table``; see the module docstring and :func:`fit_plans` for ``options``.
+
+    Give ``budget`` (USD per query: the most accurate plan within it) or
+    ``max_accuracy_drop`` (the cheapest plan at most this far below the best single model's
+    accuracy on ``table``; the default, 0.01, when neither is given).
+    """
+    return fit_plans(table, [{"budget": budget, "max_accuracy_drop": max_accuracy_drop}], **options)[0]
+
+
+def fit_plans(
+    table: OutcomeTable,
+    objectives: Sequence[Mapping[str, float | None]],
+    *,
     max_depth: int = 4,
     orderings: str = "cheapest_first",
     folds: int = 5,
@@ -603,29 +652,22 @@ def fit_plan(
     text_scorer: TextScorerSource | None = None,
     step_scorers: StepScorerTrainer | None = None,
     frontier_points: int = 12,
-) -> Plan:
-    """Fit a plan on ``table``; see the module docstring.
+) -> list[Plan]:
+    """One plan per objective (``{"budget": USD}`` or ``{"max_accuracy_drop": D}``), from one
+    search: the cross-validated candidates and the nested margin's searches are computed once
+    and read by every objective (a budget sweep costs about one fit).
 
-    Give ``budget`` (USD per query: the most accurate plan within it) or
-    ``max_accuracy_drop`` (the cheapest plan at most this far below the best single model's
-    accuracy on ``table``; the default, 0.01, when neither is given). ``orderings`` is
-    ``"cheapest_first"`` (models in order of cost, any model last) or ``"all"`` (every
-    ordering; slower, and no better on the benchmark data). ``margin_z`` is the safety margin
-    in standard errors, or ``"auto"`` to choose it by nested cross-validation. Leave the
-    ``conf*`` features out (``features=``) when the provider cannot return log-probabilities.
+    ``orderings`` is ``"cheapest_first"`` (models in order of cost, any model last) or
+    ``"all"`` (every ordering; slower, and no better on the benchmark data). ``margin_z`` is
+    the safety margin in standard errors, or ``"auto"`` to choose it by nested
+    cross-validation. Leave the ``conf*`` features out (``features=``) when the provider
+    cannot return log-probabilities.
 
     ``step_scorers`` (a :class:`llmspend.cascade.scorers.StepScorerExport`) makes every step's
     scorer an ONNX scorer directory that may read the text embedding too; without it the
     scorers are logistic regressions over the numeric features, held in the plan.
     """
-    if budget is not None and max_accuracy_drop is not None:
-        raise ConfigError("give budget= or max_accuracy_drop=, not both")
-    if budget is None and max_accuracy_drop is None:
-        max_accuracy_drop = 0.01
-    if budget is not None and not (budget > 0 and math.isfinite(budget)):
-        raise ConfigError(f"budget must be a positive number of USD per query, got {budget!r}")
-    if max_accuracy_drop is not None and not (0 <= max_accuracy_drop < 1):
-        raise ConfigError(f"max_accuracy_drop must be in [0, 1), got {max_accuracy_drop!r}")
+    goals = [_objective(o.get("budget"), o.get("max_accuracy_drop")) for o in objectives]
     if not 1 <= max_depth <= 4:
         raise ConfigError(f"max_depth must be 1 to 4, got {max_depth}")
     if orderings not in ("all", "cheapest_first"):
@@ -644,19 +686,52 @@ def fit_plan(
     text_spec: Mapping[str, Any] | None = None
     if text_scorer is not None:
         feats.text, text_spec = feats.score_text(text_scorer.scorer, range(n)), text_scorer.spec
+    searches = _Searches(feats, _SearchOptions(max_depth, orderings, l2), folds=folds, seed=seed)
+    training = {
+        "source": Path(table.source).name if table.source else None,
+        "sha256": table.sha256,
+        "rows": n,
+        "rows_dropped": table.dropped,
+        "models": list(table.models),
+        "features": list(feats.features),
+        "max_depth": max_depth,
+        "orderings": orderings,
+        "seed": seed,
+        "l2": l2,
+        "step_scorers": {"kind": "logistic"} if step_scorers is None else {
+            "kind": "onnx", **step_scorers.describe(), "text_components": TEXT_COMPONENTS,
+            "text_l2_grid": ["inf" if math.isinf(v) else v for v in TEXT_L2]},
+        "llmspend_version": __version__,
+    }
+    route = {"alias": alias, "feature": feature, "text_scorer": text_spec}
+    return [
+        _plan(searches, budget=b, max_drop=d, margin_z=margin_z, frontier_points=frontier_points,
+              step_scorers=step_scorers, training=training, route=route)
+        for b, d in goals
+    ]
+
+
+def _plan(
+    searches: _Searches,
+    *,
+    budget: float | None,
+    max_drop: float | None,
+    margin_z: float | str,
+    frontier_points: int,
+    step_scorers: StepScorerTrainer | None,
+    training: Mapping[str, Any],
+    route: Mapping[str, Any],
+) -> Plan:
+    feats = searches.feats
+    table = feats.table
     best = table.best_single()
-    options = _SearchOptions(max_depth, orderings, l2)
     nested: list[dict[str, float]] = []
     if margin_z == "auto":
-        z, nested = _nested_margin(
-            feats, budget=budget, max_drop=max_accuracy_drop, reference=best["accuracy"],
-            folds=folds, seed=seed, options=options,
-        )
+        z, nested = _nested_margin(searches, budget=budget, max_drop=max_drop, reference=best["accuracy"])
     else:
         z = float(margin_z)
-    search = _Search(feats, np.arange(n), options, folds=folds, seed=seed)
-    cands = search.cross_validate()
-    chosen = _select(cands, budget=budget, max_drop=max_accuracy_drop, margin_z=z)
+    search, cands = searches.main
+    chosen = _select(cands, budget=budget, max_drop=max_drop, margin_z=z)
     if chosen is None:
         cheapest = min(table.singles(), key=lambda s: s["cost_usd_per_query"])
         raise ConfigError(
@@ -687,19 +762,19 @@ def fit_plan(
     objective: dict[str, Any] = (
         {"mode": "budget", "budget_usd_per_query": budget}
         if budget is not None
-        else {"mode": "max_accuracy_drop", "max_accuracy_drop": max_accuracy_drop, "reference": best["model"]}
+        else {"mode": "max_accuracy_drop", "max_accuracy_drop": max_drop, "reference": best["model"]}
     )
     objective["margin_z"] = z
     objective["margin_chosen_by"] = "nested cross-validation" if margin_z == "auto" else "given"
     return Plan(
         steps=steps,
         scorers=_step_scorers(heads, feats, step_scorers),
-        alias=alias,
-        feature=feature,
-        text_scorer=text_spec,
+        alias=route["alias"],
+        feature=route["feature"],
+        text_scorer=route["text_scorer"],
         objective=objective,
         cv={
-            "folds": folds,
+            "folds": searches.folds,
             "accuracy": float(stats["accuracy"][c, g]),
             "cost_usd_per_query": float(stats["cost"][c, g]),
             "accuracy_diff_se": float(stats["diff_se"][c, g]),
@@ -711,22 +786,9 @@ def fit_plan(
             "nested_margins": nested,
         },
         training={
-            "source": Path(table.source).name if table.source else None,
-            "sha256": table.sha256,
-            "rows": n,
-            "rows_dropped": table.dropped,
-            "models": list(table.models),
-            "features": list(feats.features),
-            "max_depth": max_depth,
-            "orderings": orderings,
+            **training,
             "chains_searched": len(cands.chains),
-            "seed": seed,
-            "l2": l2,
-            "step_scorers": {"kind": "logistic"} if step_scorers is None else {
-                "kind": "onnx", **step_scorers.describe(), "text_components": TEXT_COMPONENTS,
-                "text_l2_grid": ["inf" if math.isinf(v) else v for v in TEXT_L2]},
             "text_l2": {k: ("inf" if math.isinf(h.text_l2) else h.text_l2) for k, h in heads.items()},
-            "llmspend_version": __version__,
         },
         frontier=tuple(frontier),
     )
