@@ -153,6 +153,9 @@ class ProviderAdapter(ABC):
     name: str = ""
     #: a ``gen_ai.provider.name`` that overrides the adapter's own choice (``wrap(provider=)``)
     provider: str | None = None
+    #: request headers whose values change the answer (as in HTTP's ``Vary``), lower-case: the
+    #: cache keys on them. Credentials are not among them: the cache scopes by those anyway.
+    vary_headers: tuple[str, ...] = ()
 
     def supports_client(self, client: object) -> bool:
         """Whether ``llmspend.wrap(client)`` should use this adapter for ``client``."""
@@ -201,6 +204,12 @@ class ProviderAdapter(ABC):
         own (the anthropic SDK makes them ``APIConnectionError`` and may retry them) needs one of
         a type it lets through, still an instance of ``type(error)``."""
         return error
+
+    def cache_key_body(self, request: Request, call: Call) -> Mapping[str, Any]:
+        """The request body as the cache keys it: without what the provider reads but what
+        does not change the answer (Anthropic's ``cache_control`` markers). Default: the body.
+        Fields every API shares (``user``, ``stream``, ...) are left out by the cache itself."""
+        return call.body  # type: ignore[no-any-return]
 
     def with_model(self, request: Request, model: str) -> Request:
         """The same request asking ``model`` instead (used by cascades and budgets)."""

@@ -25,7 +25,7 @@ from llmspend.providers.base import Call, Outcome, ProviderAdapter, StreamReader
 
 from . import convert
 from .errors import passable
-from .content import block_text, estimate_overhead_tokens, estimate_request_tokens
+from .content import block_text, estimate_overhead_tokens, estimate_request_tokens, without_cache_control
 from .stream import AnthropicStreamReader
 from .usage import usage_attributes, usage_from_json
 
@@ -52,6 +52,9 @@ class AnthropicAdapter(ProviderAdapter):
     (default ``"anthropic"``) for a proxy that serves Claude under another name."""
 
     name = "anthropic"
+    #: the API version and beta features select the model's behaviour: a cached answer given
+    #: under one must not stand in for another (the cache keys on them)
+    vary_headers = ("anthropic-version", "anthropic-beta")
 
     def __init__(self, provider: str | None = None) -> None:
         self.provider = provider
@@ -118,6 +121,14 @@ class AnthropicAdapter(ProviderAdapter):
         return estimate_request_tokens(body, call.model)
 
     # -- hooks for other stages ----------------------------------------------------------
+    def cache_key_body(self, request: Request, call: Call) -> Mapping[str, Any]:
+        """The body without its ``cache_control`` markers: they say which prefix the provider
+        may keep, not what the answer is, so a request with and without them gets one entry."""
+        body: Mapping[str, Any] = call.body
+        if b'"cache_control"' not in request.content:  # the SDK's JSON: the usual case, no copy
+            return body
+        return without_cache_control(body)
+
     # with_model() is the base class's: the model is a top-level body field here as well.
 
     def get_messages(self, call: Call) -> list[Any] | None:

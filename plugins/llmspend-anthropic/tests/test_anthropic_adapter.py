@@ -122,6 +122,28 @@ def test_estimate_counts_everything_sent() -> None:
     assert bare is not None and 0 < adapter.estimate_input_tokens(bare) < full
 
 
+# -- what the cache keys on ------------------------------------------------------------------
+def test_cache_key_body_drops_only_the_markers() -> None:
+    adapter = AnthropicAdapter()
+    schema_tool = {"name": "set", "input_schema": {"type": "object", "properties": {"cache_control": {"type": "string"}}},
+                   "cache_control": {"type": "ephemeral"}}
+    nested = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "cache_control": {"type": "ephemeral"},
+                                           "content": [{"type": "text", "text": "shipped", "cache_control": {"type": "ephemeral"}}]}]}
+    marked = {**BODY, "cache_control": {"type": "ephemeral"}, "tools": [schema_tool], "messages": [*CONVERSATION[:2], nested]}
+    request = _request(marked)
+    call = request.call
+    assert call is not None
+    keyed = adapter.cache_key_body(request, call)
+    assert b'"cache_control"' not in dumps(keyed).replace(b'"properties":{"cache_control"', b"")  # only the schema's is left
+    assert keyed["tools"][0]["input_schema"] == schema_tool["input_schema"]
+    assert keyed["system"] == [{"type": "text", "text": "Be brief."}]
+    assert keyed["messages"][2]["content"][0]["content"] == [{"type": "text", "text": "shipped"}]
+    assert marked["system"] == SYSTEM and "cache_control" in marked  # the request itself is untouched
+    plain = _request({**BODY, "system": "Be brief."})
+    assert plain.call is not None and adapter.cache_key_body(plain, plain.call) is plain.call.body  # nothing to drop: no copy
+    assert adapter.vary_headers == ("anthropic-version", "anthropic-beta")
+
+
 # -- conversion for mixed cascades ----------------------------------------------------------
 def test_request_to_openai_and_back() -> None:
     as_openai = openai_chat_request(BODY)
