@@ -40,6 +40,7 @@ __all__ = [
     "NAMESPACE_HEADER",
     "CONTROL_HEADERS",
     "MODES",
+    "CREDENTIAL_HEADERS",
     "IGNORED_FIELDS",
     "Controls",
     "read_controls",
@@ -61,8 +62,8 @@ CONTROL_HEADERS = (CONTROL_HEADER, TTL_HEADER, NAMESPACE_HEADER)
 #: write even when the policy would not
 MODES = ("skip", "refresh", "always")
 
-# Credential headers in order of preference (OpenAI, Anthropic, Azure).
-_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
+#: request headers that carry a credential (OpenAI and Anthropic, Anthropic, Azure)
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
 
 #: body fields that do not change the answer: who asked (``user``, ``safety_identifier``,
 #: ``metadata``), provider-side bookkeeping (``store``, ``prompt_cache_key``) and delivery
@@ -115,7 +116,7 @@ def read_controls(headers: Headers) -> Controls:
                 namespace = value
             else:
                 unknown = name
-        elif lname in _CREDENTIAL_HEADERS:
+        elif lname in CREDENTIAL_HEADERS:
             credentials[lname] = value
     credential = _credential(credentials)
     if not present:
@@ -148,7 +149,7 @@ def _credential(found: dict[str, str]) -> str | None:
     ``x-api-key`` before ``authorization``): two callers sharing one must not share a scope."""
     if len(found) <= 1:
         return next(iter(found.values()), None)
-    return "\0".join(f"{h}\0{found[h]}" for h in _CREDENTIAL_HEADERS if h in found)
+    return "\0".join(f"{h}\0{found[h]}" for h in CREDENTIAL_HEADERS if h in found)
 
 
 def without_controls(headers: Headers) -> Headers:

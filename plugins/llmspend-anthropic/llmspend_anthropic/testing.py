@@ -42,9 +42,10 @@ from llmspend.testing import FakeLLMServer, FakeRequest, FakeResponse
 from llmspend.tokens import count_text
 
 from .content import block_text
+from .convert import NO_SAMPLING_VERSION
 from .stream import encode_events, events_from_message
 
-__all__ = ["FakeAnthropicAPI", "error_body", "CACHE_MIN_TOKENS"]
+__all__ = ["FakeAnthropicAPI", "error_body", "CACHE_MIN_TOKENS", "NO_SAMPLING_VERSION"]
 
 CACHE_MIN_TOKENS = 1024
 _MESSAGE_FRAMING = 4  # tokens around each message (role markers)
@@ -61,8 +62,6 @@ _ERROR_TYPES = {
     500: "api_error", 529: "overloaded_error",
 }
 
-#: the API version that removed the sampling parameters (a 400 even for ``temperature: 1``)
-NO_SAMPLING_VERSION = "2026-10-21"
 _SAMPLING = ("temperature", "top_p", "top_k")
 
 # Aliases answered with a dated snapshot, as the API does.
