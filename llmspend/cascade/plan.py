@@ -23,8 +23,10 @@ regression held in the plan itself (``"kind": "logistic"``, ``--numeric-scorers`
 the ``features`` they read and the models they judge (``models``) and come ``after``.
 
 A threshold above 1 means the step never accepts: it is called only so that later steps can
-compare their answers with its answer. ``provider`` on a step is informational: the stage
-sends every step through the client it wraps.
+compare their answers with its answer. ``provider`` on a step sends it through the SDK client
+given for that provider (``cascade={"plan": ..., "clients": {"anthropic": ...}}``), so one plan
+may mix OpenAI-compatible models and Claude; a step without one, or naming a provider no client
+is given for, goes through the client the plan runs in.
 """
 
 from __future__ import annotations
