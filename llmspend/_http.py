@@ -10,13 +10,15 @@ sent, and when it builds a response of its own it drops the encoding headers to 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import SplitResult, urlsplit
 
+from .context import CallContext
+
 if TYPE_CHECKING:
-    from .context import CallContext
     from .providers.base import Call, ProviderAdapter
 
 __all__ = ["Headers", "Request", "Response", "SyncByteStream", "AsyncByteStream"]
@@ -31,6 +33,27 @@ class _Unset:
 
 _UNSET: Any = _Unset()
 _UNSET_ARG: Any = _Unset()
+
+
+class _URLInfo(NamedTuple):
+    parts: SplitResult
+    host: str
+    port: int | None  # None: the URL's port is not a number (reading it raises)
+
+
+@functools.lru_cache(maxsize=256)
+def _url_info(url: str) -> _URLInfo:
+    """A URL split once, with its host and port. A client sends to a handful of URLs, and
+    ``SplitResult.hostname``/``.port`` re-parse the netloc on every read: memoised, since
+    every call's span needs both."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return _URLInfo(parts, parts.hostname or "", None)
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return _URLInfo(parts, parts.hostname or "", port)
 
 
 class Headers:
@@ -98,7 +121,7 @@ class Request:
 
     __slots__ = (
         "method", "url", "headers", "content", "native", "context", "adapter",
-        "_template", "_json", "_call", "_parts",
+        "_template", "_json", "_call", "_url_info",
     )
 
     def __init__(
@@ -120,38 +143,39 @@ class Request:
         #: the HTTP library's own request, kept while this request is unchanged so the
         #: transport can send it as it came (extensions, timeouts and all).
         self.native = native
-        if context is None:
-            from .context import CallContext
-
-            context = CallContext()
-        self.context = context
+        self.context = context if context is not None else CallContext()
         self.adapter = adapter
         self._template = template
         self._json: Any = _UNSET
         self._call: Any = _UNSET
-        self._parts: SplitResult | None = None
+        self._url_info: _URLInfo | None = None
 
     # -- URL ---------------------------------------------------------------------------
     @property
+    def _info(self) -> _URLInfo:
+        info = self._url_info
+        if info is None:
+            info = self._url_info = _url_info(self.url)
+        return info
+
+    @property
     def parts(self) -> SplitResult:
-        if self._parts is None:
-            self._parts = urlsplit(self.url)
-        return self._parts
+        return self._info.parts
 
     @property
     def host(self) -> str:
-        return self.parts.hostname or ""
+        return self._info.host
 
     @property
     def port(self) -> int:
-        parts = self.parts
-        if parts.port is not None:
-            return parts.port
-        return 443 if parts.scheme == "https" else 80
+        port = self._info.port
+        if port is None:  # not a number: read it again, so that urlsplit raises its ValueError
+            return self._info.parts.port or 0
+        return port
 
     @property
     def path(self) -> str:
-        return self.parts.path
+        return self._info.parts.path
 
     # -- body --------------------------------------------------------------------------
     def json(self) -> Any:
