@@ -224,7 +224,8 @@ def number_params(body: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
     (body key -> attribute suffix); booleans and other types are left out."""
     params: dict[str, Any] = {}
     for key, attr in names.items():
-        value = body.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            params[attr] = value
+        if key in body:  # a request sets one or two of them: skip the rest without a get()
+            value = body[key]
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                params[attr] = value
     return params

@@ -62,6 +62,17 @@ _ENDPOINTS = (
     ("/responses", "responses", "chat"),
 )
 
+
+@functools.lru_cache(maxsize=256)  # a client calls a handful of paths, on every call
+def _endpoint(path: str) -> tuple[str, str] | None:
+    """``(endpoint, operation)`` for a URL path, or None when it is none of ours."""
+    path = path.rstrip("/")
+    for suffix, endpoint, operation in _ENDPOINTS:
+        if path.endswith(suffix):
+            return endpoint, operation
+    return None
+
+
 # request body key -> gen_ai.request.* attribute suffix
 _PARAMS = {
     "temperature": "temperature",
@@ -107,12 +118,10 @@ class OpenAIAdapter(ProviderAdapter):
     def parse_request(self, request: Request) -> Call | None:
         if request.method != "POST":
             return None
-        path = request.path.rstrip("/")
-        for suffix, endpoint, operation in _ENDPOINTS:
-            if path.endswith(suffix):
-                break
-        else:
+        found = _endpoint(request.path)
+        if found is None:
             return None
+        endpoint, operation = found
         body = json_object_body(request)
         if body is None:
             return None
@@ -123,12 +132,11 @@ class OpenAIAdapter(ProviderAdapter):
         elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
             params["stop_sequences"] = tuple(stop)
         fmt = body.get("response_format") or (body.get("text") or {}).get("format")
-        if isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema"):
+        if fmt and isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema"):
             params["output.type"] = "json"
         stream = body.get("stream") is True
-        options = body.get("stream_options")
         usage_requested = not stream or endpoint == "responses" or (
-            isinstance(options, Mapping) and options.get("include_usage") is True
+            isinstance(options := body.get("stream_options"), Mapping) and options.get("include_usage") is True
         )
         model = body.get("model")
         return Call(
@@ -161,8 +169,10 @@ class OpenAIAdapter(ProviderAdapter):
             raise ResponseParseError(f"{call.endpoint} response is not a JSON object")
         if call.endpoint == "responses":
             return _responses_outcome(data)
+        # JSON objects parse to dicts: isinstance(x, dict) is the Mapping check without the
+        # ABC machinery, here and in the helpers below (they read parsed JSON only).
         usage = data.get("usage")
-        if usage is not None and not isinstance(usage, Mapping):
+        if usage is not None and not isinstance(usage, dict):
             raise ResponseParseError("usage is not an object")
         texts, reasons = [], []
         choices = data.get("choices")
@@ -170,17 +180,19 @@ class OpenAIAdapter(ProviderAdapter):
             if not isinstance(choices, list):
                 raise ResponseParseError(f"{call.endpoint} response has no choices")
             for choice in choices:
-                if not isinstance(choice, Mapping):
+                if not isinstance(choice, dict):
                     raise ResponseParseError("a choice is not an object")
                 texts.append(_choice_text(choice))
-                if isinstance(choice.get("finish_reason"), str):
-                    reasons.append(choice["finish_reason"])
+                reason = choice.get("finish_reason")
+                if isinstance(reason, str):
+                    reasons.append(reason)
+        response_id, model, tier = data.get("id"), data.get("model"), data.get("service_tier")
         return Outcome(
             usage=_chat_usage(usage) if usage else None,
-            response_id=data.get("id") if isinstance(data.get("id"), str) else None,
-            response_model=data.get("model") if isinstance(data.get("model"), str) else None,
+            response_id=response_id if isinstance(response_id, str) else None,
+            response_model=model if isinstance(model, str) else None,
             finish_reasons=tuple(reasons),
-            service_tier=data.get("service_tier") if isinstance(data.get("service_tier"), str) else None,
+            service_tier=tier if isinstance(tier, str) else None,
             output_text="".join(texts),
         )
 
@@ -235,7 +247,7 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     completion = usage.get("completion_tokens", usage.get("output_tokens"))
     in_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
     out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
-    if not isinstance(in_details, Mapping) or not isinstance(out_details, Mapping):
+    if not isinstance(in_details, dict) or not isinstance(out_details, dict):
         raise ResponseParseError("usage details are not objects")
     return Usage(
         input_tokens=_int(prompt),
@@ -248,11 +260,13 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
 def _choice_text(choice: Mapping[str, Any]) -> str:
     message = choice.get("message") or choice.get("delta") or {}
     parts: list[str] = []
-    if isinstance(choice.get("text"), str):
-        parts.append(choice["text"])
-    if isinstance(message, Mapping):
-        if isinstance(message.get("content"), str):
-            parts.append(message["content"])
+    text = choice.get("text")
+    if isinstance(text, str):
+        parts.append(text)
+    if isinstance(message, dict):
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
         for call in message.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, Mapping) else None
             if isinstance(function, Mapping):
