@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ..attribution import current_attribution
+from ..attribution import UNATTRIBUTED, current_attribution
 from ..pricing.cost import NO_USAGE, UNKNOWN_MODEL, Cost, price_usage, unknown_cost
 from ..providers.base import Call, Outcome, Usage
 from ..tokens import count_text
@@ -153,9 +153,11 @@ class CallRecorder:
             attrs[A.REQUEST_STREAM] = True
         for key, value in call.params.items():
             attrs["gen_ai." + key if key == "output.type" else "gen_ai.request." + key] = value
-        self.attribution = current_attribution()
-        attrs.update(self.attribution.span_attributes())
-        attrs.update(self.context.attributes)  # what outer stages noted before the span existed
+        self.attribution = attribution = current_attribution()
+        if attribution is not UNATTRIBUTED:  # outside track() there is nothing to add
+            attrs.update(attribution.span_attributes())
+        if self.context.attributes:  # what outer stages noted before the span existed
+            attrs.update(self.context.attributes)
         _mark_sdk_parent(trace.get_current_span())
         self.span = instruments.tracer.start_span(call.span_name, kind=SpanKind.CLIENT, attributes=attrs)
         self.context.span = self.span
@@ -164,14 +166,24 @@ class CallRecorder:
             if content is not None:
                 self.span.set_attribute(A.INPUT_MESSAGES, _content_json(content))
 
+    def activate(self) -> object:
+        """Make the span current while the rest of the chain runs (so spans below nest);
+        undo with :meth:`deactivate`. The telemetry stage calls the two in a ``try``/``finally``
+        of its own: a context manager would cost a generator on every call."""
+        return otel_context.attach(trace.set_span_in_context(self.span))
+
+    @staticmethod
+    def deactivate(token: object) -> None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+
     @contextmanager
     def activated(self) -> Iterator[None]:
-        """Make the span current while the rest of the chain runs (so spans below nest)."""
-        token = otel_context.attach(trace.set_span_in_context(self.span))
+        """:meth:`activate` and :meth:`deactivate` as a context manager."""
+        token = self.activate()
         try:
             yield
         finally:
-            otel_context.detach(token)
+            self.deactivate(token)
 
     @property
     def ended(self) -> bool:
@@ -288,7 +300,7 @@ class CallRecorder:
                 attrs[A.COST_REQUEST_USD] = cost.request_usd
             if cost.batch:
                 attrs[A.COST_BATCH] = True
-        saved = sum(context.savings.values())
+        saved = sum(context.savings.values()) if context.savings else 0.0
         if saved:
             attrs[A.COST_SAVED_USD] = saved
             for stage, usd in context.savings.items():  # so reports can say which stage saved what
@@ -306,7 +318,8 @@ class CallRecorder:
             error_type=error_type,
             response_model=outcome.response_model if outcome else None,
         )
-        self.attribution.record(cost, context)
+        if self.attribution.sinks:
+            self.attribution.record(cost, context)
         span.end()
 
     def _metrics(
@@ -317,6 +330,20 @@ class CallRecorder:
         error_type: str | None,
         response_model: str | None = None,
     ) -> None:
+        call, feature = self.call, self.attribution.metric_feature
+        # everything _metric_attributes reads: the same kind, the same attributes
+        kind = (call.operation, call.provider, call.server_address, call.server_port, call.model,
+                response_model, error_type, feature)
+        self.instruments.record_call(
+            self.instruments.attribute_sets(kind, self._metric_attributes, response_model, error_type),
+            duration_s=time.perf_counter() - self.started,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            cost_usd=cost_usd,
+            savings=self.context.savings,
+        )
+
+    def _metric_attributes(self, response_model: str | None, error_type: str | None) -> dict[str, str | int]:
         call = self.call
         attrs: dict[str, str | int] = {
             A.OPERATION_NAME: call.operation,
@@ -331,14 +358,7 @@ class CallRecorder:
         if error_type:
             attrs[A.ERROR_TYPE] = error_type
         attrs.update(self.attribution.metric_attributes())
-        self.instruments.record_call(
-            attrs,
-            duration_s=time.perf_counter() - self.started,
-            input_tokens=usage.input_tokens if usage else None,
-            output_tokens=usage.output_tokens if usage else None,
-            cost_usd=cost_usd,
-            savings=self.context.savings,
-        )
+        return attrs
 
     def _guard(self, fn: Any, *args: Any) -> None:
         try:
