@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._frozen import quick_init
+
 if TYPE_CHECKING:
     from .._http import Request
     from ..exceptions import LLMSpendError
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "json_object_body", "number_params"]
 
 
+@quick_init  # built on every call: see llmspend._frozen
 @dataclass(frozen=True)
 class Call:
     """What one request asks of a provider, as far as cost and telemetry need to know."""
@@ -62,6 +65,7 @@ class Call:
         return f"{self.operation} {self.model}" if self.model else self.operation
 
 
+@quick_init  # built on every call: see llmspend._frozen
 @dataclass(frozen=True)
 class Usage:
     """Token counts of one call, in the OpenTelemetry GenAI sense.
@@ -99,6 +103,7 @@ class Usage:
         )
 
 
+@quick_init  # built on every call: see llmspend._frozen
 @dataclass(frozen=True)
 class Outcome:
     """What a provider's answer says, as far as cost and telemetry need to know."""
