@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from .._http import Request
+from .._http import Request, loads
 from ..exceptions import ResponseParseError
 from ..tokens import count_chat_messages, count_text
 from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage, json_object_body, number_params
@@ -162,7 +162,7 @@ class OpenAIAdapter(ProviderAdapter):
     # -- responses ---------------------------------------------------------------------
     def parse_response(self, call: Call, body: bytes) -> Outcome:
         try:
-            data = json.loads(body)
+            data = loads(body)
         except ValueError as exc:
             raise ResponseParseError(f"{call.endpoint} response is not JSON") from exc
         if not isinstance(data, dict):
@@ -457,7 +457,7 @@ def _loads(data: bytes | None) -> dict[str, Any] | None:
     if not data or data == b"[DONE]":
         return None
     try:
-        payload = json.loads(data)
+        payload = loads(data)
     except ValueError:
         return None
     return payload if isinstance(payload, dict) else None
