@@ -63,16 +63,21 @@ class Headers:
     never look at the provider's response headers, so the transport need not copy them.
     """
 
-    __slots__ = ("_pairs", "_source")
+    __slots__ = ("_pairs", "_source", "origin")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._pairs: tuple[tuple[str, str], ...] | None = tuple(items)
         self._source: Callable[[], Iterable[tuple[str, str]]] | None = None
+        #: the HTTP library's own headers object these were read from (see :meth:`lazy`)
+        self.origin: Any = None
 
     @classmethod
-    def lazy(cls, source: Callable[[], Iterable[tuple[str, str]]]) -> Headers:
+    def lazy(cls, source: Callable[[], Iterable[tuple[str, str]]], origin: Any = None) -> Headers:
+        """Headers read from ``source()`` when first needed. ``origin``: the library's headers
+        object that ``source`` reads, which a transport may send again instead of rebuilding
+        it from these pairs (headers are never changed in place, only replaced)."""
         headers = cls()
-        headers._pairs, headers._source = None, source
+        headers._pairs, headers._source, headers.origin = None, source, origin
         return headers
 
     @property

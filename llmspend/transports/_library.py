@@ -18,22 +18,39 @@ from ..pipeline import Pipeline
 
 __all__ = ["make_transports"]
 
+# the library sets these for a new body itself
+_BODY_HEADERS = ("content-length", "transfer-encoding")
+
 
 def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
     """``(PipelineTransport, AsyncPipelineTransport)`` classes for the library ``lib``."""
 
     def to_request(native: Any, body: bytes) -> Request:
-        return Request(native.method, str(native.url), Headers.lazy(native.headers.multi_items), body, native=native)
+        headers = native.headers
+        return Request(native.method, str(native.url), Headers.lazy(headers.multi_items, headers), body, native=native)
 
     def to_native_request(request: Request) -> Any:
         if request.native is not None:
             return request.native
         template = request.template
+        # A stage changed the request (most often only its body: a stream asked for usage).
+        # What it left as it was is taken from the library's request as it stands, rather than
+        # parsed and normalised again from strings.
+        native_headers = request.headers.origin
+        if native_headers is not None:
+            headers = native_headers.copy()
+            for name in _BODY_HEADERS:
+                if name in headers:
+                    del headers[name]
+        else:
+            headers = list(request.headers.without(*_BODY_HEADERS).items())
+        url: Any = request.url
+        if template is not None and url == str(template.url):
+            url = template.url
         return lib.Request(
             request.method,
-            request.url,
-            # the library sets content-length for the new body itself
-            headers=list(request.headers.without("content-length", "transfer-encoding").items()),
+            url,
+            headers=headers,
             content=request.content,
             extensions=dict(template.extensions) if template is not None else {},
         )
