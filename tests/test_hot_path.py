@@ -5,9 +5,21 @@ from __future__ import annotations
 import codecs
 import json
 
+import httpx2
+import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import llmspend
 from llmspend._http import Headers, Request, loads
+from llmspend.pipeline import Pipeline, Stage
+from llmspend.providers.openai import OpenAIAdapter, _is_injected_usage
+from llmspend.providers.sse import EventSplitter
+from llmspend.testing import FakeLLMServer
+from llmspend.transports.httpx2 import AsyncPipelineTransport, PipelineTransport
+
+from .conftest import API_KEY
 
 
 @pytest.mark.parametrize("text", ['{"a": "é", "b": [1, 2.5, null]}', "[1, 2]", '"s"', "3", "{}", "{ }"])
@@ -46,3 +58,95 @@ def test_a_port_that_is_not_a_number_still_raises_only_when_read() -> None:
     for _ in range(2):
         with pytest.raises(ValueError):
             request.port
+
+
+# -- streams: the injected usage chunk is dropped by a shortcut on most chunks --------------
+
+
+_CONTENT = b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],"usage":null}'
+_USAGE_ONLY = b'data: {"id":"c1","choices": [],"usage": {"prompt_tokens":3,"completion_tokens":1}}'
+_EVENTS = st.sampled_from([_CONTENT, _USAGE_ONLY, b"data: [DONE]", b": keep-alive", b'data: {"usage":{}}'])
+
+
+def _reference_outputs(chunks: list[bytes]) -> list[bytes]:
+    """What the reader handed on for each chunk before the shortcut: every event looked at."""
+    split = EventSplitter()
+    return [b"".join(e for e in split.feed(c) if not _is_injected_usage(e)) for c in chunks] + [split.flush()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(_EVENTS, min_size=1, max_size=8),
+    separator=st.sampled_from([b"\n\n", b"\r\n\r\n", b"\n\n\n", b"\r\r"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=6),
+)
+def test_usage_chunk_shortcut_hands_on_what_looking_at_every_event_did(
+    events: list[bytes], separator: bytes, cuts: list[int]
+) -> None:
+    stream = b"".join(event + separator for event in events)
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    chunks = [stream[a:b] for a, b in zip(points, points[1:])]
+    request = Request("POST", "http://h/v1/chat/completions", Headers(), b'{"model":"m","stream":true}')
+    request.adapter = adapter = OpenAIAdapter()
+    call = request.call
+    assert call is not None and not call.usage_requested
+    reader = adapter.stream_reader(call, request)
+    assert [reader.feed(c) for c in chunks] + [reader.flush()] == _reference_outputs(chunks)
+
+
+# -- a request a stage changed is rebuilt from the library's own parts ---------------------
+
+
+_STREAM = dict(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True,
+               extra_headers={"X-Team": "search"})
+
+
+def _sent(server: FakeLLMServer) -> tuple[dict[str, str], bytes]:
+    request = server.requests[-1]
+    return {k.lower(): v for k, v in request.headers.items()}, request.body
+
+
+def test_a_stream_asked_for_usage_is_sent_with_every_header_of_the_sdk(server: FakeLLMServer) -> None:
+    bare = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+    list(bare.chat.completions.create(**_STREAM, stream_options={"include_usage": True}))  # type: ignore[call-overload]
+    expected_headers, expected_body = _sent(server)
+    list(llmspend.wrap(bare).chat.completions.create(**_STREAM))  # type: ignore[call-overload]
+    headers, body = _sent(server)
+    assert json.loads(body)["stream_options"] == {"include_usage": True}
+    assert headers["content-length"] == str(len(body))
+    skip = {"content-length", "x-stainless-retry-count", "x-stainless-read-timeout"}
+    assert {k: v for k, v in headers.items() if k not in skip} == {
+        k: v for k, v in expected_headers.items() if k not in skip
+    }
+    assert headers["x-team"] == "search" and headers["authorization"] == f"Bearer {API_KEY}"
+
+
+class _HeaderAndBody(Stage):
+    """Changes a header and the body: the request is rebuilt from the stage's headers."""
+
+    name = "header_and_body"
+
+    def handle(self, request, call_next):  # type: ignore[no-untyped-def]
+        changed = request.replace(headers=request.headers.set("x-team", "ads").without("x-stainless-lang"),
+                                  json_body={**request.json(), "temperature": 0.5})
+        return call_next(changed)
+
+    async def ahandle(self, request, call_next):  # type: ignore[no-untyped-def]
+        return await call_next(self.handle(request, lambda r: r))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_headers_a_stage_changed_are_the_ones_sent(server: FakeLLMServer, is_async: bool) -> None:
+    pipeline = Pipeline([_HeaderAndBody()], [OpenAIAdapter()])
+    kwargs = dict(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], extra_headers={"X-Team": "search"})
+    if is_async:
+        http = httpx2.AsyncClient(transport=AsyncPipelineTransport(pipeline))
+        async_client = openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, http_client=http)
+        await async_client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
+    else:
+        client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY,
+                               http_client=httpx2.Client(transport=PipelineTransport(pipeline)))
+        client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
+    headers, body = _sent(server)
+    assert headers["x-team"] == "ads" and "x-stainless-lang" not in headers
+    assert json.loads(body)["temperature"] == 0.5 and headers["content-length"] == str(len(body))

@@ -328,8 +328,13 @@ class _OpenAIStreamReader:
         self._raw.append(chunk)
         if not self._drop:
             return chunk  # hand on exactly what arrived, without waiting for event ends
-        events = self._split.feed(chunk)
-        return b"".join(event for event in events if not _is_injected_usage(event))
+        split = self._split
+        if not split.pending and not _USAGE.search(chunk):
+            # No event this chunk completes carries a usage object, so none is the injected
+            # usage chunk: hand on the complete events in one piece, without looking at each
+            # (this runs for every chunk of the stream).
+            return split.feed_joined(chunk)
+        return b"".join(event for event in split.feed(chunk) if not _is_injected_usage(event))
 
     def flush(self) -> bytes:
         if not self._drop:
