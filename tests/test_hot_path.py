@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import llmspend
 from llmspend._http import Headers, Request, loads
 from llmspend.pipeline import Pipeline, Stage
+from llmspend.providers import openai as openai_adapter
 from llmspend.providers.openai import OpenAIAdapter, _is_injected_usage
 from llmspend.providers.sse import EventSplitter
 from llmspend.testing import FakeLLMServer
@@ -150,3 +151,26 @@ async def test_headers_a_stage_changed_are_the_ones_sent(server: FakeLLMServer, 
     headers, body = _sent(server)
     assert headers["x-team"] == "ads" and "x-stainless-lang" not in headers
     assert json.loads(body)["temperature"] == 0.5 and headers["content-length"] == str(len(body))
+
+
+_PIECES = st.sampled_from([
+    b'data: {"choices":[],"usage":{"prompt_tokens":1}}', b'data: {"usage": null, "x": "\\"usage\\": {"}',
+    b'data: {"usage" : {"a":1}, "usage":{"b":2}}', b'data: {"type":"response.completed","response":{}}',
+    b'data: {"type": "response.output_text.delta"}', b'event: x\ndata: {"type" :"response.failed"}',
+    b'data: "usage"usage":{', b": comment", b"data: [DONE]",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(_PIECES, max_size=8), separator=st.sampled_from([b"\n\n", b"\r\n\r\n", b"\n\n\n"]))
+def test_events_searched_from_the_end_are_those_found_from_the_start(events: list[bytes], separator: bytes) -> None:
+    request = Request("POST", "http://h/v1/chat/completions", Headers(), b'{"model":"m","stream":true}')
+    request.adapter = adapter = OpenAIAdapter()
+    call = request.call
+    assert call is not None
+    reader = adapter.stream_reader(call, request)
+    reader.feed(b"".join(event + separator for event in events))
+    for pattern, literal in ((openai_adapter._USAGE, openai_adapter._USAGE_LITERAL),
+                             (openai_adapter._RESPONSE_END, openai_adapter._RESPONSE_END_LITERAL)):
+        expected = list(reversed(reader._matching(pattern)))  # type: ignore[attr-defined]
+        assert list(reader._last_matching(pattern, literal)) == expected  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -303,6 +303,9 @@ _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
 _EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _RESPONSE_END = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
+# what every match of the two patterns above that are searched from the end starts with
+_USAGE_LITERAL = b'"usage"'
+_RESPONSE_END_LITERAL = b'"type"'
 
 
 class _OpenAIStreamReader:
@@ -379,13 +382,38 @@ class _OpenAIStreamReader:
                 found.append(data)
         return found
 
+    def _last_matching(self, pattern: re.Pattern[bytes], literal: bytes) -> Iterator[bytes]:
+        """``reversed(self._matching(pattern))``, searched from the end of the buffer: the
+        events wanted this way (the usage chunk, the response's end) come last, so the rest of
+        the stream is not scanned. Every match of ``pattern`` starts with ``literal``."""
+        buf = self._buffer()
+        if b"\r" in buf:
+            yield from reversed(self._matching(pattern))
+            return
+        last = -1
+        end = len(buf)
+        while (position := buf.rfind(literal, 0, end)) >= 0:
+            end = position + len(literal) - 1  # next: an occurrence that starts before this one
+            match = pattern.match(buf, position)
+            if match is None:
+                continue
+            start = buf.rfind(b"\n\n", 0, position)
+            start = 0 if start < 0 else start + 2
+            if start == last:
+                continue
+            last = start
+            end = buf.find(b"\n\n", match.end())
+            data = event_data(buf[start:] if end < 0 else buf[start : end + 2])
+            if data is not None:
+                yield data
+
     def outcome(self, complete: bool) -> Outcome:
         if self._call.endpoint == "responses":
             return self._responses_outcome(complete)
         buf = self._buffer()
         done = buf.rstrip().endswith(b"[DONE]")
         usage: Usage | None = None
-        for data in reversed(self._matching(_USAGE)):
+        for data in self._last_matching(_USAGE, _USAGE_LITERAL):
             payload = _loads(data)
             if payload is not None and isinstance(payload.get("usage"), Mapping):
                 try:
@@ -424,7 +452,7 @@ class _OpenAIStreamReader:
 
     def _responses_outcome(self, complete: bool) -> Outcome:
         final: Outcome | None = None
-        for data in reversed(self._matching(_RESPONSE_END)):
+        for data in self._last_matching(_RESPONSE_END, _RESPONSE_END_LITERAL):
             payload = _loads(data)
             if payload is not None and isinstance(payload.get("response"), Mapping):
                 final = _responses_outcome(payload["response"])
