@@ -371,13 +371,11 @@ class _OpenAIStreamReader:
         found: list[bytes] = []
         last = -1
         for match in pattern.finditer(buf):
-            start = buf.rfind(b"\n\n", 0, match.start())
-            start = 0 if start < 0 else start + 2
+            start = _event_start(buf, match.start())
             if start == last:
                 continue
             last = start
-            end = buf.find(b"\n\n", match.end())
-            data = event_data(buf[start:] if end < 0 else buf[start : end + 2])
+            data = _event_data(buf, start, match.end())
             if data is not None:
                 found.append(data)
         return found
@@ -391,19 +389,17 @@ class _OpenAIStreamReader:
             yield from reversed(self._matching(pattern))
             return
         last = -1
-        end = len(buf)
-        while (position := buf.rfind(literal, 0, end)) >= 0:
-            end = position + len(literal) - 1  # next: an occurrence that starts before this one
+        limit = len(buf)
+        while (position := buf.rfind(literal, 0, limit)) >= 0:
+            limit = position + len(literal) - 1  # next: an occurrence that starts before this one
             match = pattern.match(buf, position)
             if match is None:
                 continue
-            start = buf.rfind(b"\n\n", 0, position)
-            start = 0 if start < 0 else start + 2
+            start = _event_start(buf, position)
             if start == last:
                 continue
             last = start
-            end = buf.find(b"\n\n", match.end())
-            data = event_data(buf[start:] if end < 0 else buf[start : end + 2])
+            data = _event_data(buf, start, match.end())
             if data is not None:
                 yield data
 
@@ -476,6 +472,18 @@ class _OpenAIStreamReader:
         if final is not None:
             return replace(final, output_text=final.output_text or "".join(texts), complete=True)
         return Outcome(response_id=response_id, response_model=model, output_text="".join(texts), complete=complete)
+
+
+def _event_start(buf: bytes, position: int) -> int:
+    """Where the event that ``position`` is in starts (in a buffer with no ``\\r`` in it)."""
+    start = buf.rfind(b"\n\n", 0, position)
+    return 0 if start < 0 else start + 2
+
+
+def _event_data(buf: bytes, start: int, position: int) -> bytes | None:
+    """The ``data`` of the event that starts at ``start`` and goes on past ``position``."""
+    end = buf.find(b"\n\n", position)
+    return event_data(buf[start:] if end < 0 else buf[start : end + 2])
 
 
 def _is_injected_usage(event: bytes) -> bool:
