@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import importlib
 import json
 
 import httpx2
@@ -18,6 +19,7 @@ from llmspend.providers import openai as openai_adapter
 from llmspend.providers.openai import OpenAIAdapter, _is_injected_usage
 from llmspend.providers.sse import EventSplitter
 from llmspend.testing import FakeLLMServer
+from llmspend.transports._library import _header_pairs
 from llmspend.transports.httpx2 import AsyncPipelineTransport, PipelineTransport
 
 from .conftest import API_KEY
@@ -174,3 +176,15 @@ def test_events_searched_from_the_end_are_those_found_from_the_start(events: lis
                              (openai_adapter._RESPONSE_END, openai_adapter._RESPONSE_END_LITERAL)):
         expected = list(reversed(reader._matching(pattern)))  # type: ignore[attr-defined]
         assert list(reader._last_matching(pattern, literal)) == expected  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("headers", [
+    [("Host", "h"), ("X-Stainless-OS", "Linux"), ("authorization", "Bearer k"), ("Accept", "a"), ("accept", "b")],
+    [("X-Name", "Zoë".encode()), ("Content-Type", "application/json")],  # UTF-8: the library guesses utf-8
+    [("X-Name", "Zoë".encode("latin-1"))],  # not UTF-8 either: the library falls back to latin-1
+    [],
+])
+@pytest.mark.parametrize("library", ["httpx2", "httpx"])
+def test_header_pairs_are_the_librarys_own(headers: list[tuple[str, str | bytes]], library: str) -> None:
+    native = importlib.import_module(library).Headers(headers)
+    assert _header_pairs(native)() == native.multi_items()

@@ -9,7 +9,7 @@ the only code that touches the library's request and response types.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -22,12 +22,28 @@ __all__ = ["make_transports"]
 _BODY_HEADERS = ("content-length", "transfer-encoding")
 
 
+def _header_pairs(native_headers: Any) -> Callable[[], list[tuple[str, str]]]:
+    """What ``native_headers.multi_items()`` returns (names lower-cased), for Headers.lazy.
+    When every header is ASCII (as HTTP/1.1 wants), that is what the library's own encoding
+    guess finds, and decoding the raw bytes straight away gives the same pairs for less than
+    half the work (no guess, which decodes every header once more); otherwise the library
+    decodes them."""
+
+    def pairs() -> list[tuple[str, str]]:
+        try:
+            return [(name.lower().decode("ascii"), value.decode("ascii")) for name, value in native_headers.raw]
+        except UnicodeDecodeError:
+            return native_headers.multi_items()  # type: ignore[no-any-return]
+
+    return pairs
+
+
 def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
     """``(PipelineTransport, AsyncPipelineTransport)`` classes for the library ``lib``."""
 
     def to_request(native: Any, body: bytes) -> Request:
         headers = native.headers
-        return Request(native.method, str(native.url), Headers.lazy(headers.multi_items, headers), body, native=native)
+        return Request(native.method, str(native.url), Headers.lazy(_header_pairs(headers), headers), body, native=native)
 
     def to_native_request(request: Request) -> Any:
         if request.native is not None:
@@ -147,7 +163,7 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
                 await self.raw.aclose()
 
     def from_native_response(native: Any) -> Response:
-        return Response(native.status_code, Headers.lazy(native.headers.multi_items), native=native, reader=_Reader(native))
+        return Response(native.status_code, Headers.lazy(_header_pairs(native.headers)), native=native, reader=_Reader(native))
 
     class PipelineTransport(lib.BaseTransport):  # type: ignore[misc,name-defined]
         """A sync transport that runs ``pipeline`` in front of ``inner``."""
