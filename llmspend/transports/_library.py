@@ -42,8 +42,8 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
     """``(PipelineTransport, AsyncPipelineTransport)`` classes for the library ``lib``."""
 
     def to_request(native: Any, body: bytes) -> Request:
-        headers = native.headers
-        return Request(native.method, str(native.url), Headers.lazy(_header_pairs(headers), headers), body, native=native)
+        headers = Headers.lazy(_header_pairs(native.headers), native.headers)
+        return Request(native.method, str(native.url), headers, body, native=native)
 
     def to_native_request(request: Request) -> Any:
         if request.native is not None:
@@ -163,7 +163,8 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
                 await self.raw.aclose()
 
     def from_native_response(native: Any) -> Response:
-        return Response(native.status_code, Headers.lazy(_header_pairs(native.headers)), native=native, reader=_Reader(native))
+        headers = Headers.lazy(_header_pairs(native.headers))
+        return Response(native.status_code, headers, native=native, reader=_Reader(native))
 
     class PipelineTransport(lib.BaseTransport):  # type: ignore[misc,name-defined]
         """A sync transport that runs ``pipeline`` in front of ``inner``."""
