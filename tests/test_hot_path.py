@@ -5,12 +5,17 @@ from __future__ import annotations
 import codecs
 import importlib
 import json
+from typing import Any
 
 import httpx2
 import openai
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import llmspend
 from llmspend._http import Headers, Request, loads
@@ -22,7 +27,7 @@ from llmspend.testing import FakeLLMServer
 from llmspend.transports._library import _header_pairs
 from llmspend.transports.httpx2 import AsyncPipelineTransport, PipelineTransport
 
-from .conftest import API_KEY
+from .conftest import API_KEY, Metrics
 
 
 @pytest.mark.parametrize("text", ['{"a": "é", "b": [1, 2.5, null]}', "[1, 2]", '"s"', "3", "{}", "{ }"])
@@ -188,3 +193,39 @@ def test_events_searched_from_the_end_are_those_found_from_the_start(events: lis
 def test_header_pairs_are_the_librarys_own(headers: list[tuple[str, str | bytes]], library: str) -> None:
     native = importlib.import_module(library).Headers(headers)
     assert _header_pairs(native)() == native.multi_items()
+
+
+# -- telemetry: unsampled spans skip their attributes, the bookkeeping stays ------------------
+def _points(metrics: Metrics, name: str) -> list[Any]:
+    return list(metrics.collect()[name].data.data_points)
+
+
+def test_a_call_the_sampler_drops_is_still_priced_metered_and_tracked(server: FakeLLMServer, metrics: Metrics) -> None:
+    dropped = TracerProvider(sampler=ALWAYS_OFF)
+    exporter = InMemorySpanExporter()
+    dropped.add_span_processor(SimpleSpanProcessor(exporter))
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=dropped, meter_provider=metrics.provider, capture_content=True)
+    with llmspend.track(feature="search") as scope:
+        response = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert exporter.get_finished_spans() == ()
+    assert scope.calls == 1 and scope.total_usd > 0
+    (cost,) = _points(metrics, "llmspend.cost")
+    assert cost.value == pytest.approx(scope.total_usd)
+    tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in _points(metrics, "gen_ai.client.token.usage")}
+    usage = response.usage
+    assert usage is not None and tokens == {"input": usage.prompt_tokens, "output": usage.completion_tokens}
+
+
+def test_metric_attributes_remembered_per_kind_of_call_stay_apart(server: FakeLLMServer, metrics: Metrics) -> None:
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), meter_provider=metrics.provider)
+    for model, feature in (("gpt-4o", None), ("gpt-4o-mini", None), ("gpt-4o", "a"), ("gpt-4o", "a"), ("gpt-4o", "b")):
+        with llmspend.track(feature=feature):
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    counts = {
+        (p.attributes["gen_ai.request.model"], p.attributes.get("llmspend.feature")): p.count
+        for p in _points(metrics, "gen_ai.client.operation.duration")
+    }
+    assert counts == {("gpt-4o", None): 1, ("gpt-4o-mini", None): 1, ("gpt-4o", "a"): 2, ("gpt-4o", "b"): 1}
+    sums = _points(metrics, "llmspend.cost")
+    assert {(p.attributes["gen_ai.request.model"], p.attributes.get("llmspend.feature")) for p in sums} == set(counts)
