@@ -107,13 +107,42 @@ def test_controls_and_credential_in_one_pass() -> None:
     headers = Headers([("Authorization", "Bearer sk-a"), ("X-LLMSpend-Cache", "Refresh"),
                        ("x-llmspend-cache-ttl", "90"), ("x-api-key", "other")])
     controls = read_controls(headers)
-    assert (controls.mode, controls.ttl_s, controls.credential, controls.present, controls.error) == (
-        "refresh", 90.0, "Bearer sk-a", True, None)
+    assert (controls.mode, controls.ttl_s, controls.present, controls.error) == ("refresh", 90.0, True, None)
+    assert read_controls(Headers([("Authorization", "Bearer sk-a")])).credential == "Bearer sk-a"
     assert read_controls(Headers([("api-key", "azure")])).credential == "azure"
     assert read_controls(Headers([("api-key", "azure")])).present is False
     bad = read_controls(Headers([("x-llmspend-cache-ttl", "inf")]))
     assert bad.mode == "skip" and "x-llmspend-cache-ttl" in (bad.error or "")
     assert keys.without_controls(headers).items() == (("Authorization", "Bearer sk-a"), ("x-api-key", "other"))
+
+
+def test_every_credential_header_scopes_the_key() -> None:
+    # Anthropic reads x-api-key before Authorization: callers sharing only one of the two are
+    # different tenants, and none of them is the caller with one header alone
+    def credential(*pairs: tuple[str, str]) -> str | None:
+        return read_controls(Headers(pairs)).credential
+
+    both = credential(("Authorization", "Bearer shared"), ("x-api-key", "tenant-a"))
+    assert both == credential(("X-Api-Key", "tenant-a"), ("authorization", "Bearer shared"))  # order, case: the same
+    others = {credential(("Authorization", "Bearer shared"), ("x-api-key", "tenant-b")),
+              credential(("Authorization", "Bearer shared")), credential(("x-api-key", "tenant-a"))}
+    assert both not in others and len(others) == 3
+    assert len({scope_digest(c, None) for c in (both, *others)}) == 4
+
+
+def test_vary_headers_are_part_of_the_key() -> None:
+    def vary(*pairs: tuple[str, str]) -> tuple[tuple[str, str | None], ...]:
+        return keys.vary_values(Headers([("Authorization", "k"), *pairs]), ("anthropic-version", "anthropic-beta"))
+
+    assert vary() == (("anthropic-beta", None), ("anthropic-version", None))
+    assert vary(("Anthropic-Beta", "a"), ("anthropic-beta", "b")) == (("anthropic-beta", "a, b"), ("anthropic-version", None))
+    plain = cache_key("anthropic", "messages", URL, BODY, "s", vary())
+    assert plain != key(BODY)  # headers named, even absent, are keyed apart from none named
+    assert cache_key("openai", "chat.completions", URL, BODY, "s", ()) == key(BODY)  # nothing named: keys as before
+    variants = [vary(("anthropic-version", "2023-06-01")), vary(("anthropic-version", "2026-10-21")),
+                vary(("anthropic-beta", "")), vary(("anthropic-beta", "x"))]
+    found = {cache_key("anthropic", "messages", URL, BODY, "s", v) for v in (vary(), *variants)}
+    assert len(found) == 5
 
 
 @pytest.mark.parametrize("body,chunks", [(b'{"a": "\xc3\xa9"}', None), (b"\xff\xfe binary", None),

@@ -2,11 +2,15 @@
 
 A key is the SHA-256 of a canonical form of everything that changes the answer: the
 provider and endpoint, the URL the request goes to (host, path, API version), whether it
-streams, and the request body minus the fields that only say who asked or how the answer is
-delivered. Keys are scoped: the scope is a digest of the credential the request carries (the
-``authorization``, ``x-api-key`` or ``api-key`` header), or of the namespace the user chose, so
-one tenant's answer is never served to another. Only the final digest is ever stored; neither
-the key material (the prompt) nor the credential is.
+streams, the request headers the provider adapter names as changing the answer (its
+``vary_headers``, like HTTP's ``Vary``: Anthropic's ``anthropic-version`` and
+``anthropic-beta``), and the request body as the adapter keys it (``cache_key_body``: e.g.
+without Anthropic's ``cache_control`` markers) minus the fields that only say who asked or how
+the answer is delivered. Keys are scoped: the scope is a digest of the credential the request
+carries (the ``authorization``, ``x-api-key`` or ``api-key`` header; all of them when it
+carries several), or of the namespace the user chose, so one tenant's answer is never served
+to another. Only the final digest is ever stored; neither the key material (the prompt) nor
+the credential is.
 
     >>> scope = scope_digest("Bearer sk-a", None)
     >>> body = {"model": "gpt-4o", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]}
@@ -24,7 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,11 +40,13 @@ __all__ = [
     "NAMESPACE_HEADER",
     "CONTROL_HEADERS",
     "MODES",
+    "CREDENTIAL_HEADERS",
     "IGNORED_FIELDS",
     "Controls",
     "read_controls",
     "without_controls",
     "scope_digest",
+    "vary_values",
     "cache_key",
 ]
 
@@ -56,8 +62,8 @@ CONTROL_HEADERS = (CONTROL_HEADER, TTL_HEADER, NAMESPACE_HEADER)
 #: write even when the policy would not
 MODES = ("skip", "refresh", "always")
 
-# Credential headers in order of preference (OpenAI, Anthropic, Azure).
-_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
+#: request headers that carry a credential (OpenAI and Anthropic, Anthropic, Azure)
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
 
 #: body fields that do not change the answer: who asked (``user``, ``safety_identifier``,
 #: ``metadata``), provider-side bookkeeping (``store``, ``prompt_cache_key``) and delivery
@@ -110,9 +116,9 @@ def read_controls(headers: Headers) -> Controls:
                 namespace = value
             else:
                 unknown = name
-        elif lname in _CREDENTIAL_HEADERS:
+        elif lname in CREDENTIAL_HEADERS:
             credentials[lname] = value
-    credential = next((credentials[h] for h in _CREDENTIAL_HEADERS if h in credentials), None)
+    credential = _credential(credentials)
     if not present:
         return Controls(credential=credential)
     error = None
@@ -135,6 +141,15 @@ def read_controls(headers: Headers) -> Controls:
     if unknown is not None:
         error, mode = f"unknown header {unknown!r}; known: {', '.join(CONTROL_HEADERS)}", "skip"
     return Controls(mode, ttl_s, namespace, credential, present=True, error=error)
+
+
+def _credential(found: dict[str, str]) -> str | None:
+    """What identifies the caller: the one credential header's value or, when a request carries
+    several, all of them, since which one the provider reads is its own choice (Anthropic reads
+    ``x-api-key`` before ``authorization``): two callers sharing one must not share a scope."""
+    if len(found) <= 1:
+        return next(iter(found.values()), None)
+    return "\0".join(f"{h}\0{found[h]}" for h in CREDENTIAL_HEADERS if h in found)
 
 
 def without_controls(headers: Headers) -> Headers:
@@ -194,8 +209,27 @@ def _canonical(value: Any, out: list[bytes]) -> None:
         raise TypeError(f"cannot key a {kind.__name__}")
 
 
-def cache_key(provider: str, endpoint: str, url: str, body: Mapping[str, Any], scope: str) -> str:
-    """The hex SHA-256 key of a request, scoped by ``scope`` (see :func:`scope_digest`)."""
+def vary_values(headers: Headers, names: Sequence[str]) -> tuple[tuple[str, str | None], ...]:
+    """``(name, value)`` of each header in ``names`` (lower-cased), repeated values joined with
+    ``", "`` in the order sent, ``None`` when absent (which keys apart from an empty value)."""
+    wanted: dict[str, list[str]] = {name.lower(): [] for name in names}
+    for key, value in headers.items():
+        found = wanted.get(key.lower())
+        if found is not None:
+            found.append(value)
+    return tuple((name, ", ".join(values) if values else None) for name, values in sorted(wanted.items()))
+
+
+def cache_key(
+    provider: str,
+    endpoint: str,
+    url: str,
+    body: Mapping[str, Any],
+    scope: str,
+    vary: Sequence[tuple[str, str | None]] = (),
+) -> str:
+    """The hex SHA-256 key of a request, scoped by ``scope`` (see :func:`scope_digest`);
+    ``vary`` are the request headers that change the answer (:func:`vary_values`)."""
     ignored = _IGNORED_BY_ENDPOINT.get(endpoint, IGNORED_FIELDS)
     stream = body.get("stream") is True
     options = body.get("stream_options")
@@ -203,5 +237,10 @@ def cache_key(provider: str, endpoint: str, url: str, body: Mapping[str, Any], s
     stream_usage = stream and isinstance(options, Mapping) and options.get("include_usage") is True
     parts = [b"%d\0%s\0%s\0%s\0%s\0%d%d\0" % (
         KEY_VERSION, scope.encode(), provider.encode(), endpoint.encode(), url.encode(), stream, stream_usage)]
+    if vary:
+        # Marked "h", where the body's canonical form starts with "{": keys without headers
+        # (every OpenAI-compatible request) keep the bytes, and so the entries, they had.
+        parts.append(b"h")
+        _canonical([list(pair) for pair in vary], parts)
     _canonical({k: v for k, v in body.items() if k not in ignored}, parts)
     return hashlib.sha256(b"".join(parts)).hexdigest()

@@ -18,8 +18,10 @@ scorer's P(correct) is at least the step's threshold; the last step is always ac
     }
 
 A threshold above 1 means the step never accepts: it is called only so that later steps can
-compare their answers with its answer. ``provider`` on a step is informational: the stage
-sends every step through the client it wraps.
+compare their answers with its answer. ``provider`` on a step sends it through the SDK client
+given for that provider (``cascade={"plan": ..., "clients": {"anthropic": ...}}``), so one plan
+may mix OpenAI-compatible models and Claude; a step without one, or naming a provider no client
+is given for, goes through the client the plan runs in.
 """
 
 from __future__ import annotations

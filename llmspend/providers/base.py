@@ -14,6 +14,11 @@ Contract for implementers (first-party and third-party plugins alike):
 - A :class:`StreamReader` must hand on every byte the provider sent except what the adapter
   itself asked for on the caller's behalf (OpenAI's usage-only chunk when the caller did not
   request it), and must not raise on malformed events.
+- Translation (mixed-provider cascades) is optional: an adapter that sets ``chat_path``
+  converts its requests and answers to and from OpenAI chat-completions JSON, the common form
+  (``to_``/``from_openai_chat_request``, ``to_``/``from_openai_chat_response``) and re-tells a
+  whole answer as its event stream (``stream_from_answer``). Pure functions of parsed JSON;
+  what one API has and the other lacks is dropped, never guessed.
 - Prompt rewriting (the trim stage) is optional: ``get_messages`` returns the conversation as a
   list (oldest first) in a shape ``llmspend.trim`` reads (OpenAI chat messages, Responses API
   input items, or messages of Anthropic-style content blocks), or ``None`` when the request has
@@ -35,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._frozen import quick_init
 
 if TYPE_CHECKING:
-    from .._http import Request
+    from .._http import Headers, Request
     from ..exceptions import LLMSpendError
 
 __all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "json_object_body", "number_params"]
@@ -158,6 +163,9 @@ class ProviderAdapter(ABC):
     name: str = ""
     #: a ``gen_ai.provider.name`` that overrides the adapter's own choice (``wrap(provider=)``)
     provider: str | None = None
+    #: request headers whose values change the answer (as in HTTP's ``Vary``), lower-case: the
+    #: cache keys on them. Credentials are not among them: the cache scopes by those anyway.
+    vary_headers: tuple[str, ...] = ()
 
     def supports_client(self, client: object) -> bool:
         """Whether ``llmspend.wrap(client)`` should use this adapter for ``client``."""
@@ -207,11 +215,48 @@ class ProviderAdapter(ABC):
         a type it lets through, still an instance of ``type(error)``."""
         return error
 
+    def cache_key_body(self, request: Request, call: Call) -> Mapping[str, Any]:
+        """The request body as the cache keys it: without what the provider reads but what
+        does not change the answer (Anthropic's ``cache_control`` markers). Default: the body.
+        Fields every API shares (``user``, ``stream``, ...) are left out by the cache itself."""
+        return call.body  # type: ignore[no-any-return]
+
     def with_model(self, request: Request, model: str) -> Request:
         """The same request asking ``model`` instead (used by cascades and budgets)."""
         body = dict(request.json())
         body["model"] = model
         return request.replace(json_body=body)
+
+    # -- translation through OpenAI chat completions (optional; see the module docstring) ----
+    #: the path an SDK client of this API posts chat requests to, relative to its base URL
+    #: (``None``: the adapter does not translate, so its models cannot be steps of a cascade
+    #: run from another API's client)
+    chat_path: str | None = None
+
+    def to_openai_chat_request(self, call: Call) -> dict[str, Any] | None:
+        """``call``'s request as an OpenAI chat-completions body, or ``None`` when it has no
+        such form (an endpoint other than chat). May return ``call.body`` itself: do not change it."""
+        return None
+
+    def from_openai_chat_request(self, body: Mapping[str, Any], model: str, headers: Headers) -> dict[str, Any]:
+        """A chat-completions ``body`` as this API's request for ``model``, to be sent with
+        ``headers`` (which say, e.g., the API version, and so which fields it accepts)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} adapter does not translate chat requests")
+
+    def to_openai_chat_response(self, answer: Mapping[str, Any]) -> dict[str, Any]:
+        """This API's answer (parsed JSON) as an OpenAI ``chat.completion``; raises
+        :class:`~llmspend.exceptions.ResponseParseError` for one it cannot read. May return
+        ``answer`` itself."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} adapter does not translate answers")
+
+    def from_openai_chat_response(self, completion: Mapping[str, Any]) -> dict[str, Any]:
+        """An OpenAI ``chat.completion`` as this API's answer. May return ``completion`` itself."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} adapter does not translate answers")
+
+    def stream_from_answer(self, call: Call, answer: Mapping[str, Any]) -> bytes:
+        """The event stream this API sends for ``answer`` when ``call`` asks for a stream (a
+        cascade re-tells an answer it had to read whole)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} adapter does not synthesise streams")
 
 
 # -- helpers for adapters ------------------------------------------------------------------

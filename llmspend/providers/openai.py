@@ -7,6 +7,10 @@ Usage is read as the provider reports it, cached input (``prompt_tokens_details.
 (``completion_tokens_details.reasoning_tokens``) included. For streamed chat and completions
 the API reports usage only when ``stream_options.include_usage`` is set, so when the caller did
 not set it this adapter sets it and removes the extra usage-only chunk before the caller sees it.
+
+Chat completions are also the common form other adapters translate through (mixed-provider
+cascades), so this adapter's translation hooks are the identity, and its
+:func:`sse_from_completion` re-tells a whole chat completion as a stream.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .._http import Request, loads
+from .._http import Headers, Request, dumps, loads
 from ..exceptions import ResponseParseError
 from ..tokens import count_chat_messages, count_text
 from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage, json_object_body, number_params
 from .sse import EventSplitter, event_data
 
-__all__ = ["OpenAIAdapter", "provider_for_host"]
+__all__ = ["OpenAIAdapter", "provider_for_host", "sse_from_completion"]
 
 # gen_ai.provider.name for the hosts of known OpenAI-compatible services. Any other host
 # (a local vLLM or Ollama, a proxy) is reported as "openai", the API it speaks; pass
@@ -240,6 +244,59 @@ class OpenAIAdapter(ProviderAdapter):
         if call.endpoint == "responses" and isinstance(body.get("instructions"), str):
             total += count_text(body["instructions"], call.model)
         return total
+
+    # -- translation: chat completions are the common form, so these are the identity -------
+    chat_path = "/chat/completions"
+
+    def to_openai_chat_request(self, call: Call) -> dict[str, Any] | None:
+        return call.body if call.endpoint == "chat.completions" and isinstance(call.body, dict) else None
+
+    def from_openai_chat_request(self, body: Mapping[str, Any], model: str, headers: Headers) -> dict[str, Any]:
+        return {**body, "model": model}
+
+    def to_openai_chat_response(self, answer: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+            raise ResponseParseError("not a chat completion")
+        return answer
+
+    def from_openai_chat_response(self, completion: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(completion)
+
+    def stream_from_answer(self, call: Call, answer: Mapping[str, Any]) -> bytes:
+        options = call.body.get("stream_options") if isinstance(call.body, Mapping) else None
+        include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
+        return sse_from_completion(answer, include_usage=include_usage)
+
+
+def sse_from_completion(completion: Mapping[str, Any], *, include_usage: bool) -> bytes:
+    """A chat completion re-told as the chunks of an OpenAI chat stream (one content delta per
+    choice, then its finish reason, then usage if asked for, then ``[DONE]``)."""
+    base = {
+        "id": completion.get("id"),
+        "object": "chat.completion.chunk",
+        "created": completion.get("created"),
+        "model": completion.get("model"),
+    }
+    for key in ("system_fingerprint", "service_tier"):
+        if key in completion:
+            base[key] = completion[key]
+    extra = {"usage": None} if include_usage else {}
+    events: list[dict[str, Any]] = []
+    for index, choice in enumerate(completion.get("choices") or ()):
+        message = choice.get("message") or {}
+        number = choice.get("index", index)
+        delta: dict[str, Any] = {"role": message.get("role", "assistant"), "content": ""}
+        if message.get("refusal") is not None:
+            delta["refusal"] = message["refusal"]
+        events.append({**base, "choices": [{"index": number, "delta": delta, "finish_reason": None}], **extra})
+        if message.get("content"):
+            events.append({**base, "choices": [{"index": number, "delta": {"content": message["content"]},
+                                                "finish_reason": None}], **extra})
+        events.append({**base, "choices": [{"index": number, "delta": {}, "finish_reason": choice.get("finish_reason")}],
+                       **extra})
+    if include_usage and completion.get("usage") is not None:
+        events.append({**base, "choices": [], "usage": completion["usage"]})
+    return b"".join(b"data: " + dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
 
 
 def _chat_usage(usage: Mapping[str, Any]) -> Usage:

@@ -13,8 +13,9 @@ reports cost 0. Every call the stage sees gets ``llmspend.cache.hit``, and
 - **Per request.** ``x-llmspend-cache: skip | refresh | always``, ``x-llmspend-cache-ttl:
   SECONDS`` and ``x-llmspend-cache-namespace: NAME`` (e.g. ``extra_headers=`` in the SDKs);
   they are removed before the request is sent.
-- **Keys** are scoped by credential or namespace (:mod:`llmspend.cache.keys`); entries are JSON
-  (:mod:`llmspend.cache.entry`).
+- **Keys** are scoped by credential or namespace (:mod:`llmspend.cache.keys`) and take in
+  what the provider adapter says changes the answer (its ``vary_headers`` and
+  ``cache_key_body``); entries are JSON (:mod:`llmspend.cache.entry`).
 - **Fail open.** A backend fault or a corrupt entry never fails the call: it goes to the
   provider, ``llmspend.cache.error`` is set on the span and a warning is logged once.
 
@@ -38,7 +39,15 @@ from .._http import Headers, Request, Response
 from ..cache.base import CacheBackend
 from ..cache.config import CacheConfig, open_backend
 from ..cache.entry import Entry, decode_entry, encode_entry, stored_headers
-from ..cache.keys import CONTROL_HEADER, Controls, cache_key, read_controls, scope_digest, without_controls
+from ..cache.keys import (
+    CONTROL_HEADER,
+    Controls,
+    cache_key,
+    read_controls,
+    scope_digest,
+    vary_values,
+    without_controls,
+)
 from ..cache.streams import AsyncRecordingStream, RecordingStream, ReplayStream
 from ..exceptions import ConfigError, CorruptCacheEntryError, ResponseParseError
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
@@ -148,7 +157,11 @@ class CacheStage(Stage):
             request.context.set_attributes({HIT: False, STATUS: status})
         if status in ("skip", "uncacheable"):
             return _Plan("", False, False, None, outgoing)
-        key = cache_key(call.provider, call.endpoint, request.url, call.body, self._scope(controls))
+        adapter = request.adapter
+        assert adapter is not None  # a request has a call only through its adapter
+        vary = vary_values(request.headers, adapter.vary_headers) if adapter.vary_headers else ()
+        body = adapter.cache_key_body(request, call)
+        key = cache_key(call.provider, call.endpoint, request.url, body, self._scope(controls), vary)
         ttl = controls.ttl_s if controls.ttl_s is not None else self.config.ttl_s
         return _Plan(key, status == "lookup", True, ttl, outgoing)
 

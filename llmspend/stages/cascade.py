@@ -7,6 +7,14 @@ request with the step's model; its answer is scored and accepted when the score 
 step's threshold, else the next step runs; the last step is always accepted. The caller gets
 one normal response, the accepted model's (its ``model`` field names that model).
 
+Mixed providers: a step whose ``provider`` names one of the ``clients`` given with the plan
+(``cascade={"plan": ..., "clients": {"anthropic": anthropic.Anthropic()}}``) is built by that
+SDK client (its URL, API version and credentials; :mod:`llmspend.cascade.endpoints`) in its
+API's format, translated through OpenAI chat-completions JSON by the two provider adapters,
+and sent down the rest of this pipeline, read by that provider's adapter: its own span, priced
+as that provider's call, with retries, cache and budgets as for any call. Its answer is
+translated back into the caller's format before it is scored and returned.
+
 Telemetry: the stage sits outside the telemetry stage, so every step is its own CLIENT span;
 the stage adds an INTERNAL parent span ``cascade {alias}`` with the total USD of the steps
 (``llmspend.cascade.cost_usd``, absent with ``llmspend.cascade.cost_status=unknown`` when a
@@ -16,9 +24,10 @@ so backends that add up that attribute do not count the steps twice.
 
 Streaming: candidate steps are sent without streaming (an answer must be whole to be scored).
 An accepted candidate reaches a streaming caller as a stream synthesised from the buffered
-completion, in the provider's SSE format; when the cascade reaches its last step, that step is
-sent as the caller asked, so its stream passes through live. The trade-off: a streaming caller
-gets no first token before a candidate is judged.
+answer, in the caller's API's stream format (its adapter's ``stream_from_answer``); when the
+cascade reaches its last step, that step is sent as the caller asked, so its stream passes
+through live, unless it runs on another API, whose answer is read whole and re-told. The
+trade-off: a streaming caller gets no first token before a candidate is judged.
 
 Log-probabilities: when a step's scorer reads ``conf*`` features, candidate steps ask for
 ``logprobs: true``; the returned ``logprobs`` are removed again unless the caller asked for them.
@@ -26,8 +35,8 @@ Log-probabilities: when a step's scorer reads ``conf*`` features, candidate step
 Failing open, towards quality: a candidate that errors (HTTP error or exception) escalates to
 the next step; a scorer that fails escalates to the last step. Both are recorded on the parent
 span (``llmspend.cascade.escalation_reason``, ``llmspend.cascade.error``) and logged once. The
-last step's own error reaches the caller unchanged. Requests a plan cannot score (not chat
-completions, ``n`` > 1, tools) go to the last step only.
+last step's own error reaches the caller unchanged. Requests a plan cannot score (without a
+chat form, ``n`` > 1, tools) go to the last step only.
 """
 
 from __future__ import annotations
@@ -48,10 +57,13 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from .._http import Request, Response, dumps
 from .._version import __version__
 from ..attribution import current_attribution
+from ..cascade.endpoints import StepEndpoint, endpoints_from
 from ..cascade.plan import TEXT_SCORE, Plan, Step, load_plan
 from ..context import CallContext
 from ..exceptions import ConfigError, ResponseParseError
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
+from ..providers.base import ProviderAdapter
+from ..providers.openai import sse_from_completion
 from ..scoring.base import Scorer
 from ..scoring.features import (
     STEP_FEATURES,
@@ -73,6 +85,8 @@ class CascadeRoute:
 
     plan: Plan
     text_scorer: Scorer | None = None
+    #: clients for steps on other providers, by the provider name the steps give
+    endpoints: Mapping[str, StepEndpoint] = field(default_factory=dict)
 
     @property
     def scorer_provider(self) -> str:
@@ -91,37 +105,6 @@ def conf_from_logprobs(choice: Mapping[str, Any]) -> float | None:
     return sum(numbers) / len(numbers) if numbers else None
 
 
-def sse_from_completion(completion: Mapping[str, Any], *, include_usage: bool) -> bytes:
-    """A chat completion re-told as the chunks of an OpenAI chat stream (one content delta per
-    choice, then its finish reason, then usage if asked for, then ``[DONE]``)."""
-    base = {
-        "id": completion.get("id"),
-        "object": "chat.completion.chunk",
-        "created": completion.get("created"),
-        "model": completion.get("model"),
-    }
-    for key in ("system_fingerprint", "service_tier"):
-        if key in completion:
-            base[key] = completion[key]
-    extra = {"usage": None} if include_usage else {}
-    events: list[dict[str, Any]] = []
-    for index, choice in enumerate(completion.get("choices") or ()):
-        message = choice.get("message") or {}
-        number = choice.get("index", index)
-        delta: dict[str, Any] = {"role": message.get("role", "assistant"), "content": ""}
-        if message.get("refusal") is not None:
-            delta["refusal"] = message["refusal"]
-        events.append({**base, "choices": [{"index": number, "delta": delta, "finish_reason": None}], **extra})
-        if message.get("content"):
-            events.append({**base, "choices": [{"index": number, "delta": {"content": message["content"]},
-                                                "finish_reason": None}], **extra})
-        events.append({**base, "choices": [{"index": number, "delta": {}, "finish_reason": choice.get("finish_reason")}],
-                       **extra})
-    if include_usage and completion.get("usage") is not None:
-        events.append({**base, "choices": [], "usage": completion["usage"]})
-    return b"".join(b"data: " + dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
 def _last_user_text(body: Mapping[str, Any]) -> str:
     for message in reversed(body.get("messages") or ()):
         if isinstance(message, Mapping) and message.get("role") == "user":
@@ -133,15 +116,13 @@ def _last_user_text(body: Mapping[str, Any]) -> str:
     return ""
 
 
-def _unsupported(request: Request) -> str | None:
-    """Why a request cannot be run as a cascade, or None."""
-    call = request.call
-    if call is None or call.endpoint != "chat.completions" or not isinstance(call.body, Mapping):
-        return "not a chat completion"
-    body = call.body
-    if int(body.get("n") or 1) != 1:
+def _unsupported(chat: Mapping[str, Any] | None) -> str | None:
+    """Why a request (as an OpenAI chat body, None when it has no such form) cannot be scored."""
+    if chat is None:
+        return "not a chat request"
+    if int(chat.get("n") or 1) != 1:
         return "n > 1"
-    if body.get("tools") or body.get("functions"):
+    if chat.get("tools") or chat.get("functions"):
         return "tools"
     return None
 
@@ -154,6 +135,9 @@ class _Run:
     route: CascadeRoute
     request: Request
     span: Span
+    #: the caller's request as an OpenAI chat body (what is scored, and translated for steps on
+    #: another provider), None when it has no such form
+    chat: dict[str, Any] | None = None
     #: index of the step to send next
     step: int = 0
     tokens: list[tuple[str, ...]] = field(default_factory=list)
@@ -173,28 +157,78 @@ class _Run:
     def is_last(self) -> bool:
         return self.step == len(self.steps) - 1
 
-    def step_request(self) -> Request:
-        """The caller's request for the current step's model, with a context of its own so
-        that each step's span and cost stay apart."""
-        request, step = self.request, self.steps[self.step]
-        adapter = request.adapter
-        assert adapter is not None
-        out = adapter.with_model(request, step.model)
-        if not self.is_last:
-            body = dict(out.json())
+    @property
+    def caller(self) -> ProviderAdapter:
+        adapter = self.request.adapter
+        assert adapter is not None  # a plan runs only for requests its adapter read
+        return adapter
+
+    @property
+    def endpoint(self) -> StepEndpoint | None:
+        """Where the current step goes when not through the caller's own client."""
+        provider = self.steps[self.step].provider
+        return self.route.endpoints.get(provider) if provider is not None else None
+
+    @property
+    def target(self) -> ProviderAdapter:
+        """The adapter of the API the current step is sent to."""
+        endpoint = self.endpoint
+        return self.caller if endpoint is None else endpoint.adapter
+
+    @property
+    def converts(self) -> bool:
+        """Whether the current step answers in another API's format than the caller's."""
+        return self.target.name != self.caller.name
+
+    @property
+    def whole(self) -> bool:
+        """Whether the current step is asked for a whole answer, not a stream: a candidate (to
+        be scored), or a step whose answer must be translated for the caller."""
+        return not self.is_last or self.converts
+
+    def foreign_body(self, endpoint: StepEndpoint) -> dict[str, Any]:
+        """The current step's request body for another client's API: translated from the
+        caller's (or, for the same API on another account or host, as the caller wrote it)."""
+        model = self.steps[self.step].model
+        if self.chat is None:
+            call = self.request.call
+            raise ConfigError(
+                f"cascade {self.plan.alias or self.plan.feature!r}: step {model!r} runs on {endpoint.provider} through "
+                f"another client, which takes chat requests only ({call.endpoint if call else 'unknown'} is not one)"
+            )
+        if self.converts:
+            body = endpoint.adapter.from_openai_chat_request(self.chat, model, endpoint.defaults)
+        else:
+            body = {**self.request.json(), "model": model}
+        if self.whole:
             body.pop("stream", None)
             body.pop("stream_options", None)
-            if self.plan.needs_logprobs and not body.get("logprobs"):
-                body["logprobs"] = True
-            out = out.replace(json_body=body)
+        return body
+
+    def step_request(self, built: Request | None = None) -> Request:
+        """The caller's request for the current step's model (``built`` by another client's
+        endpoint for a step there), with a context of its own so that each step's span and cost
+        stay apart."""
+        out = self.caller.with_model(self.request, self.steps[self.step].model) if built is None else built
+        if self.whole:
+            body = dict(out.json())
+            changed = body.pop("stream", None) is not None
+            changed = body.pop("stream_options", None) is not None or changed
+            call = out.call
+            if not self.is_last and self.plan.needs_logprobs and not body.get("logprobs") and (
+                    call is not None and call.endpoint == "chat.completions"):
+                body["logprobs"] = True  # only chat completions have them
+                changed = True
+            if changed:
+                out = out.replace(json_body=body)
         out.context = CallContext()
         out.context.set_attribute(_STEP_ATTR, self.step + 1)
         return out
 
-    def record_cost(self, context: CallContext, response: Response | None) -> None:
+    def record_cost(self, context: CallContext | None, response: Response | None) -> None:
         """Add a step's cost: what telemetry priced, ``None`` if unknown, and 0 for a step
         that failed (providers do not bill errors)."""
-        if response is None or not response.is_success:
+        if context is None or response is None or not response.is_success:
             self.costs.append(0.0)
             self.failed += 1
             return
@@ -216,7 +250,7 @@ class _Run:
             self.escalate(f"http {response.status_code} from {self.steps[self.step].model}")
             return None
         try:
-            completion = json.loads(response.content or b"")
+            data, completion = self._read(response)
             choice = completion["choices"][0]
             answer = choice["message"].get("content") or ""
             if not isinstance(answer, str):
@@ -243,9 +277,16 @@ class _Run:
             "llmspend.cascade.accepted": accepted,
         })
         if accepted:
-            return self._deliver(response, completion)
+            return self._deliver(response, data, completion)
         self.step += 1
         return None
+
+    def _read(self, response: Response) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A step's answer as its API gave it and as an OpenAI chat completion."""
+        data = json.loads(response.content or b"")
+        if not isinstance(data, dict):
+            raise ResponseParseError("the answer is not a JSON object")
+        return data, self.target.to_openai_chat_response(data)
 
     def _score(self, answer: str, conf: float | None) -> float:
         step = self.steps[self.step]
@@ -256,7 +297,7 @@ class _Run:
         if TEXT_SCORE in scorer.features:
             text_scorer = self.route.text_scorer
             assert text_scorer is not None
-            query = _last_user_text(self.request.json())
+            query = _last_user_text(self.chat or {})
             features = text_scorer_features(text_scorer, [(tokens, conf)])
             (values[TEXT_SCORE],) = text_scorer.score([query], [answer], model=step.model, features=features)
         score = scorer.probability([values[f] for f in scorer.features])
@@ -264,18 +305,33 @@ class _Run:
             raise ValueError(f"scorer gave {score!r}")
         return score
 
-    def _deliver(self, response: Response, completion: dict[str, Any]) -> Response:
-        """The accepted candidate as the caller asked for it."""
-        body = self.request.json()
-        if not body.get("logprobs") and self.plan.needs_logprobs:
-            for choice in completion.get("choices") or ():
+    def _deliver(self, response: Response, data: dict[str, Any], completion: dict[str, Any]) -> Response:
+        """The accepted answer as the caller asked for it: in its API's format (translated from
+        another's when the step ran elsewhere), streamed if it asked for a stream."""
+        caller, call = self.caller, self.request.call
+        assert call is not None
+        answer = caller.from_openai_chat_response(completion) if self.converts else data
+        if not self.request.json().get("logprobs") and self.plan.needs_logprobs:
+            for choice in answer.get("choices") or ():
                 choice["logprobs"] = None
-        if body.get("stream") is True:
-            options = body.get("stream_options")
-            include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
+        if call.stream:
             headers = response.headers.without_body_framing().set("content-type", "text/event-stream; charset=utf-8")
-            return Response(200, headers, content=sse_from_completion(completion, include_usage=include_usage))
-        return response.with_content(dumps(completion))
+            return Response(200, headers, content=caller.stream_from_answer(call, answer))
+        return response.with_content(dumps(answer))
+
+    def deliver_last(self, response: Response, context: CallContext) -> Response:
+        """The last step's read answer, from another API: translated for the caller (an error
+        or an answer that cannot be read passes on unchanged)."""
+        self.record_cost(context, response)
+        if response.is_success:
+            try:
+                data, completion = self._read(response)
+                response = self._deliver(response, data, completion)
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError, ResponseParseError) as exc:
+                warn_once(("cascade", "untranslatable", self.target.name),
+                          "llmspend: cascade could not translate a %s answer (%s); passed on unchanged", self.target.name, exc)
+        self.finish()
+        return response
 
     def finish(self, error: BaseException | None = None) -> None:
         span, accepted = self.span, self.step
@@ -353,6 +409,15 @@ class CascadeStage(Stage):
     def __init__(self, routes: Sequence[CascadeRoute], *, tracer: Tracer | None = None) -> None:
         if not routes:
             raise ConfigError("cascade= needs at least one plan")
+        for route in routes:
+            named = {s.provider for s in route.plan.steps if s.provider is not None}
+            unused = sorted(set(route.endpoints) - named)
+            if unused:
+                raise ConfigError(
+                    f"cascade clients {unused}: no step of the plan runs on them (its steps name "
+                    f"{sorted(named) or 'no provider'}); set \"provider\" on those steps, e.g. "
+                    '{"model": "claude-haiku-4-5", "provider": "anthropic"}'
+                )
         aliases = [r.plan.alias for r in routes if r.plan.alias]
         if len(set(aliases)) != len(aliases):
             raise ConfigError(f"two cascade plans share an alias: {aliases}")
@@ -403,10 +468,24 @@ class CascadeStage(Stage):
         attrs.update(current_attribution().span_attributes())
         span = self.tracer.start_span(f"cascade {plan.alias or plan.feature}", kind=SpanKind.INTERNAL, attributes=attrs)
         run = _Run(route, request, span)
-        reason = _unsupported(request)
+        if call is not None and request.adapter is not None:
+            run.chat = request.adapter.to_openai_chat_request(call)
+        reason = _unsupported(run.chat)
         if reason is not None:
             run.escalate(f"unsupported request ({reason})", to_last=True)
         return run
+
+    @staticmethod
+    def _step(run: _Run) -> Request:
+        endpoint = run.endpoint
+        built = endpoint.build(run.foreign_body(endpoint), run.request.headers) if endpoint is not None else None
+        return run.step_request(built)
+
+    @staticmethod
+    async def _astep(run: _Run) -> Request:
+        endpoint = run.endpoint
+        built = await endpoint.abuild(run.foreign_body(endpoint), run.request.headers) if endpoint is not None else None
+        return run.step_request(built)
 
     def _last(self, run: _Run, response: Response, context: CallContext, *, is_async: bool) -> Response:
         """The last step's response; with a stream, the parent span ends with it."""
@@ -424,13 +503,13 @@ class CascadeStage(Stage):
         run = self._start(route, request)
         try:
             while not run.is_last:
-                step_request = run.step_request()
-                try:
+                try:  # a request that cannot even be built (another client's auth) fails its step
+                    step_request = self._step(run)
                     with self._current(run):
                         response = call_next(step_request)
                         response.read()
                 except Exception as exc:
-                    run.record_cost(step_request.context, None)
+                    run.record_cost(None, None)
                     run.escalate(f"{type(exc).__name__} from {run.steps[run.step].model}", exc)
                     continue
                 run.record_cost(step_request.context, response)
@@ -438,12 +517,16 @@ class CascadeStage(Stage):
                 if accepted is not None:
                     run.finish()
                     return accepted
-            step_request = run.step_request()
+            step_request = self._step(run)
             with self._current(run):
                 response = call_next(step_request)
+                if run.converts:
+                    response.read()
         except BaseException as exc:
             run.finish(exc)
             raise
+        if run.converts:
+            return run.deliver_last(response, step_request.context)
         return self._last(run, response, step_request.context, is_async=False)
 
     async def ahandle(self, request: Request, call_next: AsyncCallNext) -> Response:
@@ -453,13 +536,13 @@ class CascadeStage(Stage):
         run = self._start(route, request)
         try:
             while not run.is_last:
-                step_request = run.step_request()
-                try:
+                try:  # a request that cannot even be built (another client's auth) fails its step
+                    step_request = await self._astep(run)
                     with self._current(run):
                         response = await call_next(step_request)
                         await response.aread()
                 except Exception as exc:
-                    run.record_cost(step_request.context, None)
+                    run.record_cost(None, None)
                     run.escalate(f"{type(exc).__name__} from {run.steps[run.step].model}", exc)
                     continue
                 run.record_cost(step_request.context, response)
@@ -470,24 +553,31 @@ class CascadeStage(Stage):
                 if accepted is not None:
                     run.finish()
                     return accepted
-            step_request = run.step_request()
+            step_request = await self._astep(run)
             with self._current(run):
                 response = await call_next(step_request)
+                if run.converts:
+                    await response.aread()
         except BaseException as exc:
             run.finish(exc)
             raise
+        if run.converts:
+            return run.deliver_last(response, step_request.context)
         return self._last(run, response, step_request.context, is_async=True)
 
 
 # -- construction from wrap(cascade=...) --------------------------------------------------
-def _route(value: Any) -> CascadeRoute:
+def _route(value: Any, *, is_async: bool = False) -> CascadeRoute:
     if isinstance(value, CascadeRoute):
         return value
     text_scorer: Scorer | None = None
+    endpoints: dict[str, StepEndpoint] = {}
     if isinstance(value, Mapping) and "plan" in value:
-        unknown = set(value) - {"plan", "alias", "feature", "text_scorer"}
+        unknown = set(value) - {"plan", "alias", "feature", "text_scorer", "clients"}
         if unknown:
-            raise ConfigError(f"cascade= options: unknown {sorted(unknown)}; known: plan, alias, feature, text_scorer")
+            raise ConfigError(f"cascade= options: unknown {sorted(unknown)}; known: plan, alias, feature, text_scorer, clients")
+        if value.get("clients") is not None:
+            endpoints = endpoints_from(value["clients"], caller_is_async=is_async)
         plan = load_plan(value["plan"])
         if value.get("alias") is not None or value.get("feature") is not None:
             plan = plan.with_route(alias=value.get("alias"), feature=value.get("feature"))
@@ -500,13 +590,32 @@ def _route(value: Any) -> CascadeRoute:
     else:
         raise ConfigError(
             "cascade= takes a plan (llmspend.cascade.Plan, a plan file path, or its JSON as a dict), "
-            f"a dict {{'plan': ..., 'alias': ..., 'feature': ..., 'text_scorer': ...}}, or a list of these; got {type(value).__name__}"
+            f"a dict {{'plan': ..., 'alias': ..., 'feature': ..., 'text_scorer': ..., 'clients': ...}}, or a list of these; "
+            f"got {type(value).__name__}"
         )
     if text_scorer is None and plan.text_scorer is not None:
         from ..cascade.scorers import load_text_scorer
 
         text_scorer = load_text_scorer(plan.text_scorer, plan.base_dir)
-    return CascadeRoute(plan, text_scorer)
+    return CascadeRoute(plan, text_scorer, endpoints)
+
+
+def _check_providers(route: CascadeRoute, adapters: Sequence[ProviderAdapter]) -> None:
+    """A step that names another API than the wrapped client's, with no client for it, would
+    send a Claude model to OpenAI (or the reverse): say so at wrap() instead."""
+    if len(adapters) != 1:
+        return  # a plain httpx client: its API is known per request
+    own = adapters[0]
+    from ..plugins import provider_adapters
+
+    apis = {a.name for a in provider_adapters()}
+    for step in route.plan.steps:
+        other = step.provider
+        if other is not None and other not in route.endpoints and other in apis and other not in (own.name, own.provider):
+            raise ConfigError(
+                f"cascade step {step.model!r} runs on {other}, which the wrapped {own.name} client does not speak; "
+                f"give a client for it: cascade={{'plan': ..., 'clients': {{{other!r}: <a {other} SDK client>}}}}"
+            )
 
 
 def _build(value: Any, context: BuildContext) -> Stage:
@@ -514,7 +623,10 @@ def _build(value: Any, context: BuildContext) -> Stage:
         return value
     items = list(value) if isinstance(value, list | tuple) else [value]
     tracer = trace.get_tracer("llmspend", __version__, tracer_provider=context.tracer_provider)
-    return CascadeStage([_route(v) for v in items], tracer=tracer)
+    routes = [_route(v, is_async=context.is_async) for v in items]
+    for route in routes:
+        _check_providers(route, context.adapters)
+    return CascadeStage(routes, tracer=tracer)
 
 
 SPEC = StageSpec(

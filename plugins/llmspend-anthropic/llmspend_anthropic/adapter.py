@@ -19,14 +19,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from llmspend import Request
+from llmspend import Headers, Request
 from llmspend.exceptions import LLMSpendError, ResponseParseError
 from llmspend.providers.base import Call, Outcome, ProviderAdapter, StreamReader, json_object_body, number_params
 
 from . import convert
 from .errors import passable
-from .content import block_text, estimate_overhead_tokens, estimate_request_tokens
-from .stream import AnthropicStreamReader
+from .content import block_text, estimate_overhead_tokens, estimate_request_tokens, without_cache_control
+from .stream import AnthropicStreamReader, encode_events, events_from_message
 from .usage import usage_attributes, usage_from_json
 
 __all__ = ["AnthropicAdapter"]
@@ -52,6 +52,9 @@ class AnthropicAdapter(ProviderAdapter):
     (default ``"anthropic"``) for a proxy that serves Claude under another name."""
 
     name = "anthropic"
+    #: the API version and beta features select the model's behaviour: a cached answer given
+    #: under one must not stand in for another (the cache keys on them)
+    vary_headers = ("anthropic-version", "anthropic-beta")
 
     def __init__(self, provider: str | None = None) -> None:
         self.provider = provider
@@ -118,6 +121,14 @@ class AnthropicAdapter(ProviderAdapter):
         return estimate_request_tokens(body, call.model)
 
     # -- hooks for other stages ----------------------------------------------------------
+    def cache_key_body(self, request: Request, call: Call) -> Mapping[str, Any]:
+        """The body without its ``cache_control`` markers: they say which prefix the provider
+        may keep, not what the answer is, so a request with and without them gets one entry."""
+        body: Mapping[str, Any] = call.body
+        if b'"cache_control"' not in request.content:  # the SDK's JSON: the usual case, no copy
+            return body
+        return without_cache_control(body)
+
     # with_model() is the base class's: the model is a top-level body field here as well.
 
     def get_messages(self, call: Call) -> list[Any] | None:
@@ -143,23 +154,33 @@ class AnthropicAdapter(ProviderAdapter):
         from its transport an ``APIConnectionError``); see :mod:`llmspend_anthropic.errors`."""
         return passable(error)
 
-    # OpenAI chat-completions JSON is the lingua franca between providers: a cascade that mixes
-    # an OpenAI-compatible model with a Claude model translates through it.
-    def to_openai_chat_request(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """A Messages request body as an OpenAI chat-completions body."""
-        return convert.openai_chat_request(body)
+    # -- translation (mixed cascades): OpenAI chat-completions JSON is the common form -------
+    chat_path = MESSAGES_PATH
 
-    def from_openai_chat_request(self, body: Mapping[str, Any], model: str | None = None) -> dict[str, Any]:
-        """An OpenAI chat-completions body as a Messages request body (for ``model``)."""
-        return convert.messages_request(body, model=model)
+    def to_openai_chat_request(self, call: Call) -> dict[str, Any] | None:
+        """A Messages request as an OpenAI chat-completions body."""
+        if call.endpoint != "messages" or not isinstance(call.body, Mapping):
+            return None
+        return convert.openai_chat_request(call.body)
 
-    def to_openai_chat_response(self, body: bytes) -> dict[str, Any]:
-        """A Messages response body as an OpenAI ``chat.completion`` object."""
-        return convert.openai_chat_completion(_json_object(body))
+    def from_openai_chat_request(self, body: Mapping[str, Any], model: str, headers: Headers) -> dict[str, Any]:
+        """An OpenAI chat-completions body as a Messages request for ``model``; without
+        ``temperature``/``top_p`` when ``headers`` ask for an API version that refuses them."""
+        return convert.messages_request(body, model=model, sampling=convert.takes_sampling(headers.get("anthropic-version")))
 
-    def from_openai_chat_response(self, body: bytes) -> dict[str, Any]:
-        """An OpenAI ``chat.completion`` body as a Messages response object."""
-        return convert.message_from_chat_completion(_json_object(body))
+    def to_openai_chat_response(self, answer: Mapping[str, Any]) -> dict[str, Any]:
+        """A Message as an OpenAI ``chat.completion``."""
+        if not isinstance(answer.get("content"), list):
+            raise ResponseParseError("messages response has no content list")
+        return convert.openai_chat_completion(answer)
+
+    def from_openai_chat_response(self, completion: Mapping[str, Any]) -> dict[str, Any]:
+        """An OpenAI ``chat.completion`` (its first choice) as a Message."""
+        return convert.message_from_chat_completion(completion)
+
+    def stream_from_answer(self, call: Call, answer: Mapping[str, Any]) -> bytes:
+        """The event sequence the API streams for the Message ``answer``."""
+        return b"".join(encode_events(events_from_message(answer)))
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:

@@ -18,6 +18,7 @@ __all__ = [
     "content_text",
     "estimate_overhead_tokens",
     "estimate_request_tokens",
+    "without_cache_control",
 ]
 
 
@@ -74,3 +75,36 @@ def estimate_request_tokens(body: Mapping[str, Any], model: str | None = None) -
     for message in _messages(body):
         total += TOKENS_PER_MESSAGE + count_text(content_text(message.get("content")), model)
     return total
+
+
+def _unmarked(item: Any) -> Any:
+    """A block or tool without its ``cache_control`` (a tool result's own blocks too)."""
+    if not isinstance(item, Mapping):
+        return item
+    out = {k: v for k, v in item.items() if k != "cache_control"} if "cache_control" in item else item
+    inner = out.get("content")
+    if out.get("type") == "tool_result" and isinstance(inner, list):
+        out = {**out, "content": [_unmarked(b) for b in inner]}
+    return out
+
+
+def _unmarked_list(items: Any) -> Any:
+    return [_unmarked(item) for item in items] if isinstance(items, list) else items
+
+
+def without_cache_control(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``body`` without its prompt-caching markers: the top-level ``cache_control`` and those on
+    tools, system blocks and message content blocks (where the API reads them, and nowhere
+    else: a tool's input schema may well have a property of that name). A copy where anything
+    was removed; ``body`` itself is never changed."""
+    out = {k: v for k, v in body.items() if k != "cache_control"}
+    for key in ("tools", "system"):
+        if key in out:
+            out[key] = _unmarked_list(out[key])
+    messages = out.get("messages")
+    if isinstance(messages, list):
+        out["messages"] = [
+            {**m, "content": _unmarked_list(m["content"])} if isinstance(m, Mapping) and isinstance(m.get("content"), list) else m
+            for m in messages
+        ]
+    return out

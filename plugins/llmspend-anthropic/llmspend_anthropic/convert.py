@@ -9,8 +9,9 @@ never guessed.
 Mapped: system prompt (Anthropic's top-level ``system`` / OpenAI's system and developer
 messages), text and image parts, tool definitions and ``tool_choice``, tool calls
 (``tool_use`` blocks / ``tool_calls``) and their results (``tool_result`` blocks / ``tool``
-messages), ``max_tokens``, ``temperature``, ``top_p``, stop sequences, ``stream``, finish
-reasons and usage (cache reads included in ``prompt_tokens``, as OpenAI counts them).
+messages), ``max_tokens``, ``temperature`` and ``top_p`` (for API versions that still take
+them), stop sequences, ``stream``, finish reasons and usage (cache reads included in
+``prompt_tokens``, as OpenAI counts them).
 """
 
 from __future__ import annotations
@@ -28,10 +29,21 @@ __all__ = [
     "openai_chat_completion",
     "message_from_chat_completion",
     "DEFAULT_MAX_TOKENS",
+    "NO_SAMPLING_VERSION",
+    "takes_sampling",
 ]
 
 #: Anthropic requires ``max_tokens``; an OpenAI request often has none.
 DEFAULT_MAX_TOKENS = 4096
+#: the API version that removed the sampling parameters (``temperature``, ``top_p``,
+#: ``top_k``: a 400 even for ``temperature: 1``), the anthropic SDK 2.x default
+NO_SAMPLING_VERSION = "2026-10-21"
+
+
+def takes_sampling(api_version: str | None) -> bool:
+    """Whether requests under ``anthropic-version: api_version`` may carry sampling parameters
+    (no version: the SDK's current one, which does not)."""
+    return api_version is not None and api_version < NO_SAMPLING_VERSION
 
 _STOP_TO_FINISH = {
     "end_turn": "stop",
@@ -167,9 +179,10 @@ def _anthropic_tool_choice(choice: Any) -> dict[str, Any] | None:
     return {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]} if choice in ("auto", "required", "none") else None
 
 
-def messages_request(body: Mapping[str, Any], *, model: str | None = None) -> dict[str, Any]:
+def messages_request(body: Mapping[str, Any], *, model: str | None = None, sampling: bool = True) -> dict[str, Any]:
     """An OpenAI chat-completions body as a Messages request body. Consecutive turns of one
-    role are merged (the Messages API wants user and assistant turns to alternate)."""
+    role are merged (the Messages API wants user and assistant turns to alternate).
+    ``sampling=False`` leaves out ``temperature`` and ``top_p``, for API versions without them."""
     systems: list[str] = []
     turns: list[dict[str, Any]] = []
     for message in body.get("messages") or ():
@@ -191,9 +204,9 @@ def messages_request(body: Mapping[str, Any], *, model: str | None = None) -> di
     }
     if systems:
         out["system"] = "\n\n".join(systems)
-    if isinstance(body.get("temperature"), int | float):
+    if sampling and isinstance(body.get("temperature"), int | float):
         out["temperature"] = min(1.0, float(body["temperature"]))  # OpenAI allows up to 2
-    for key in ("top_p", "stream"):
+    for key in ("top_p", "stream") if sampling else ("stream",):
         if key in body:
             out[key] = body[key]
     stop = body.get("stop")

@@ -21,7 +21,9 @@ as JSONL in no set order), with realistic usage:
   ``output_tokens`` and ``output_tokens_details.thinking_tokens``.
 - **Errors** in the API's envelope: :meth:`FakeAnthropicAPI.fail_next` queues 429 (with
   ``retry-after``), 529 ``overloaded_error`` and the rest; a request without ``max_tokens >= 1``
-  gets the real 400 ``invalid_request_error``.
+  gets the real 400 ``invalid_request_error``, and so does one with ``temperature``, ``top_p`` or
+  ``top_k`` under API version 2026-10-21 or later (``anthropic-version``; the anthropic SDK 2.x
+  default), which removed the sampling parameters.
 
 Token counts use llmspend's offline tokenizer (not Claude's): realistic in size, exact in
 arithmetic, which is what cost tests need. Request headers steer it: ``x-fake-usage: omit``
@@ -40,9 +42,10 @@ from llmspend.testing import FakeLLMServer, FakeRequest, FakeResponse
 from llmspend.tokens import count_text
 
 from .content import block_text
+from .convert import NO_SAMPLING_VERSION
 from .stream import encode_events, events_from_message
 
-__all__ = ["FakeAnthropicAPI", "error_body", "CACHE_MIN_TOKENS"]
+__all__ = ["FakeAnthropicAPI", "error_body", "CACHE_MIN_TOKENS", "NO_SAMPLING_VERSION"]
 
 CACHE_MIN_TOKENS = 1024
 _MESSAGE_FRAMING = 4  # tokens around each message (role markers)
@@ -59,6 +62,8 @@ _ERROR_TYPES = {
     500: "api_error", 529: "overloaded_error",
 }
 
+_SAMPLING = ("temperature", "top_p", "top_k")
+
 # Aliases answered with a dated snapshot, as the API does.
 _SNAPSHOTS = {"claude-sonnet-4-5": "claude-sonnet-4-5-20250929", "claude-haiku-4-5": "claude-haiku-4-5-20251001"}
 
@@ -73,6 +78,11 @@ def error_body(status: int, message: str | None = None, error_type: str | None =
 def _digest(*parts: Any) -> int:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
+
+
+def _header(request: FakeRequest, name: str) -> str | None:
+    """A request header's value, whatever case the client wrote its name in."""
+    return next((v for k, v in request.headers.items() if k.lower() == name), None)
 
 
 def _without_cache_control(item: Any) -> Any:
@@ -185,9 +195,14 @@ class FakeAnthropicAPI:
 
     # -- endpoints ---------------------------------------------------------------------
     @staticmethod
-    def _invalid(body: Any) -> FakeResponse | None:
+    def _invalid(body: Any, version: str | None = None) -> FakeResponse | None:
         def bad(message: str) -> FakeResponse:
             return FakeResponse.json(error_body(400, message), 400)
+
+        if isinstance(body, Mapping) and version is not None and version >= NO_SAMPLING_VERSION:
+            for name in _SAMPLING:
+                if name in body:
+                    return bad(f"{name}: Extra inputs are not permitted")
 
         if not isinstance(body, Mapping):
             return bad("body: expected an object")
@@ -233,7 +248,7 @@ class FakeAnthropicAPI:
 
     def _messages(self, request: FakeRequest) -> FakeResponse:
         body = request.json()
-        invalid = self._invalid(body)
+        invalid = self._invalid(body, _header(request, "anthropic-version"))
         if invalid is not None:
             return invalid
         message = self.message(body)

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from llmspend._http import Headers, Request, dumps
+from llmspend.exceptions import ResponseParseError
 from llmspend.providers.base import Usage
 from llmspend.providers.openai import OpenAIAdapter
 from llmspend_anthropic import AnthropicAdapter
@@ -122,6 +123,28 @@ def test_estimate_counts_everything_sent() -> None:
     assert bare is not None and 0 < adapter.estimate_input_tokens(bare) < full
 
 
+# -- what the cache keys on ------------------------------------------------------------------
+def test_cache_key_body_drops_only_the_markers() -> None:
+    adapter = AnthropicAdapter()
+    schema_tool = {"name": "set", "input_schema": {"type": "object", "properties": {"cache_control": {"type": "string"}}},
+                   "cache_control": {"type": "ephemeral"}}
+    nested = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "cache_control": {"type": "ephemeral"},
+                                           "content": [{"type": "text", "text": "shipped", "cache_control": {"type": "ephemeral"}}]}]}
+    marked = {**BODY, "cache_control": {"type": "ephemeral"}, "tools": [schema_tool], "messages": [*CONVERSATION[:2], nested]}
+    request = _request(marked)
+    call = request.call
+    assert call is not None
+    keyed = adapter.cache_key_body(request, call)
+    assert b'"cache_control"' not in dumps(keyed).replace(b'"properties":{"cache_control"', b"")  # only the schema's is left
+    assert keyed["tools"][0]["input_schema"] == schema_tool["input_schema"]
+    assert keyed["system"] == [{"type": "text", "text": "Be brief."}]
+    assert keyed["messages"][2]["content"][0]["content"] == [{"type": "text", "text": "shipped"}]
+    assert marked["system"] == SYSTEM and "cache_control" in marked  # the request itself is untouched
+    plain = _request({**BODY, "system": "Be brief."})
+    assert plain.call is not None and adapter.cache_key_body(plain, plain.call) is plain.call.body  # nothing to drop: no copy
+    assert adapter.vary_headers == ("anthropic-version", "anthropic-beta")
+
+
 # -- conversion for mixed cascades ----------------------------------------------------------
 def test_request_to_openai_and_back() -> None:
     as_openai = openai_chat_request(BODY)
@@ -161,15 +184,44 @@ def test_openai_request_to_messages_merges_turns_and_defaults() -> None:
     assert turn["content"][2]["source"] == {"type": "base64", "media_type": "image/png", "data": "AAAA"}
 
 
+def test_sampling_parameters_only_for_api_versions_that_take_them() -> None:
+    adapter = AnthropicAdapter()
+    body = {"model": "gpt-4o", "temperature": 0, "top_p": 0.5, "messages": [{"role": "user", "content": "a"}]}
+    legacy = adapter.from_openai_chat_request(body, "claude-haiku-4-5", Headers([("anthropic-version", "2023-06-01")]))
+    assert (legacy["temperature"], legacy["top_p"], legacy["model"]) == (0.0, 0.5, "claude-haiku-4-5")
+    for headers in (Headers([("anthropic-version", "2026-10-21")]), Headers()):  # none: the SDK's own, current
+        current = adapter.from_openai_chat_request(body, "claude-haiku-4-5", headers)
+        assert "temperature" not in current and "top_p" not in current
+
+
+def test_translation_hooks_of_both_adapters() -> None:
+    anthropic_adapter, openai_adapter = AnthropicAdapter(), OpenAIAdapter()
+    call = _request(BODY).call
+    assert call is not None
+    chat = anthropic_adapter.to_openai_chat_request(call)
+    assert chat == openai_chat_request(BODY)
+    assert anthropic_adapter.chat_path == "/v1/messages" and openai_adapter.chat_path == "/chat/completions"
+    openai_call = OpenAIAdapter().parse_request(
+        Request("POST", "https://api.openai.com/v1/chat/completions", Headers(), dumps(chat)))
+    assert openai_call is not None and openai_adapter.to_openai_chat_request(openai_call) == chat  # the common form
+    assert openai_adapter.from_openai_chat_request(chat, "gpt-4o", Headers())["model"] == "gpt-4o"
+    with pytest.raises(ResponseParseError):
+        anthropic_adapter.to_openai_chat_response({"type": "error"})
+    with pytest.raises(ResponseParseError):
+        openai_adapter.to_openai_chat_response(MESSAGE)
+    replayed = message_from_events([anthropic_adapter.stream_from_answer(call, MESSAGE)])
+    assert replayed == MESSAGE
+
+
 def test_answers_both_ways_validate_as_the_sdks_types() -> None:
     adapter = AnthropicAdapter()
-    completion = adapter.to_openai_chat_response(json.dumps(MESSAGE).encode())
+    completion = adapter.to_openai_chat_response(MESSAGE)
     parsed = openai.types.chat.ChatCompletion.model_validate(completion)
     assert parsed.choices[0].finish_reason == "tool_calls"
     assert parsed.choices[0].message.content == "Checking that one now."
     assert parsed.usage is not None and parsed.usage.prompt_tokens == 4512  # all input, as OpenAI counts it
     assert parsed.usage.prompt_tokens_details is not None and parsed.usage.prompt_tokens_details.cached_tokens == 3000
-    message = adapter.from_openai_chat_response(json.dumps(completion).encode())
+    message = adapter.from_openai_chat_response(completion)
     back = anthropic.types.Message.model_validate(message)
     assert back.stop_reason == "tool_use"
     assert [b.type for b in back.content] == ["text", "tool_use"]  # thinking has no OpenAI form
