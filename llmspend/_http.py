@@ -10,13 +10,15 @@ sent, and when it builds a response of its own it drops the encoding headers to 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import SplitResult, urlsplit
 
+from .context import CallContext
+
 if TYPE_CHECKING:
-    from .context import CallContext
     from .providers.base import Call, ProviderAdapter
 
 __all__ = ["Headers", "Request", "Response", "SyncByteStream", "AsyncByteStream"]
@@ -33,6 +35,27 @@ _UNSET: Any = _Unset()
 _UNSET_ARG: Any = _Unset()
 
 
+class _URLInfo(NamedTuple):
+    parts: SplitResult
+    host: str
+    port: int | None  # None: the URL's port is not a number (reading it raises)
+
+
+@functools.lru_cache(maxsize=256)
+def _url_info(url: str) -> _URLInfo:
+    """A URL split once, with its host and port. A client sends to a handful of URLs, and
+    ``SplitResult.hostname``/``.port`` re-parse the netloc on every read: memoised, since
+    every call's span needs both."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return _URLInfo(parts, parts.hostname or "", None)
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return _URLInfo(parts, parts.hostname or "", port)
+
+
 class Headers:
     """An ordered, case-insensitive multi-dict of ``str`` header pairs. Treated as immutable.
 
@@ -40,16 +63,21 @@ class Headers:
     never look at the provider's response headers, so the transport need not copy them.
     """
 
-    __slots__ = ("_pairs", "_source")
+    __slots__ = ("_pairs", "_source", "origin")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._pairs: tuple[tuple[str, str], ...] | None = tuple(items)
         self._source: Callable[[], Iterable[tuple[str, str]]] | None = None
+        #: the HTTP library's own headers object these were read from (see :meth:`lazy`)
+        self.origin: Any = None
 
     @classmethod
-    def lazy(cls, source: Callable[[], Iterable[tuple[str, str]]]) -> Headers:
+    def lazy(cls, source: Callable[[], Iterable[tuple[str, str]]], origin: Any = None) -> Headers:
+        """Headers read from ``source()`` when first needed. ``origin``: the library's headers
+        object that ``source`` reads, which a transport may send again instead of rebuilding
+        it from these pairs (headers are never changed in place, only replaced)."""
         headers = cls()
-        headers._pairs, headers._source = None, source
+        headers._pairs, headers._source, headers.origin = None, source, origin
         return headers
 
     @property
@@ -98,7 +126,7 @@ class Request:
 
     __slots__ = (
         "method", "url", "headers", "content", "native", "context", "adapter",
-        "_template", "_json", "_call", "_parts",
+        "_template", "_json", "_call", "_url_info",
     )
 
     def __init__(
@@ -120,44 +148,45 @@ class Request:
         #: the HTTP library's own request, kept while this request is unchanged so the
         #: transport can send it as it came (extensions, timeouts and all).
         self.native = native
-        if context is None:
-            from .context import CallContext
-
-            context = CallContext()
-        self.context = context
+        self.context = context if context is not None else CallContext()
         self.adapter = adapter
         self._template = template
         self._json: Any = _UNSET
         self._call: Any = _UNSET
-        self._parts: SplitResult | None = None
+        self._url_info: _URLInfo | None = None
 
     # -- URL ---------------------------------------------------------------------------
     @property
+    def _info(self) -> _URLInfo:
+        info = self._url_info
+        if info is None:
+            info = self._url_info = _url_info(self.url)
+        return info
+
+    @property
     def parts(self) -> SplitResult:
-        if self._parts is None:
-            self._parts = urlsplit(self.url)
-        return self._parts
+        return self._info.parts
 
     @property
     def host(self) -> str:
-        return self.parts.hostname or ""
+        return self._info.host
 
     @property
     def port(self) -> int:
-        parts = self.parts
-        if parts.port is not None:
-            return parts.port
-        return 443 if parts.scheme == "https" else 80
+        port = self._info.port
+        if port is None:  # not a number: read it again, so that urlsplit raises its ValueError
+            return self._info.parts.port or 0
+        return port
 
     @property
     def path(self) -> str:
-        return self.parts.path
+        return self._info.parts.path
 
     # -- body --------------------------------------------------------------------------
     def json(self) -> Any:
         """The body parsed as JSON (parsed once). Raises ``ValueError`` when it is not JSON."""
         if self._json is _UNSET:
-            self._json = json.loads(self.content) if self.content else None
+            self._json = loads(self.content) if self.content else None
         return self._json
 
     @property
@@ -330,4 +359,17 @@ class Response:
 def dumps(obj: Any) -> bytes:
     """Compact JSON, as the SDKs send it."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_DECODER = json.JSONDecoder()  # what json.loads uses when given no options
+
+
+def loads(data: bytes) -> Any:
+    """``json.loads(data)``, minus its encoding sniffing for the usual body. A body that starts
+    with ``{`` and then a byte other than NUL is UTF-8 by ``json.detect_encoding``'s own rules
+    (UTF-16 and UTF-32 put a NUL next to it), so decode it so straight away; anything else
+    goes through ``json.loads``. Raises ``ValueError`` as ``json.loads`` does."""
+    if data[:1] == b"{" and data[1:2] != b"\x00":
+        return _DECODER.decode(data.decode("utf-8", "surrogatepass"))
+    return json.loads(data)
 

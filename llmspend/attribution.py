@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Attribution",
+    "UNATTRIBUTED",
     "CostSink",
     "current_attribution",
     "set_attribution",
@@ -80,8 +81,10 @@ class Attribution:
             sink.add_call(cost, context)
 
 
-_EMPTY = Attribution()
-_current: ContextVar[Attribution] = ContextVar("llmspend_attribution", default=_EMPTY)
+#: the attribution of a call made outside any ``track()``: no feature, user, tags, sinks or
+#: budgets (the telemetry stage skips its attribution work for it by identity)
+UNATTRIBUTED = Attribution()
+_current: ContextVar[Attribution] = ContextVar("llmspend_attribution", default=UNATTRIBUTED)
 
 
 def current_attribution() -> Attribution:

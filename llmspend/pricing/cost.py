@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._frozen import quick_init
 from ..providers.base import Usage
 from .table import ModelPrice
 
@@ -30,6 +31,7 @@ UNKNOWN_MODEL = "unknown_model"
 NO_USAGE = "no_usage"
 
 
+@quick_init  # built on every call: see llmspend._frozen
 @dataclass(frozen=True)
 class Cost:
     """A call's cost in USD, by part. ``total_usd is None`` when it cannot be known."""

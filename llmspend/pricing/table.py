@@ -32,6 +32,8 @@ __all__ = ["ModelPrice", "LongContextPrice", "PriceTable", "normalise_model"]
 #: the provider of a user's row that serves a model name whatever provider the call goes to
 ANY_PROVIDER = "*"
 
+_NOT_MEMOISED: Any = object()  # a lookup not made yet (None is a remembered "no price")
+
 _DATE_SUFFIX = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}))$|(?:-latest)$")
 
 
@@ -240,8 +242,9 @@ class PriceTable:
         if not model:
             return None
         key = (model, provider)
-        if key in self._memo:
-            return self._memo[key]
+        found = self._memo.get(key, _NOT_MEMOISED)
+        if found is not _NOT_MEMOISED:
+            return found  # type: ignore[no-any-return]
         if len(self._memo) > 4096:  # model names come from requests: keep the memo bounded
             self._memo.clear()
         found = self._memo[key] = self._lookup(model, provider)

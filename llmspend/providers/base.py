@@ -37,6 +37,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._frozen import quick_init
+
 if TYPE_CHECKING:
     from .._http import Headers, Request
     from ..exceptions import LLMSpendError
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "json_object_body", "number_params"]
 
 
+@quick_init  # built on every call: see llmspend._frozen
 @dataclass(frozen=True)
 class Call:
     """What one request asks of a provider, as far as cost and telemetry need to know."""
@@ -67,6 +70,7 @@ class Call:
         return f"{self.operation} {self.model}" if self.model else self.operation
 
 
+@quick_init  # built on every call: see llmspend._frozen
 @dataclass(frozen=True)
 class Usage:
     """Token counts of one call, in the OpenTelemetry GenAI sense.
@@ -104,6 +108,7 @@ class Usage:
         )
 
 
+@quick_init  # built on every call: see llmspend._frozen
 @dataclass(frozen=True)
 class Outcome:
     """What a provider's answer says, as far as cost and telemetry need to know."""
@@ -269,7 +274,8 @@ def number_params(body: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
     (body key -> attribute suffix); booleans and other types are left out."""
     params: dict[str, Any] = {}
     for key, attr in names.items():
-        value = body.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            params[attr] = value
+        if key in body:  # a request sets one or two of them: skip the rest without a get()
+            value = body[key]
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                params[attr] = value
     return params

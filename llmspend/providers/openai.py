@@ -18,11 +18,11 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .._http import Headers, Request, dumps
+from .._http import Headers, Request, dumps, loads
 from ..exceptions import ResponseParseError
 from ..tokens import count_chat_messages, count_text
 from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage, json_object_body, number_params
@@ -65,6 +65,17 @@ _ENDPOINTS = (
     ("/embeddings", "embeddings", "embeddings"),
     ("/responses", "responses", "chat"),
 )
+
+
+@functools.lru_cache(maxsize=256)  # a client calls a handful of paths, on every call
+def _endpoint(path: str) -> tuple[str, str] | None:
+    """``(endpoint, operation)`` for a URL path, or None when it is none of ours."""
+    path = path.rstrip("/")
+    for suffix, endpoint, operation in _ENDPOINTS:
+        if path.endswith(suffix):
+            return endpoint, operation
+    return None
+
 
 # request body key -> gen_ai.request.* attribute suffix
 _PARAMS = {
@@ -111,12 +122,10 @@ class OpenAIAdapter(ProviderAdapter):
     def parse_request(self, request: Request) -> Call | None:
         if request.method != "POST":
             return None
-        path = request.path.rstrip("/")
-        for suffix, endpoint, operation in _ENDPOINTS:
-            if path.endswith(suffix):
-                break
-        else:
+        found = _endpoint(request.path)
+        if found is None:
             return None
+        endpoint, operation = found
         body = json_object_body(request)
         if body is None:
             return None
@@ -127,12 +136,11 @@ class OpenAIAdapter(ProviderAdapter):
         elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
             params["stop_sequences"] = tuple(stop)
         fmt = body.get("response_format") or (body.get("text") or {}).get("format")
-        if isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema"):
+        if fmt and isinstance(fmt, Mapping) and fmt.get("type") in ("json_object", "json_schema"):
             params["output.type"] = "json"
         stream = body.get("stream") is True
-        options = body.get("stream_options")
         usage_requested = not stream or endpoint == "responses" or (
-            isinstance(options, Mapping) and options.get("include_usage") is True
+            isinstance(options := body.get("stream_options"), Mapping) and options.get("include_usage") is True
         )
         model = body.get("model")
         return Call(
@@ -158,15 +166,17 @@ class OpenAIAdapter(ProviderAdapter):
     # -- responses ---------------------------------------------------------------------
     def parse_response(self, call: Call, body: bytes) -> Outcome:
         try:
-            data = json.loads(body)
+            data = loads(body)
         except ValueError as exc:
             raise ResponseParseError(f"{call.endpoint} response is not JSON") from exc
         if not isinstance(data, dict):
             raise ResponseParseError(f"{call.endpoint} response is not a JSON object")
         if call.endpoint == "responses":
             return _responses_outcome(data)
+        # JSON objects parse to dicts: isinstance(x, dict) is the Mapping check without the
+        # ABC machinery, here and in the helpers below (they read parsed JSON only).
         usage = data.get("usage")
-        if usage is not None and not isinstance(usage, Mapping):
+        if usage is not None and not isinstance(usage, dict):
             raise ResponseParseError("usage is not an object")
         texts, reasons = [], []
         choices = data.get("choices")
@@ -174,17 +184,19 @@ class OpenAIAdapter(ProviderAdapter):
             if not isinstance(choices, list):
                 raise ResponseParseError(f"{call.endpoint} response has no choices")
             for choice in choices:
-                if not isinstance(choice, Mapping):
+                if not isinstance(choice, dict):
                     raise ResponseParseError("a choice is not an object")
                 texts.append(_choice_text(choice))
-                if isinstance(choice.get("finish_reason"), str):
-                    reasons.append(choice["finish_reason"])
+                reason = choice.get("finish_reason")
+                if isinstance(reason, str):
+                    reasons.append(reason)
+        response_id, model, tier = data.get("id"), data.get("model"), data.get("service_tier")
         return Outcome(
             usage=_chat_usage(usage) if usage else None,
-            response_id=data.get("id") if isinstance(data.get("id"), str) else None,
-            response_model=data.get("model") if isinstance(data.get("model"), str) else None,
+            response_id=response_id if isinstance(response_id, str) else None,
+            response_model=model if isinstance(model, str) else None,
             finish_reasons=tuple(reasons),
-            service_tier=data.get("service_tier") if isinstance(data.get("service_tier"), str) else None,
+            service_tier=tier if isinstance(tier, str) else None,
             output_text="".join(texts),
         )
 
@@ -292,7 +304,7 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     completion = usage.get("completion_tokens", usage.get("output_tokens"))
     in_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
     out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
-    if not isinstance(in_details, Mapping) or not isinstance(out_details, Mapping):
+    if not isinstance(in_details, dict) or not isinstance(out_details, dict):
         raise ResponseParseError("usage details are not objects")
     return Usage(
         input_tokens=_int(prompt),
@@ -305,11 +317,13 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
 def _choice_text(choice: Mapping[str, Any]) -> str:
     message = choice.get("message") or choice.get("delta") or {}
     parts: list[str] = []
-    if isinstance(choice.get("text"), str):
-        parts.append(choice["text"])
-    if isinstance(message, Mapping):
-        if isinstance(message.get("content"), str):
-            parts.append(message["content"])
+    text = choice.get("text")
+    if isinstance(text, str):
+        parts.append(text)
+    if isinstance(message, dict):
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
         for call in message.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, Mapping) else None
             if isinstance(function, Mapping):
@@ -346,6 +360,9 @@ _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
 _EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _RESPONSE_END = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
+# what every match of the two patterns above that are searched from the end starts with
+_USAGE_LITERAL = b'"usage"'
+_RESPONSE_END_LITERAL = b'"type"'
 
 
 class _OpenAIStreamReader:
@@ -371,8 +388,13 @@ class _OpenAIStreamReader:
         self._raw.append(chunk)
         if not self._drop:
             return chunk  # hand on exactly what arrived, without waiting for event ends
-        events = self._split.feed(chunk)
-        return b"".join(event for event in events if not _is_injected_usage(event))
+        split = self._split
+        if not split.pending and not _USAGE.search(chunk):
+            # No event this chunk completes carries a usage object, so none is the injected
+            # usage chunk: hand on the complete events in one piece, without looking at each
+            # (this runs for every chunk of the stream).
+            return split.feed_joined(chunk)
+        return b"".join(event for event in split.feed(chunk) if not _is_injected_usage(event))
 
     def flush(self) -> bytes:
         if not self._drop:
@@ -406,16 +428,37 @@ class _OpenAIStreamReader:
         found: list[bytes] = []
         last = -1
         for match in pattern.finditer(buf):
-            start = buf.rfind(b"\n\n", 0, match.start())
-            start = 0 if start < 0 else start + 2
+            start = _event_start(buf, match.start())
             if start == last:
                 continue
             last = start
-            end = buf.find(b"\n\n", match.end())
-            data = event_data(buf[start:] if end < 0 else buf[start : end + 2])
+            data = _event_data(buf, start, match.end())
             if data is not None:
                 found.append(data)
         return found
+
+    def _last_matching(self, pattern: re.Pattern[bytes], literal: bytes) -> Iterator[bytes]:
+        """``reversed(self._matching(pattern))``, searched from the end of the buffer: the
+        events wanted this way (the usage chunk, the response's end) come last, so the rest of
+        the stream is not scanned. Every match of ``pattern`` starts with ``literal``."""
+        buf = self._buffer()
+        if b"\r" in buf:
+            yield from reversed(self._matching(pattern))
+            return
+        last = -1
+        limit = len(buf)
+        while (position := buf.rfind(literal, 0, limit)) >= 0:
+            limit = position + len(literal) - 1  # next: an occurrence that starts before this one
+            match = pattern.match(buf, position)
+            if match is None:
+                continue
+            start = _event_start(buf, position)
+            if start == last:
+                continue
+            last = start
+            data = _event_data(buf, start, match.end())
+            if data is not None:
+                yield data
 
     def outcome(self, complete: bool) -> Outcome:
         if self._call.endpoint == "responses":
@@ -423,7 +466,7 @@ class _OpenAIStreamReader:
         buf = self._buffer()
         done = buf.rstrip().endswith(b"[DONE]")
         usage: Usage | None = None
-        for data in reversed(self._matching(_USAGE)):
+        for data in self._last_matching(_USAGE, _USAGE_LITERAL):
             payload = _loads(data)
             if payload is not None and isinstance(payload.get("usage"), Mapping):
                 try:
@@ -462,7 +505,7 @@ class _OpenAIStreamReader:
 
     def _responses_outcome(self, complete: bool) -> Outcome:
         final: Outcome | None = None
-        for data in reversed(self._matching(_RESPONSE_END)):
+        for data in self._last_matching(_RESPONSE_END, _RESPONSE_END_LITERAL):
             payload = _loads(data)
             if payload is not None and isinstance(payload.get("response"), Mapping):
                 final = _responses_outcome(payload["response"])
@@ -488,6 +531,18 @@ class _OpenAIStreamReader:
         return Outcome(response_id=response_id, response_model=model, output_text="".join(texts), complete=complete)
 
 
+def _event_start(buf: bytes, position: int) -> int:
+    """Where the event that ``position`` is in starts (in a buffer with no ``\\r`` in it)."""
+    start = buf.rfind(b"\n\n", 0, position)
+    return 0 if start < 0 else start + 2
+
+
+def _event_data(buf: bytes, start: int, position: int) -> bytes | None:
+    """The ``data`` of the event that starts at ``start`` and goes on past ``position``."""
+    end = buf.find(b"\n\n", position)
+    return event_data(buf[start:] if end < 0 else buf[start : end + 2])
+
+
 def _is_injected_usage(event: bytes) -> bool:
     """Whether ``event`` is the usage-only chunk (``"choices": []`` with usage)."""
     if not _EMPTY_CHOICES.search(event) or not _USAGE.search(event):
@@ -500,7 +555,7 @@ def _loads(data: bytes | None) -> dict[str, Any] | None:
     if not data or data == b"[DONE]":
         return None
     try:
-        payload = json.loads(data)
+        payload = loads(data)
     except ValueError:
         return None
     return payload if isinstance(payload, dict) else None

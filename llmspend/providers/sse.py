@@ -38,6 +38,20 @@ class EventSplitter:
         self._buffer = buffer[start:]
         return events
 
+    @property
+    def pending(self) -> bool:
+        """Whether part of an event is held, waiting for the rest of it."""
+        return bool(self._buffer)
+
+    def feed_joined(self, chunk: bytes) -> bytes:
+        """``b"".join(self.feed(chunk))``: the complete events as one run of bytes, without
+        cutting them apart first (the common case ends every chunk at an event's end)."""
+        if self._buffer or b"\r" in chunk:
+            return b"".join(self.feed(chunk))
+        rest = chunk.split(b"\n\n")[-1]  # exactly what feed() would keep back
+        self._buffer = rest
+        return chunk[: len(chunk) - len(rest)] if rest else chunk
+
     def flush(self) -> bytes:
         rest, self._buffer = self._buffer, b""
         return rest

@@ -53,8 +53,11 @@ class TelemetryStage(Stage):
             return call_next(request)
         request, recorder = begun
         try:
-            with recorder.activated():
+            token = recorder.activate()
+            try:
                 response = call_next(request)
+            finally:
+                recorder.deactivate(token)
         except BaseException as exc:
             recorder.fail(exc)
             raise
@@ -78,8 +81,11 @@ class TelemetryStage(Stage):
             return await call_next(request)
         request, recorder = begun
         try:
-            with recorder.activated():
+            token = recorder.activate()
+            try:
                 response = await call_next(request)
+            finally:
+                recorder.deactivate(token)
         except BaseException as exc:
             recorder.fail(exc)
             raise

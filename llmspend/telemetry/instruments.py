@@ -8,7 +8,8 @@ global ones (tests pass in-memory providers this way).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -17,7 +18,7 @@ from opentelemetry.trace import TracerProvider
 from .._version import __version__
 from . import attributes as A
 
-__all__ = ["Instruments"]
+__all__ = ["Instruments", "AttributeSets"]
 
 
 class _RunningSums:
@@ -30,7 +31,10 @@ class _RunningSums:
         self._sums: dict[frozenset[tuple[str, str | int]], float] = {}
 
     def add(self, value: float, attributes: Mapping[str, str | int]) -> None:
-        key = frozenset(attributes.items())
+        self.add_to(value, frozenset(attributes.items()))
+
+    def add_to(self, value: float, key: frozenset[tuple[str, str | int]]) -> None:
+        """Add to the sum of the attribute set ``key`` (``frozenset(attributes.items())``)."""
         with self._lock:
             self._sums[key] = self._sums.get(key, 0.0) + value
 
@@ -38,6 +42,41 @@ class _RunningSums:
         with self._lock:
             items = list(self._sums.items())
         return [Observation(total, dict(key)) for key, total in items]
+
+
+class AttributeSets(NamedTuple):
+    """The attributes one kind of call records its metrics under, in each form the
+    instruments take them. Shared by every call of that kind: never mutate them."""
+
+    call: dict[str, str | int]
+    input_tokens: dict[str, str | int]
+    output_tokens: dict[str, str | int]
+    #: the key of ``call`` in the USD sums
+    sums_key: frozenset[tuple[str, str | int]]
+    #: the same per saving stage (``llmspend.stage``), filled as stages save
+    saved_keys: dict[str, frozenset[tuple[str, str | int]]]
+
+    @classmethod
+    def of(cls, attributes: Mapping[str, str | int]) -> AttributeSets:
+        call = dict(attributes)
+        return cls(
+            call,
+            {**call, A.TOKEN_TYPE: "input"},
+            {**call, A.TOKEN_TYPE: "output"},
+            frozenset(call.items()),
+            {},
+        )
+
+    def saved_key(self, stage: str) -> frozenset[tuple[str, str | int]]:
+        key = self.saved_keys.get(stage)
+        if key is None:
+            key = self.saved_keys[stage] = frozenset({**self.call, "llmspend.stage": stage}.items())
+        return key
+
+
+# Attribute sets are remembered per kind of call; the kinds come from requests (model names),
+# so the memo is bounded.
+_MAX_ATTRIBUTE_SETS = 1024
 
 _SCOPE = "llmspend"
 
@@ -76,9 +115,25 @@ class Instruments:
             description="What llmspend's stages saved, in USD, by stage",
         )
 
+        # Every call of one kind records under the same attribute sets: build them once per
+        # kind (see attribute_sets) rather than five dicts and a frozenset on every call.
+        self._attribute_sets: dict[Hashable, AttributeSets] = {}
+
+    def attribute_sets(
+        self, kind: Hashable, build: Callable[..., Mapping[str, str | int]], *args: Any
+    ) -> AttributeSets:
+        """The attribute sets of calls of ``kind`` (a hashable that determines their
+        attributes), from ``build(*args)`` the first time."""
+        sets = self._attribute_sets.get(kind)
+        if sets is None:
+            if len(self._attribute_sets) >= _MAX_ATTRIBUTE_SETS:
+                self._attribute_sets.clear()
+            sets = self._attribute_sets[kind] = AttributeSets.of(build(*args))
+        return sets
+
     def record_call(
         self,
-        attributes: Mapping[str, str | int],
+        attributes: Mapping[str, str | int] | AttributeSets,
         *,
         duration_s: float,
         input_tokens: int | None,
@@ -86,14 +141,14 @@ class Instruments:
         cost_usd: float | None,
         savings: Mapping[str, float],
     ) -> None:
-        attrs = dict(attributes)
-        self.duration.record(duration_s, attrs)
+        sets = attributes if isinstance(attributes, AttributeSets) else AttributeSets.of(attributes)
+        self.duration.record(duration_s, sets.call)
         if input_tokens is not None:
-            self.token_usage.record(input_tokens, {**attrs, A.TOKEN_TYPE: "input"})
+            self.token_usage.record(input_tokens, sets.input_tokens)
         if output_tokens is not None:
-            self.token_usage.record(output_tokens, {**attrs, A.TOKEN_TYPE: "output"})
+            self.token_usage.record(output_tokens, sets.output_tokens)
         if cost_usd is not None:
-            self.cost.add(cost_usd, attrs)
+            self.cost.add_to(cost_usd, sets.sums_key)
         for stage, usd in savings.items():
             if usd > 0:
-                self.saved.add(usd, {**attrs, "llmspend.stage": stage})
+                self.saved.add_to(usd, sets.saved_key(stage))

@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ..attribution import current_attribution
+from ..attribution import UNATTRIBUTED, current_attribution
 from ..pricing.cost import NO_USAGE, UNKNOWN_MODEL, Cost, price_usage, unknown_cost
 from ..providers.base import Call, Outcome, Usage
 from ..tokens import count_text
@@ -153,25 +153,37 @@ class CallRecorder:
             attrs[A.REQUEST_STREAM] = True
         for key, value in call.params.items():
             attrs["gen_ai." + key if key == "output.type" else "gen_ai.request." + key] = value
-        self.attribution = current_attribution()
-        attrs.update(self.attribution.span_attributes())
-        attrs.update(self.context.attributes)  # what outer stages noted before the span existed
+        self.attribution = attribution = current_attribution()
+        if attribution is not UNATTRIBUTED:  # outside track() there is nothing to add
+            attrs.update(attribution.span_attributes())
+        if self.context.attributes:  # what outer stages noted before the span existed
+            attrs.update(self.context.attributes)
         _mark_sdk_parent(trace.get_current_span())
         self.span = instruments.tracer.start_span(call.span_name, kind=SpanKind.CLIENT, attributes=attrs)
         self.context.span = self.span
-        if capture_content:
+        if capture_content and self.span.is_recording():
             content = _input_content(call)
             if content is not None:
                 self.span.set_attribute(A.INPUT_MESSAGES, _content_json(content))
 
+    def activate(self) -> object:
+        """Make the span current while the rest of the chain runs (so spans below nest);
+        undo with :meth:`deactivate`. The telemetry stage calls the two in a ``try``/``finally``
+        of its own: a context manager would cost a generator on every call."""
+        return otel_context.attach(trace.set_span_in_context(self.span))
+
+    @staticmethod
+    def deactivate(token: object) -> None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+
     @contextmanager
     def activated(self) -> Iterator[None]:
-        """Make the span current while the rest of the chain runs (so spans below nest)."""
-        token = otel_context.attach(trace.set_span_in_context(self.span))
+        """:meth:`activate` and :meth:`deactivate` as a context manager."""
+        token = self.activate()
         try:
             yield
         finally:
-            otel_context.detach(token)
+            self.deactivate(token)
 
     @property
     def ended(self) -> bool:
@@ -230,13 +242,48 @@ class CallRecorder:
 
     def _finish(self, outcome: Outcome | None, error: BaseException | None) -> None:
         span, call, context = self.span, self.call, self.context
-        attrs: dict[str, Any] = {}  # set in one go: one lock and one validation pass on the span
         if outcome is None:
             cost: Cost = unknown_cost(NO_USAGE)
             usage = None
         else:
             usage = usage_or_estimate(self.adapter, call, outcome)
             cost = price_call(self.prices, call, outcome, usage, batch=bool(context.extra.get("batch_api")))
+        served_from = context.served_from
+        if served_from is not None:
+            # Nothing was bought: what the answer cost when it was bought is the saving.
+            if cost.total_usd is not None:
+                context.add_saving(served_from, cost.total_usd)
+            cost = Cost(total_usd=0.0, status=cost.status if cost.status == UNKNOWN_MODEL else "ok")
+            reported_usage = None
+        else:
+            reported_usage = usage
+        context.outcome = outcome
+        context.cost = cost
+        error_type = type(error).__qualname__ if error is not None else outcome.error_type if outcome else None
+        if error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        # Only a recording span keeps attributes: without an SDK, or for a call the sampler
+        # left out, building them would be work thrown away on every call.
+        if span.is_recording():
+            span.set_attributes(self._span_attributes(outcome, reported_usage, cost, error_type))
+        self._metrics(
+            reported_usage,
+            cost.total_usd,
+            error_type=error_type,
+            response_model=outcome.response_model if outcome else None,
+        )
+        if self.attribution.sinks:
+            self.attribution.record(cost, context)
+        span.end()
+
+    def _span_attributes(
+        self, outcome: Outcome | None, usage: Usage | None, cost: Cost, error_type: str | None
+    ) -> dict[str, Any]:
+        """The span's attributes at its end (set in one go: one lock and one validation pass
+        on the span). ``usage`` is what the call used, None when it bought nothing."""
+        call, context = self.call, self.context
+        attrs: dict[str, Any] = {}
+        if outcome is not None:
             if outcome.response_id:
                 attrs[A.RESPONSE_ID] = outcome.response_id
             if outcome.response_model:
@@ -250,31 +297,20 @@ class CallRecorder:
             attrs.update(outcome.attributes)
             if self.capture_content and outcome.output_text:
                 attrs[A.OUTPUT_MESSAGES] = _content_json([{"role": "assistant", "content": outcome.output_text}])
-
-        served_from = context.served_from
-        if served_from is not None:
-            # Nothing was bought: what the answer cost when it was bought is the saving.
-            if cost.total_usd is not None:
-                context.add_saving(served_from, cost.total_usd)
-            attrs[A.SERVED_FROM] = served_from
-            cost = Cost(total_usd=0.0, status=cost.status if cost.status == UNKNOWN_MODEL else "ok")
-            reported_usage = None
-        else:
-            reported_usage = usage
-
-        if reported_usage is not None:
-            attrs[A.USAGE_INPUT_TOKENS] = reported_usage.input_tokens
-            attrs[A.USAGE_OUTPUT_TOKENS] = reported_usage.output_tokens
-            if reported_usage.cache_read_tokens:
-                attrs[A.USAGE_CACHE_READ_INPUT_TOKENS] = reported_usage.cache_read_tokens
-            if reported_usage.cache_write_tokens:
-                attrs[A.USAGE_CACHE_CREATION_INPUT_TOKENS] = reported_usage.cache_write_tokens
-                attrs[A.USAGE_CACHE_WRITE_INPUT_TOKENS] = reported_usage.cache_write_tokens
-            if reported_usage.cache_write_1h_tokens:
-                attrs[A.USAGE_CACHE_WRITE_1H_TOKENS] = reported_usage.cache_write_1h_tokens
-            if reported_usage.reasoning_tokens:
-                attrs[A.USAGE_REASONING_OUTPUT_TOKENS] = reported_usage.reasoning_tokens
-
+        if context.served_from is not None:
+            attrs[A.SERVED_FROM] = context.served_from
+        if usage is not None:
+            attrs[A.USAGE_INPUT_TOKENS] = usage.input_tokens
+            attrs[A.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+            if usage.cache_read_tokens:
+                attrs[A.USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+            if usage.cache_write_tokens:
+                attrs[A.USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+                attrs[A.USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+            if usage.cache_write_1h_tokens:
+                attrs[A.USAGE_CACHE_WRITE_1H_TOKENS] = usage.cache_write_1h_tokens
+            if usage.reasoning_tokens:
+                attrs[A.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
         attrs[A.COST_STATUS] = cost.status
         attrs[A.COST_ESTIMATED] = cost.estimated
         if cost.total_usd is not None:
@@ -288,26 +324,14 @@ class CallRecorder:
                 attrs[A.COST_REQUEST_USD] = cost.request_usd
             if cost.batch:
                 attrs[A.COST_BATCH] = True
-        saved = sum(context.savings.values())
+        saved = sum(context.savings.values()) if context.savings else 0.0
         if saved:
             attrs[A.COST_SAVED_USD] = saved
             for stage, usd in context.savings.items():  # so reports can say which stage saved what
                 attrs[A.COST_SAVED_STAGE_USD.format(stage=stage)] = usd
-        context.outcome = outcome
-        context.cost = cost
-        error_type = type(error).__qualname__ if error is not None else outcome.error_type if outcome else None
         if error_type is not None:
             attrs[A.ERROR_TYPE] = error_type
-            span.set_status(Status(StatusCode.ERROR, error_type))
-        span.set_attributes(attrs)
-        self._metrics(
-            reported_usage,
-            cost.total_usd,
-            error_type=error_type,
-            response_model=outcome.response_model if outcome else None,
-        )
-        self.attribution.record(cost, context)
-        span.end()
+        return attrs
 
     def _metrics(
         self,
@@ -317,6 +341,20 @@ class CallRecorder:
         error_type: str | None,
         response_model: str | None = None,
     ) -> None:
+        call, feature = self.call, self.attribution.metric_feature
+        # everything _metric_attributes reads: the same kind, the same attributes
+        kind = (call.operation, call.provider, call.server_address, call.server_port, call.model,
+                response_model, error_type, feature)
+        self.instruments.record_call(
+            self.instruments.attribute_sets(kind, self._metric_attributes, response_model, error_type),
+            duration_s=time.perf_counter() - self.started,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            cost_usd=cost_usd,
+            savings=self.context.savings,
+        )
+
+    def _metric_attributes(self, response_model: str | None, error_type: str | None) -> dict[str, str | int]:
         call = self.call
         attrs: dict[str, str | int] = {
             A.OPERATION_NAME: call.operation,
@@ -331,14 +369,7 @@ class CallRecorder:
         if error_type:
             attrs[A.ERROR_TYPE] = error_type
         attrs.update(self.attribution.metric_attributes())
-        self.instruments.record_call(
-            attrs,
-            duration_s=time.perf_counter() - self.started,
-            input_tokens=usage.input_tokens if usage else None,
-            output_tokens=usage.output_tokens if usage else None,
-            cost_usd=cost_usd,
-            savings=self.context.savings,
-        )
+        return attrs
 
     def _guard(self, fn: Any, *args: Any) -> None:
         try:

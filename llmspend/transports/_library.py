@@ -9,7 +9,7 @@ the only code that touches the library's request and response types.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -18,22 +18,55 @@ from ..pipeline import Pipeline
 
 __all__ = ["make_transports"]
 
+# the library sets these for a new body itself
+_BODY_HEADERS = ("content-length", "transfer-encoding")
+
+
+def _header_pairs(native_headers: Any) -> Callable[[], list[tuple[str, str]]]:
+    """What ``native_headers.multi_items()`` returns (names lower-cased), for Headers.lazy.
+    When every header is ASCII (as HTTP/1.1 wants), that is what the library's own encoding
+    guess finds, and decoding the raw bytes straight away gives the same pairs for less than
+    half the work (no guess, which decodes every header once more); otherwise the library
+    decodes them."""
+
+    def pairs() -> list[tuple[str, str]]:
+        try:
+            return [(name.lower().decode("ascii"), value.decode("ascii")) for name, value in native_headers.raw]
+        except UnicodeDecodeError:
+            return native_headers.multi_items()  # type: ignore[no-any-return]
+
+    return pairs
+
 
 def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
     """``(PipelineTransport, AsyncPipelineTransport)`` classes for the library ``lib``."""
 
     def to_request(native: Any, body: bytes) -> Request:
-        return Request(native.method, str(native.url), Headers.lazy(native.headers.multi_items), body, native=native)
+        headers = Headers.lazy(_header_pairs(native.headers), native.headers)
+        return Request(native.method, str(native.url), headers, body, native=native)
 
     def to_native_request(request: Request) -> Any:
         if request.native is not None:
             return request.native
         template = request.template
+        # A stage changed the request (most often only its body: a stream asked for usage).
+        # What it left as it was is taken from the library's request as it stands, rather than
+        # parsed and normalised again from strings.
+        native_headers = request.headers.origin
+        if native_headers is not None:
+            headers = native_headers.copy()
+            for name in _BODY_HEADERS:
+                if name in headers:
+                    del headers[name]
+        else:
+            headers = list(request.headers.without(*_BODY_HEADERS).items())
+        url: Any = request.url
+        if template is not None and url == str(template.url):
+            url = template.url
         return lib.Request(
             request.method,
-            request.url,
-            # the library sets content-length for the new body itself
-            headers=list(request.headers.without("content-length", "transfer-encoding").items()),
+            url,
+            headers=headers,
             content=request.content,
             extensions=dict(template.extensions) if template is not None else {},
         )
@@ -130,7 +163,8 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
                 await self.raw.aclose()
 
     def from_native_response(native: Any) -> Response:
-        return Response(native.status_code, Headers.lazy(native.headers.multi_items), native=native, reader=_Reader(native))
+        headers = Headers.lazy(_header_pairs(native.headers))
+        return Response(native.status_code, headers, native=native, reader=_Reader(native))
 
     class PipelineTransport(lib.BaseTransport):  # type: ignore[misc,name-defined]
         """A sync transport that runs ``pipeline`` in front of ``inner``."""
