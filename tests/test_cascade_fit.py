@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import llmspend.cascade
 from llmspend.cascade import fit as fit_module
 from llmspend.cascade.data import OutcomeTable, load_table
 from llmspend.cascade.evaluate import evaluate_plan, evaluate_steps, feature_table, step_scores
@@ -129,6 +130,26 @@ def test_budget_mode_fits_the_budget(train: OutcomeTable, test_table: OutcomeTab
     assert richer.cv["accuracy"] > plan.cv["accuracy"]
     with pytest.raises(ConfigError, match="no chain fits a budget"):
         fit_plan(train, budget=0.00001, max_depth=2, margin_z=0.0)
+
+
+def test_fit_plans_answers_every_objective_from_one_search(train: OutcomeTable, monkeypatch: pytest.MonkeyPatch) -> None:
+    objectives = [{"budget": 0.00035}, {"budget": 0.0015}, {"max_accuracy_drop": 0.01}]
+    alone = [fit_plan(train, max_depth=3, **o) for o in objectives]  # type: ignore[arg-type]
+    searches = []
+    real = fit_module._Search
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        searches.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "_Search", counting)
+    together = llmspend.cascade.fit_plans(train, objectives, max_depth=3)
+    # one search on every row and one per outer fold of the nested margin, whatever the count
+    # of objectives (each fit_plan above ran as many on its own)
+    assert len(searches) == 1 + 5
+    assert [p.to_dict() for p in together] == [p.to_dict() for p in alone]
+    with pytest.raises(ConfigError, match="not both"):
+        fit_module.fit_plans(train, [{"budget": 0.001, "max_accuracy_drop": 0.01}])
 
 
 def test_cross_validation_never_scores_thresholds_on_their_own_rows(train: OutcomeTable, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "OutcomeTable",
     "load_table",
     "fit_plan",
+    "fit_plans",
     "evaluate_plan",
     "TextScorerSource",
 ]
@@ -35,6 +36,7 @@ _LAZY = {
     "OutcomeTable": "data",
     "load_table": "data",
     "fit_plan": "fit",
+    "fit_plans": "fit",
     "TextScorerSource": "fit",
     "evaluate_plan": "evaluate",
 }
