@@ -486,6 +486,15 @@ def test_budget_status_needs_a_shared_ledger(capsys: pytest.CaptureFixture[str],
     assert "--ledger" in capsys.readouterr().err
 
 
+def test_budget_status_does_not_create_a_ledger_at_a_wrong_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    typo = tmp_path / "ledgr"
+    assert main(["budget", "status", "--ledger", str(typo)]) == 2
+    assert f"no ledger at {typo}" in capsys.readouterr().err
+    assert not typo.exists()
+    assert main(["budget", "status", "--ledger", str(typo), "--feature", "f", "--period", "day"]) == 2
+    assert not typo.exists()
+
+
 def test_spent_validates() -> None:
     with pytest.raises(llmspend.ConfigError):
         llmspend.spent("", period="day")

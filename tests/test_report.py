@@ -106,6 +106,21 @@ def test_console_json_lines(spans: Spans, tmp_path: Path) -> None:
     assert report.read.formats == {"console-json": 5} and report.read.skipped == 1  # the parent has no gen_ai.*
 
 
+def test_a_group_with_no_priced_call_reads_unknown_not_zero(spans: Spans, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.cli import main
+
+    path = tmp_path / "spans.jsonl"
+    path.write_text("".join(s.to_json(indent=None) + "\n" for s in record(spans)))
+    assert main(["report", str(path), "--by", "model"]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("my-finetune")]
+    assert "unknown" in row.split() and "$0.000000" not in row
+    assert main(["report", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    models = data["by_model"]
+    assert models["my-finetune"]["cost_usd"] is None and models["my-finetune"]["unknown_cost_calls"] == 1
+    assert models["gpt-4o-mini-2024-07-18"]["cost_usd"] == pytest.approx(0.0010)
+
+
 def test_indented_console_exporter_output(spans: Spans, tmp_path: Path) -> None:
     """The SDK's ConsoleSpanExporter as it comes (each span indented over many lines)."""
     out = io.StringIO()

@@ -119,6 +119,8 @@ async def test_too_long_is_an_error_before_anything_is_sent(caller: Caller, serv
     assert server.requests == []
     attrs = spans.attrs()
     assert attrs["error.type"] == "PromptTooLongError" and attrs["llmspend.trim.overflow"] is True
+    # how far over: the smallest prompt trimming could make, against the budget
+    assert attrs["llmspend.trim.tokens_needed"] == info.value.tokens and attrs["llmspend.trim.budget"] == 200
 
 
 async def test_too_long_can_be_sent_untrimmed_with_a_warning(

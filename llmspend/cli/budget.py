@@ -6,11 +6,13 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from ..budgets import BudgetStatus, budget_status, parse_budget_key, spent
 from ..exceptions import ConfigError
 from ..ledger import LEDGER_ENV, open_ledger
+from ..ledger.disk import DB_NAME
 from ..periods import PERIODS, period_window
 from ._table import format_table, usd
 
@@ -44,6 +46,13 @@ def _statuses(args: argparse.Namespace) -> list[BudgetStatus]:
         raise ConfigError(
             f"budget status reads a ledger that processes share: pass --ledger DIR or --ledger redis://HOST:PORT/DB, "
             f"or set {LEDGER_ENV} (a 'memory' ledger lives inside one process and cannot be read from here)"
+        )
+    if "://" not in spec and not (Path(spec).expanduser() / DB_NAME).is_file():
+        # A status is a read: opening a mistyped path would create an empty ledger there and
+        # report "nothing spent", which looks like an answer.
+        raise ConfigError(
+            f"no ledger at {spec}: a disk ledger is created by the first tracked call with a budget or a period "
+            f"that names it (track(..., ledger={spec!r}) or ${LEDGER_ENV}); check the path"
         )
     if args.feature and args.period:  # one budget, even one that has not spent anything yet
         return [spent(args.feature, user=args.user, period=args.period, ledger=spec)]

@@ -54,9 +54,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cost(t: Totals) -> str:
-    text = usd(t.cost_usd)
-    return text + f" + {t.unknown_cost_calls} unknown" if t.unknown_cost_calls else text
+def _cost(t: Totals) -> tuple[str, str]:
+    """A group's cost and share columns: ``unknown`` for a group none of whose calls could be
+    priced (its $0 would be a figure nobody measured)."""
+    if t.unknown_cost_calls and not t.priced_calls:
+        return "unknown", "-"
+    return usd(t.cost_usd), ""
 
 
 def _share(part: float, whole: float) -> str:
@@ -83,12 +86,12 @@ def render(report: SpendReport, *, dims: list[str] | None = None, top: int = 20)
     out.append(f"\nCost {usd(total.cost_usd)}; saved {usd(total.saved_usd)}; calls: {', '.join(parts)}.")
     headers = ["calls", "unknown", "input tok", "cached tok", "output tok", "cost", "share", "saved"]
     for dim in dims or list(DIMENSIONS):
-        rows = [
-            (key, f"{t.calls:,}", f"{t.unknown_cost_calls:,}" if t.unknown_cost_calls else "", f"{t.input_tokens:,}",
-             f"{t.cached_input_tokens:,}", f"{t.output_tokens:,}", usd(t.cost_usd), _share(t.cost_usd, total.cost_usd),
-             usd(t.saved_usd) if t.saved_usd else "")
-            for key, t in report.by(dim, top=top)
-        ]
+        rows = []
+        for key, t in report.by(dim, top=top):
+            cost, share = _cost(t)
+            rows.append((key, f"{t.calls:,}", f"{t.unknown_cost_calls:,}" if t.unknown_cost_calls else "",
+                         f"{t.input_tokens:,}", f"{t.cached_input_tokens:,}", f"{t.output_tokens:,}", cost,
+                         share or _share(t.cost_usd, total.cost_usd), usd(t.saved_usd) if t.saved_usd else ""))
         title = f"By {dim}" + (" (UTC, from span start)" if dim == "day" else "")
         out.append(f"\n{title}\n" + format_table([dim, *headers], rows, right=tuple(range(1, 9))))
         overflow = report.overflow.get(dim)

@@ -92,7 +92,8 @@ class Totals:
             "failed_calls": self.failed_calls,
             "estimated_calls": self.estimated_calls,
             "served_by_stage": self.served_by_stage,
-            "cost_usd": self.cost_usd,
+            # None when nothing in the group could be priced: unknown, not $0
+            "cost_usd": None if self.unknown_cost_calls and not self.priced_calls else self.cost_usd,
             "mean_cost_usd": self.mean_cost_usd,
             "saved_usd": self.saved_usd,
             "input_tokens": self.input_tokens,

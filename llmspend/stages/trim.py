@@ -157,6 +157,7 @@ class TrimStage(Stage):
         except PromptTooLongError as exc:
             request.context.set_attribute("llmspend.trim.overflow", True)
             request.context.set_attribute("llmspend.trim.budget", exc.budget)
+            request.context.set_attribute("llmspend.trim.tokens_needed", exc.tokens)
             raise
         except Exception as exc:  # a fault in trimming never fails the call
             request.context.record_fault(self.name, exc)
