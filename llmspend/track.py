@@ -39,13 +39,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._version import __version__
 from .attribution import Attribution, current_attribution, metric_feature, reset_attribution, set_attribution
 from .budgets import Budget
 from .exceptions import ConfigError
 from .periods import check_period
+from .telemetry.recorder import start_span
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
@@ -135,11 +136,7 @@ class TrackedScope:
             if active.limit_usd is not None:
                 attrs[BUDGET_LIMIT] = active.limit_usd
         name = f"llmspend.track {feature or self._label}" if (feature or self._label) else "llmspend.track"
-        try:
-            self.span = spec.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attrs)
-        except Exception:  # telemetry never breaks the tracked code: go on without a span
-            logger.exception("llmspend: could not start the span of a tracked scope")
-            self.span = INVALID_SPAN
+        self.span = start_span(spec.tracer, name, kind=SpanKind.INTERNAL, attributes=attrs)
 
     @contextmanager
     def active(self) -> Iterator[None]:

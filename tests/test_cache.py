@@ -184,6 +184,19 @@ def test_policy_is_configurable(make: Wrap, server: FakeLLMServer, cache_dir: Pa
     assert len(server.requests) == 1
 
 
+def test_a_policy_that_raises_skips_the_cache_and_says_why(make: Wrap, server: FakeLLMServer, cache_dir: Path,
+                                                           spans: Spans) -> None:
+    client = make({"location": str(cache_dir), "policy": lambda call: call.params["temperature"] == 0})
+    for _ in range(2):  # no temperature in the request: the policy raises KeyError
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
+    assert len(server.requests) == 2
+    a = spans.attrs()
+    assert a["llmspend.cache.status"] == "uncacheable" and "KeyError" in a["llmspend.cache.error"]
+    client.chat.completions.create(model="gpt-4o-mini", temperature=0, messages=MESSAGES)
+    client.chat.completions.create(model="gpt-4o-mini", temperature=0, messages=MESSAGES)
+    assert len(server.requests) == 3 and spans.attrs()["llmspend.cache.hit"] is True
+
+
 # -- per-request controls ----------------------------------------------------------------
 def test_skip_refresh_and_always(make: Wrap, server: FakeLLMServer, spans: Spans) -> None:
     client = make()

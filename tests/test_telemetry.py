@@ -104,6 +104,28 @@ def test_exporter_fault_never_fails_the_call(server: FakeLLMServer, spans: Spans
     assert "telemetry failed" in caplog.text
 
 
+def test_a_span_processor_failing_on_start_never_fails_the_call(
+    server: FakeLLMServer, spans: Spans, caplog: pytest.LogCaptureFixture, metrics: Metrics
+) -> None:
+    class Broken(SpanProcessor):
+        def on_start(self, span: object, parent_context: object = None) -> None:
+            raise RuntimeError("processor down")
+
+    spans.provider.add_span_processor(Broken())
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=spans.provider, meter_provider=metrics.provider)
+    with caplog.at_level(logging.WARNING, logger="llmspend"):
+        with llmspend.track(feature="f") as scope:
+            assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices
+            assert list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    assert "failed to start a span" in caplog.text and "processor down" in caplog.text
+    assert len(server.requests) == 2
+    # no span, but the cost is still counted where it does not need one
+    assert scope.total_usd > 0 and scope.complete
+    (point,) = metrics.collect()[A.METRIC_COST].data.data_points
+    assert point.value == pytest.approx(scope.total_usd)
+
+
 def test_spans_nest_under_the_callers_span(server: FakeLLMServer, spans: Spans) -> None:
     client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider)
     tracer = spans.provider.get_tracer("app")

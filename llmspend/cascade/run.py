@@ -27,7 +27,7 @@ from ..context import CallContext
 from ..exceptions import ConfigError, ResponseParseError
 from ..providers.base import ProviderAdapter
 from ..scoring.features import STEP_FEATURES, normalise_answer, step_features, text_scorer_features
-from ..telemetry.recorder import warn_once
+from ..telemetry.recorder import mark_sdk_parent, start_span, warn_once
 from .endpoints import StepEndpoint
 from .plan import TEXT_SCORE, OnnxStepScorer, Plan, Step
 from .routes import CascadeRoute
@@ -106,7 +106,10 @@ class PlanRun:
         if plan.feature is not None:
             attrs["llmspend.cascade.feature"] = plan.feature
         attrs.update(current_attribution().span_attributes())
-        span = tracer.start_span(f"cascade {plan.alias or plan.feature}", kind=SpanKind.INTERNAL, attributes=attrs)
+        # Under an SDK's own span (anthropic's), the step spans are not its children: mark it
+        # here, or a report over both would count the SDK's span as one more call.
+        mark_sdk_parent(trace.get_current_span())
+        span = start_span(tracer, f"cascade {plan.alias or plan.feature}", kind=SpanKind.INTERNAL, attributes=attrs)
         run = cls(route, request, span)
         if call is not None and request.adapter is not None:
             run.chat = request.adapter.to_openai_chat_request(call)

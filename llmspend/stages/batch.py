@@ -55,7 +55,7 @@ from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
 from ..pricing.table import PriceTable
 from ..providers.base import Call, Outcome, Usage
 from ..telemetry import attributes as A
-from ..telemetry.recorder import price_call, warn_once
+from ..telemetry.recorder import price_call, start_span, warn_once
 from ..tokens import count_chat_messages, count_text
 
 __all__ = ["BatchOptions", "BatchStage", "HEADER", "wants_batch", "marking"]
@@ -378,8 +378,8 @@ class BatchStage(Stage):
         }
         if call.model:
             attributes[A.REQUEST_MODEL] = call.model
-        return self.tracer.start_span(f"batch {call.span_name}", context=ctx, kind=SpanKind.CLIENT,
-                                      attributes=attributes, links=links)
+        return start_span(self.tracer, f"batch {call.span_name}", context=ctx, kind=SpanKind.CLIENT,
+                          attributes=attributes, links=links)
 
     def _end_span(
         self,

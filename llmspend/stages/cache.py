@@ -152,7 +152,13 @@ class CacheStage(Stage):
             return None if not controls.present else _Plan("", False, False, None, outgoing)
         if controls.error is not None:
             self._fault(request, ConfigError(controls.error))
-        status = lookup_status(controls.mode, controls.mode is None and self._should_cache(call))
+        wanted = False
+        if controls.mode is None:
+            try:
+                wanted = bool(self._should_cache(call))
+            except Exception as exc:  # a policy of the user's that raises never fails the call
+                self._fault(request, exc)
+        status = lookup_status(controls.mode, wanted)
         if status != "lookup":
             request.context.set_attributes({HIT: False, STATUS: status})
         if status in ("skip", "uncacheable"):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
 from ..attribution import UNATTRIBUTED, current_attribution
 from ..pricing.cost import NO_USAGE, UNKNOWN_MODEL, Cost, price_usage, unknown_cost
@@ -98,7 +98,20 @@ def _input_content(call: Call) -> Any:
     return None
 
 
-def _mark_sdk_parent(parent: Any) -> None:
+def start_span(tracer: Tracer, name: str, **options: Any) -> Span:
+    """``tracer.start_span(name, **options)``, or a non-recording span when the tracing SDK
+    fails (a span processor's ``on_start`` that raises runs inside ``start_span``): telemetry
+    never breaks the call, which goes on without its span; the fault is logged once."""
+    try:
+        return tracer.start_span(name, **options)
+    except Exception as exc:
+        warn_once(("start_span", type(exc).__name__),
+                  "llmspend: the tracer failed to start a span (%s: %s); the call goes on without it",
+                  type(exc).__name__, exc)
+        return INVALID_SPAN
+
+
+def mark_sdk_parent(parent: Any) -> None:
     """An SDK that traces its own calls (anthropic >= 2) has its GenAI span current when the
     request reaches llmspend, so llmspend's span nests under it. Mark that span as priced in
     its child, so that a report over both counts the call once (llmspend's own report skips it)."""
@@ -158,8 +171,8 @@ class CallRecorder:
             attrs.update(attribution.span_attributes())
         if self.context.attributes:  # what outer stages noted before the span existed
             attrs.update(self.context.attributes)
-        _mark_sdk_parent(trace.get_current_span())
-        self.span = instruments.tracer.start_span(call.span_name, kind=SpanKind.CLIENT, attributes=attrs)
+        mark_sdk_parent(trace.get_current_span())
+        self.span = start_span(instruments.tracer, call.span_name, kind=SpanKind.CLIENT, attributes=attrs)
         self.context.span = self.span
         if capture_content and self.span.is_recording():
             content = _input_content(call)

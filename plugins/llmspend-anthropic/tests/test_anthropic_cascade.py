@@ -214,6 +214,36 @@ async def test_anthropic_client_escalates_to_gpt4o(both: FakeLLMServer, api: Fak
     assert parent["llmspend.cascade.accepted_model"] == GPT4O
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_report_counts_each_step_once_under_the_sdks_own_span(both: FakeLLMServer, spans: Spans, tmp_path: Any,
+                                                                 stream: bool) -> None:
+    """The anthropic SDK's span wraps the whole cascade (its parent is not a step): it is marked
+    as priced below, so a report over every span counts the two steps, not three calls."""
+    from helpers_anthropic import SDK_SCOPE
+
+    from llmspend.report import build_report
+
+    escalating = plan(Step(HAIKU, 0.5, "first"), fixed_scorer(HAIKU, accept=False), Step(GPT4O, provider="openai"))
+    sdk = anthropic.Anthropic(base_url=both.url, api_key=ANTHROPIC_KEY, open_telemetry={"tracer_provider": spans.provider})
+    client = llmspend.wrap(sdk, cascade={"plan": escalating, "clients": {"openai": openai_raw(both)}},
+                           tracer_provider=spans.provider)
+    kwargs: dict[str, Any] = {"model": "support-bot", "max_tokens": 200,
+                              "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    if stream:
+        with client.messages.stream(**kwargs) as events:
+            events.get_final_message()
+    else:
+        client.messages.create(**kwargs)
+    (theirs,) = spans.finished(SDK_SCOPE)
+    assert (theirs.attributes or {})["llmspend.priced_in_child"] is True
+    path = tmp_path / "spans.jsonl"
+    path.write_text("".join(s.to_json(indent=None) + "\n" for s in spans.finished(None)))
+    total = build_report(path).total
+    assert (total.calls, total.priced_calls, total.unknown_cost_calls) == (2, 2, 0)
+    _, steps = parent_and_steps(spans)
+    assert total.cost_usd == pytest.approx(sum(s["llmspend.cost.usd"] for s in steps))
+
+
 @pytest.mark.parametrize("is_async", [False, True])
 async def test_anthropic_stream_escalated_to_gpt4o_is_a_messages_stream(both: FakeLLMServer, spans: Spans,
                                                                         is_async: bool) -> None:
