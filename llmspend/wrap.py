@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .exceptions import ConfigError
 from .pipeline import BuildContext, Pipeline, Stage
@@ -19,6 +19,9 @@ from .plugins import provider_adapters, stage_specs
 from .pricing.table import coerce_prices
 from .providers.base import ProviderAdapter
 from .transports import install, library_of
+
+if TYPE_CHECKING:
+    from .stages.retry import RetryStage
 
 __all__ = ["wrap", "build_pipeline", "known_options"]
 
@@ -153,6 +156,36 @@ def wrap(client: T, **options: Any) -> T:
     wrapped_http = install(http, pipeline)
     if sdk_http is None:
         return wrapped_http  # type: ignore[no-any-return]
-    if pipeline.stage("retry") is not None:
-        return client.copy(http_client=wrapped_http, max_retries=0)  # type: ignore[attr-defined,no-any-return]
+    from .stages.retry import RetryStage
+
+    retry = pipeline.stage("retry")
+    if isinstance(retry, RetryStage):
+        copied: T = client.copy(http_client=wrapped_http, max_retries=0)  # type: ignore[attr-defined]
+        return _sdk_retries_off(copied, retry)
     return client.copy(http_client=wrapped_http)  # type: ignore[attr-defined,no-any-return]
+
+
+def _sdk_retries_off(client: T, retry: RetryStage) -> T:
+    """``client`` whose copies (``with_options``/``copy``, the SDKs' per-use idiom) keep the
+    SDK's retries off, as ``wrap()`` set them: a ``max_retries=N`` asked of a copy becomes
+    llmspend's cap for that copy's requests (a header the retry stage reads and removes), so
+    attempts still never multiply."""
+    from .stages.retry import MAX_RETRIES_HEADER
+
+    original = client.copy  # type: ignore[attr-defined]
+
+    def copy_keeping_retries_off(**options: Any) -> Any:
+        retries = options.pop("max_retries", None)
+        if isinstance(retries, int) and not isinstance(retries, bool):
+            if retries < 0:
+                raise ConfigError(f"max_retries must be >= 0, got {retries}")
+            key = "set_default_headers" if options.get("set_default_headers") is not None else "default_headers"
+            options[key] = {**(options.get(key) or {}), MAX_RETRIES_HEADER: str(retries)}
+            retry.reads_max_retries = True
+        return _sdk_retries_off(original(max_retries=0, **options), retry)
+
+    # Instance attributes: the SDK's class keeps its methods, and `with_options` is an alias of
+    # `copy` at class level, so both are set.
+    client.copy = copy_keeping_retries_off  # type: ignore[attr-defined]
+    client.with_options = copy_keeping_retries_off  # type: ignore[attr-defined]
+    return client

@@ -102,6 +102,36 @@ def test_retry_false_keeps_the_sdks_own(server: FakeLLMServer, spans: Spans) -> 
     assert [s.attributes["error.type"] for s in spans.finished[:2]] == ["429", "429"]  # type: ignore[index]
 
 
+@pytest.mark.parametrize("asked, sent", [(None, 3), (0, 1), (1, 2), (4, 5)])
+def test_with_options_max_retries_caps_llmspends_retries_not_adds_the_sdks(
+    server: FakeLLMServer, spans: Spans, fast_retry: RetryStage, asked: int | None, sent: int
+) -> None:
+    """`client.with_options(max_retries=N)`, the SDK's per-use idiom, would turn the SDK's own
+    retries back on under llmspend's and multiply attempts: instead it caps llmspend's."""
+    client = _client(server, spans, fast_retry)
+    copied = client.with_options(timeout=30) if asked is None else client.with_options(max_retries=asked)
+    copied = copied.with_options(timeout=20)  # a copy of the copy keeps both
+    assert copied.max_retries == 0 and client.max_retries == 0
+    server.fail_next(500, times=10)
+    with pytest.raises(openai.InternalServerError):
+        copied.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == sent
+    assert all("x-llmspend-max-retries" not in {k.lower() for k in r.headers} for r in server.requests)
+    server.requests.clear()
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 3  # the wrapped client itself: llmspend's default
+
+
+async def test_async_with_options_max_retries(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider,
+                           retry=fast_retry)
+    server.fail_next(503, times=10)
+    with pytest.raises(openai.InternalServerError):
+        await client.copy(max_retries=1).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 2
+
+
 async def test_async_retry(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
     server.fail_next(502)
     client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider, retry=fast_retry)

@@ -7,9 +7,11 @@ way, as the official SDKs honour it. The wait is the provider's ``retry-after-ms
 total time are both bounded. Each retry is an event on the call's span.
 
 The SDKs retry on their own (``max_retries``, default 2), so ``wrap()`` turns theirs off when
-this stage is on, and leaves theirs alone with ``retry=False``: attempts never multiply. An
-error that is not retried, or the last one, reaches the caller unchanged (the SDK raises its
-own exception type for it).
+this stage is on, and leaves theirs alone with ``retry=False``: attempts never multiply. A copy
+of the wrapped client made with ``with_options(max_retries=N)`` keeps the SDK's off too and
+sends :data:`MAX_RETRIES_HEADER` with its requests, which this stage reads as "at most N
+retries" for them (and removes before sending). An error that is not retried, or the last one,
+reaches the caller unchanged (the SDK raises its own exception type for it).
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ from tenacity.wait import wait_base
 from .._http import Headers, Request, Response
 from ..exceptions import ConfigError
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
+from ..telemetry.recorder import warn_once
 from ..transports import transient_errors
 
-__all__ = ["RetryPolicy", "RetryStage", "retry_after_seconds", "should_retry_status"]
+__all__ = ["RetryPolicy", "RetryStage", "retry_after_seconds", "should_retry_status", "MAX_RETRIES_HEADER"]
+
+#: per-request cap on retries, set by a wrapped SDK client's ``with_options(max_retries=N)``
+MAX_RETRIES_HEADER = "x-llmspend-max-retries"
 
 DEFAULT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
@@ -136,7 +142,8 @@ class RetryStage(Stage):
         self._sleep = sleep
         self._asleep = asleep
         policy = self.policy
-        self._stop = tenacity.stop_after_attempt(policy.max_attempts) | tenacity.stop_before_delay(policy.max_time_s)
+        self._stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.max_attempts) | tenacity.stop_before_delay(
+            policy.max_time_s)
         self._wait = wait_retry_after(
             tenacity.wait_random_exponential(multiplier=policy.initial_backoff_s, max=policy.max_backoff_s),
             policy.max_retry_after_s,
@@ -145,6 +152,31 @@ class RetryStage(Stage):
         self._retry = tenacity.retry_if_exception_type(self._transient) | tenacity.retry_if_result(
             self._retry_response
         )
+        #: whether any request may carry MAX_RETRIES_HEADER (a client copy asked for it):
+        #: until then no call pays for looking
+        self.reads_max_retries = False
+        self._stops: dict[int, tenacity.stop.stop_base] = {}
+
+    def _stop_for(self, request: Request) -> tuple[Request, tenacity.stop.stop_base]:
+        """The request without :data:`MAX_RETRIES_HEADER`, and the stop it asks for (else the
+        policy's)."""
+        raw = request.headers.get(MAX_RETRIES_HEADER)
+        if raw is None:
+            return request, self._stop
+        request = request.replace(headers=request.headers.without(MAX_RETRIES_HEADER))
+        try:
+            retries = int(raw)
+        except ValueError:
+            retries = -1
+        if retries < 0:
+            warn_once(("retry-header", raw), "llmspend: ignoring %s: %r is not a number of retries >= 0",
+                      MAX_RETRIES_HEADER, raw)
+            return request, self._stop
+        stop = self._stops.get(retries)
+        if stop is None:
+            stop = self._stops[retries] = tenacity.stop_after_attempt(retries + 1) | tenacity.stop_before_delay(
+                self.policy.max_time_s)
+        return request, stop
 
     def _retry_response(self, response: object) -> bool:
         # Only errors are retried (the SDKs consult x-should-retry on errors alone), and a
@@ -157,7 +189,7 @@ class RetryStage(Stage):
     # them by hand keeps the first attempt, which nearly always succeeds, free of tenacity's
     # per-call machinery: that attempt is on every LLM call's path.
     def _next_wait(self, request: Request, state: RetryCallState | None, start: float,
-                   outcome: Response | BaseException) -> tuple[RetryCallState, float | None]:
+                   outcome: Response | BaseException, stop: tenacity.stop.stop_base) -> tuple[RetryCallState, float | None]:
         """Record a failed attempt; the wait before the next one, or None to give up."""
         if state is None:
             state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
@@ -171,7 +203,7 @@ class RetryStage(Stage):
         if not self._retry(state):
             return state, None
         state.upcoming_sleep = self._wait(state)
-        if self._stop(state):
+        if stop(state):
             return state, None
         self._record(request, state)
         state.idle_for += state.upcoming_sleep
@@ -189,36 +221,40 @@ class RetryStage(Stage):
         )
 
     def handle(self, request: Request, call_next: CallNext) -> Response:
-        start, state = time.monotonic(), None
+        start, state, stop = time.monotonic(), None, self._stop
+        if self.reads_max_retries:
+            request, stop = self._stop_for(request)
         while True:
             try:
                 response = call_next(request)
             except self._transient as exc:
-                state, wait = self._next_wait(request, state, start, exc)
+                state, wait = self._next_wait(request, state, start, exc, stop)
                 if wait is None:
                     raise
             else:
                 if not self._retry_response(response):
                     return response
-                state, wait = self._next_wait(request, state, start, response)
+                state, wait = self._next_wait(request, state, start, response, stop)
                 if wait is None:
                     return response  # the last answer, as the provider gave it
                 response.close()  # release the connection before waiting
             self._sleep(wait)
 
     async def ahandle(self, request: Request, call_next: AsyncCallNext) -> Response:
-        start, state = time.monotonic(), None
+        start, state, stop = time.monotonic(), None, self._stop
+        if self.reads_max_retries:
+            request, stop = self._stop_for(request)
         while True:
             try:
                 response = await call_next(request)
             except self._transient as exc:
-                state, wait = self._next_wait(request, state, start, exc)
+                state, wait = self._next_wait(request, state, start, exc, stop)
                 if wait is None:
                     raise
             else:
                 if not self._retry_response(response):
                     return response
-                state, wait = self._next_wait(request, state, start, response)
+                state, wait = self._next_wait(request, state, start, response, stop)
                 if wait is None:
                     return response
                 await response.aclose()

@@ -36,6 +36,16 @@ def test_429_then_success(server: FakeLLMServer, api: FakeAnthropicAPI, spans: S
     _retried_once(server, spans, "429")
 
 
+def test_with_options_max_retries_caps_llmspends_retries(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans,
+                                                         fast_retry: RetryStage) -> None:
+    api.fail_next(529, times=10)
+    copied = sync_client(server, spans, retry=fast_retry).with_options(max_retries=1)
+    assert copied.max_retries == 0
+    with pytest.raises(anthropic.InternalServerError):
+        copied.messages.create(model=MODEL, max_tokens=50, messages=HI)
+    assert len(server.requests) == 2  # one retry, not the SDK's 2 times llmspend's 3
+
+
 def test_529_overloaded_then_success(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans, fast_retry: RetryStage) -> None:
     api.fail_next(529)
     message = sync_client(server, spans, retry=fast_retry).messages.create(model=MODEL, max_tokens=50, messages=HI)
