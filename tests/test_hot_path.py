@@ -76,10 +76,50 @@ _USAGE_ONLY = b'data: {"id":"c1","choices": [],"usage": {"prompt_tokens":3,"comp
 _EVENTS = st.sampled_from([_CONTENT, _USAGE_ONLY, b"data: [DONE]", b": keep-alive", b'data: {"usage":{}}'])
 
 
+def _without_null_usage(event: bytes) -> bytes:
+    """The event as the provider sends it when usage is not asked for: decoded, its top-level
+    ``"usage": null`` member dropped, and checked to be the bytes with that member cut out."""
+    data = event[len(b"data: "):] if event.startswith(b"data: {") else None
+    if data is None or json.loads(data).get("usage", 0) is not None:
+        return event
+    cut = event.replace(b',"usage":null', b"")
+    assert json.loads(cut[len(b"data: "):]) == {k: v for k, v in json.loads(data).items() if k != "usage"}
+    return cut
+
+
 def _reference_outputs(chunks: list[bytes]) -> list[bytes]:
-    """What the reader handed on for each chunk before the shortcut: every event looked at."""
+    """What the reader hands on for each chunk when every event is looked at: the injected
+    usage chunk dropped, the ``"usage": null`` members it brought removed."""
     split = EventSplitter()
-    return [b"".join(e for e in split.feed(c) if not _is_injected_usage(e)) for c in chunks] + [split.flush()]
+    outputs = []
+    for chunk in chunks:
+        events = [e for e in split.feed(chunk) if not _is_injected_usage(e)]
+        outputs.append(b"".join(_event_without_null_usage(e) for e in events))
+    return [*outputs, split.flush()]
+
+
+def _event_without_null_usage(event: bytes) -> bytes:
+    body = event.strip(b"\r\n")
+    start = event.index(body) if body else 0
+    return event[:start] + _without_null_usage(body) + event[start + len(body):]
+
+
+@pytest.mark.parametrize(("sent", "handed_on"), [
+    (b'{"usage": null, "id":"c1","choices":[]}', b'{"id":"c1","choices":[]}'),
+    (b'{"id":"c1", "usage" : null }', b'{"id":"c1" }'),
+    (b'{"id":"c1","usage":null,"choices":[{"delta":{"content":"x"}}]}', b'{"id":"c1","choices":[{"delta":{"content":"x"}}]}'),
+    # inside a string a quote is escaped: never a member, never touched
+    (b'{"id":"c1","choices":[{"delta":{"content":"say ,\\"usage\\":null,"}}]}',
+     b'{"id":"c1","choices":[{"delta":{"content":"say ,\\"usage\\":null,"}}]}'),
+])
+def test_null_usage_members_are_cut_and_nothing_else(sent: bytes, handed_on: bytes) -> None:
+    request = Request("POST", "http://h/v1/chat/completions", Headers(), b'{"model":"m","stream":true}')
+    request.adapter = adapter = OpenAIAdapter()
+    assert request.call is not None
+    reader = adapter.stream_reader(request.call, request)
+    out = reader.feed(b"data: " + sent + b"\n\n") + reader.flush()
+    assert out == b"data: " + handed_on + b"\n\n"
+    assert json.loads(handed_on) == {k: v for k, v in json.loads(sent).items() if k != "usage"}
 
 
 @settings(max_examples=300, deadline=None)

@@ -3,6 +3,8 @@ an early stop still ends the span."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx2
 import openai
 import pytest
@@ -51,6 +53,25 @@ def test_bytes_are_unchanged_when_nothing_is_removed(server: FakeLLMServer, span
         with wrapped.stream("POST", "/chat/completions", json=body) as response:
             got = b"".join(response.iter_raw())
     assert got == expected
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/chat/completions", {"model": "gpt-4o", "messages": MESSAGES, "stream": True}),
+    ("/chat/completions", {"model": "gpt-4o", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": False}}),
+    ("/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "stream": True}),
+])
+def test_bytes_are_the_providers_when_usage_was_added_for_us(server: FakeLLMServer, spans: Spans, path: str,
+                                                             body: dict[str, Any]) -> None:
+    """Asked for usage on the caller's behalf, the provider adds `"usage": null` to every chunk
+    and one usage-only chunk: the caller gets neither, byte for byte what it sends unasked."""
+    with httpx2.Client(base_url=server.base_url) as bare:
+        expected = bare.post(path, json=body).content
+    with llmspend.wrap(httpx2.Client(base_url=server.base_url), tracer_provider=spans.provider) as wrapped:
+        with wrapped.stream("POST", path, json=body) as response:
+            got = b"".join(response.iter_raw())
+    assert server.requests[-1].json()["stream_options"]["include_usage"] is True
+    assert b'"usage"' not in expected and got == expected
+    assert spans.attrs()["llmspend.cost.estimated"] is False
 
 
 def test_completions_stream_usage(server: FakeLLMServer, spans: Spans) -> None:

@@ -362,6 +362,11 @@ _EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _RESPONSE_END = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
 # what every match of the two patterns above that are searched from the end starts with
 _USAGE_LITERAL = b'"usage"'
+# The `"usage": null` member a provider adds to every chunk once usage is asked for. In JSON
+# text `"usage"` followed by `:` is always a key (a quote inside a string is escaped), and a
+# chat chunk has no other object with that key: removing the member with its comma gives the
+# bytes the provider sends when usage is not asked for.
+_NULL_USAGE = re.compile(rb',[ \t]*"usage"[ \t]*:[ \t]*null(?=[ \t]*[,}])|"usage"[ \t]*:[ \t]*null[ \t]*,[ \t]*')
 _RESPONSE_END_LITERAL = b'"type"'
 
 
@@ -393,14 +398,14 @@ class _OpenAIStreamReader:
             # No event this chunk completes carries a usage object, so none is the injected
             # usage chunk: hand on the complete events in one piece, without looking at each
             # (this runs for every chunk of the stream).
-            return split.feed_joined(chunk)
-        return b"".join(event for event in split.feed(chunk) if not _is_injected_usage(event))
+            return _without_null_usage(split.feed_joined(chunk))
+        return _without_null_usage(b"".join(event for event in split.feed(chunk) if not _is_injected_usage(event)))
 
     def flush(self) -> bytes:
         if not self._drop:
             return b""
         rest = self._split.flush()
-        return b"" if not rest or _is_injected_usage(rest) else rest
+        return b"" if not rest or _is_injected_usage(rest) else _without_null_usage(rest)
 
     @property
     def _payloads(self) -> list[bytes]:
@@ -541,6 +546,11 @@ def _event_data(buf: bytes, start: int, position: int) -> bytes | None:
     """The ``data`` of the event that starts at ``start`` and goes on past ``position``."""
     end = buf.find(b"\n\n", position)
     return event_data(buf[start:] if end < 0 else buf[start : end + 2])
+
+
+def _without_null_usage(events: bytes) -> bytes:
+    """``events`` without the ``"usage": null`` members that asking for usage added."""
+    return _NULL_USAGE.sub(b"", events) if _USAGE_LITERAL in events else events
 
 
 def _is_injected_usage(event: bytes) -> bool:
