@@ -85,6 +85,20 @@ async def test_async_repeat_is_served_from_cache(server: FakeLLMServer, spans: S
     assert spans.attrs(1)["llmspend.cost.saved_usd"] == spans.attrs(0)["llmspend.cost.usd"]
 
 
+def test_hit_of_an_unpriced_model_costs_nothing_and_claims_no_saving(make: Wrap, server: FakeLLMServer,
+                                                                    spans: Spans) -> None:
+    client = make()
+    ask = {**ASK, "model": "my-private-finetune"}
+    client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    miss, hit = spans.attrs(0), spans.attrs(1)
+    assert miss["llmspend.cost.status"] == "unknown_model" and "llmspend.cost.usd" not in miss
+    assert len(server.requests) == 1 and hit["llmspend.cache.hit"] is True
+    # the hit bought nothing, so its cost is known: $0; what it saved is not, and is not claimed
+    assert hit["llmspend.cost.status"] == "ok" and hit["llmspend.cost.usd"] == 0.0
+    assert hit["llmspend.cost.saved_status"] == "unknown_model" and "llmspend.cost.saved_usd" not in hit
+
+
 def test_hit_says_so_in_its_headers(make: Wrap) -> None:
     client = make()
     client.chat.completions.create(**ASK)  # type: ignore[call-overload]

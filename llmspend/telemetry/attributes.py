@@ -44,6 +44,8 @@ COST_REQUEST_USD = "llmspend.cost.request_usd"
 COST_STATUS = "llmspend.cost.status"
 COST_ESTIMATED = "llmspend.cost.estimated"
 COST_SAVED_USD = "llmspend.cost.saved_usd"
+#: on a call a stage answered: why no saving is claimed (the answer's own cost is unknown)
+SAVED_STATUS = "llmspend.cost.saved_status"
 COST_SAVED_STAGE_USD = "llmspend.cost.saved.{stage}_usd"  # one per stage that saved something
 COST_BATCH = "llmspend.cost.batch"
 USAGE_CACHE_WRITE_1H_TOKENS = "llmspend.usage.cache_write_1h.input_tokens"

@@ -263,10 +263,14 @@ class CallRecorder:
             cost = price_call(self.prices, call, outcome, usage, batch=bool(context.extra.get("batch_api")))
         served_from = context.served_from
         if served_from is not None:
-            # Nothing was bought: what the answer cost when it was bought is the saving.
+            # Nothing was bought, so this call's cost is known: $0. What the answer cost when it
+            # was bought is the saving; when that is unknown (an unpriced model) no saving is
+            # claimed, and the status says why.
             if cost.total_usd is not None:
                 context.add_saving(served_from, cost.total_usd)
-            cost = Cost(total_usd=0.0, status=cost.status if cost.status == UNKNOWN_MODEL else "ok")
+            else:
+                context.set_attribute(A.SAVED_STATUS, cost.status)
+            cost = Cost(total_usd=0.0, status="ok")
             reported_usage = None
         else:
             reported_usage = usage
