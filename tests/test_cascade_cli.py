@@ -104,6 +104,9 @@ def test_errors_are_clear(files: dict[str, Path], capsys: pytest.CaptureFixture[
     out = str(files["root"] / "x.json")
     assert main(["cascade", "fit", "--train", str(files["root"] / "nope.csv"), "--out", out]) == 2
     assert "no such file" in capsys.readouterr().err
+    calls = write_jsonl(files["root"] / "calls.jsonl", synthetic_rows(5, 3))
+    assert main(["cascade", "fit", "--train", str(calls), "--models", f"{MID},gpt-5", "--out", out]) == 2
+    assert f"no outcomes for gpt-5; it has {CHEAP}, {MID}, {STRONG}\n" in capsys.readouterr().err
     assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--margin", "lots"]) == 2
     assert "--margin takes" in capsys.readouterr().err
     assert main(["cascade", "fit", "--train", str(files["train"]), "--out", out, "--max-length", "long"]) == 2

@@ -275,9 +275,32 @@ def test_incomplete_queries_are_dropped_and_counted(tmp_path: Path) -> None:
     assert len(load_table(path, models=[MID, STRONG])) == 20
 
 
+def test_a_model_not_in_the_file_is_named_with_every_model_it_has(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "calls.jsonl", synthetic_rows(5, 3))
+    with pytest.raises(ConfigError, match=f"no outcomes for gpt-5; it has {CHEAP}, {MID}, {STRONG}$"):
+        load_table(path, models=[MID, "gpt-5"])
+
+
+def test_correct_reads_the_spellings_the_scorer_reads(tmp_path: Path) -> None:
+    spellings = {"true": 1.0, "yes": 1.0, "Y": 1.0, "1": 1.0, 1: 1.0, True: 1.0,
+                 "false": 0.0, "no": 0.0, "N": 0.0, "0": 0.0, 0: 0.0, False: 0.0}
+    path = tmp_path / "spelt.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "query": "q", "model": "m", "answer": "a", "correct": value,
+                                        "cost_usd": 0.1}) + "\n" for i, value in enumerate(spellings)))
+    assert load_table(path).correct[:, 0].tolist() == list(spellings.values())
+    rows = synthetic_rows(4, 3)
+    rows[0][f"{CHEAP}__correct"], rows[1][f"{CHEAP}__correct"] = "yes", "false"
+    table = load_table(write_csv(tmp_path / "spelt.csv", rows))
+    assert table.correct[:2, 0].tolist() == [1.0, 0.0]
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ('{"query": "q", "model": "m", "answer": "a"}', "missing 'correct'"),
-    ('{"query": "q", "model": "m", "answer": "a", "correct": 2, "cost_usd": 1}', "correct must be 1/0"),
+    ('{"query": "q", "model": "m", "answer": "a", "correct": 2, "cost_usd": 1}', "'correct' must be true/false or 1/0"),
+    ('{"query": "q", "model": "m", "answer": "a", "correct": "maybe", "cost_usd": 1}', ":1 correct: 'correct' must be"),
+    ('{"query": "q", "model": "m", "answer": "a", "correct": 1, "cost_usd": -1}', ":1 cost_usd: -1 is negative"),
+    ('{"query": "q", "model": "gpt-4o", "answer": "a", "correct": 1, "input_tokens": -5, "output_tokens": 1}',
+     ":1 input_tokens: -5 is not a count of tokens"),
     ('{"query": "q", "model": "m", "answer": "a", "correct": 1}', "give cost_usd"),
     ('{"query": "q", "model": "no-such-model", "answer": "a", "correct": 1, "input_tokens": 1, "output_tokens": 1}', "no price"),
     ("not json", ":1: not JSON"),
@@ -296,6 +319,10 @@ def test_bad_csv_and_options(tmp_path: Path, train: OutcomeTable) -> None:
         load_table(path)
     with pytest.raises(ConfigError, match="give a wide .csv or a .jsonl"):
         load_table(write_csv(tmp_path / "x.txt", synthetic_rows(3, 0)))
+    rows = synthetic_rows(3, 0)
+    rows[1][f"{MID}__cost_usd"] = -1
+    with pytest.raises(ConfigError, match=f"negcost.csv:3 {MID}__cost_usd: '-1' is negative"):
+        load_table(write_csv(tmp_path / "negcost.csv", rows))
     with pytest.raises(ConfigError, match="not both"):
         fit_plan(train, budget=1.0, max_accuracy_drop=0.01)
     with pytest.raises(ConfigError, match="max_depth"):

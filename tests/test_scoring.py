@@ -119,6 +119,27 @@ def test_call_errors_are_clear(scorer: OnnxScorer) -> None:
     with pytest.raises(ValueError, match="not 'other-model'"):
         scorer.score(["a"], ["b"], model="other-model", features=[[0.0]])
     assert scorer.score(["a"], ["b"], model=MODEL, features=[[0.0]])
+    with pytest.raises(ValueError, match=r"unknown features \['x'\]; this scorer reads \['conf_raw'\]"):
+        scorer.score(["a"], ["b"], features=[{"conf_raw": -0.02, "x": 1}])
+
+
+def test_cli_score_asks_for_the_features_the_scorer_reads(scorer_dir: Path, scorer: OnnxScorer,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.cli import main
+
+    ask = ["scorer", "score", "--scorer", str(scorer_dir), "--query", "What is 2 + 2?", "--answer", "4", "--json"]
+    assert main(ask) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.count("\n") == 1
+    assert "reads features ['conf_raw']" in printed.err and "--feature conf_raw=VALUE" in printed.err
+    # an unknown value said so explicitly reads as the training mean, as in the Python API
+    assert main([*ask, "--feature", "conf_raw=nan"]) == 0
+    unknown = json.loads(capsys.readouterr().out)["score"]
+    assert unknown == pytest.approx(scorer.score(["What is 2 + 2?"], ["4"], features=[[None]])[0], abs=1e-6)
+    assert main([*ask, "--feature", "conf_raw=-5"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] != pytest.approx(unknown, abs=1e-6)
+    assert main([*ask, "--feature", "conf_raw=-5", "--feature", "x=1"]) == 2
+    assert "not ['x']" in capsys.readouterr().err
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -3,21 +3,21 @@
 Two input formats become one :class:`OutcomeTable` (rows: queries, columns: models):
 
 **Wide CSV** (``../shared/data/cascade``): one row per query, a ``user_prompt`` (or
-``query``) column, and for each model ``M`` the columns ``M__answer``, ``M__correct`` (1/0),
-``M__cost_usd`` and, optionally, ``M__conf_raw`` (the provider's log-probability of the
-answer). Other columns (``qid``, ``gold``, ``M__latency_ms``, ...) are ignored; ``qid`` names
-the row when present.
+``query``) column, and for each model ``M`` the columns ``M__answer``, ``M__correct`` (1/0,
+true/false or yes/no, as ``llmspend scorer train`` reads them), ``M__cost_usd`` and,
+optionally, ``M__conf_raw`` (the provider's log-probability of the answer). Other columns
+(``qid``, ``gold``, ``M__latency_ms``, ...) are ignored; ``qid`` names the row when present.
 
 **JSONL of logged calls** (your own traffic): one JSON object per line, one line per call::
 
     {"id": "q17", "query": "...", "model": "gpt-4o-mini", "answer": "...", "correct": true,
      "cost_usd": 0.00012, "conf_raw": -0.03}
 
-``id`` (optional, default: the query text) groups the calls of one query; ``cost_usd`` may be
-replaced by ``input_tokens`` and ``output_tokens``, priced with llmspend's price table;
-``conf_raw`` is optional. A query must have an outcome for every model the fit uses: queries
-missing some are dropped and counted (``dropped``). When a query has two calls to one model the
-first one counts.
+``correct`` is read like ``M__correct``. ``id`` (optional, default: the query text) groups the
+calls of one query; ``cost_usd`` may be replaced by ``input_tokens`` and ``output_tokens``,
+priced with llmspend's price table; ``conf_raw`` is optional. A query must have an outcome for
+every model the fit uses: queries missing some are dropped and counted (``dropped``). When a
+query has two calls to one model the first one counts.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError
+from ..scoring.data import parse_correct
 
 try:
     import numpy as np
@@ -140,15 +141,26 @@ def _float(value: Any, what: str) -> float:
         raise ConfigError(f"{what}: {value!r} is not a number") from None
 
 
-def _correct(value: Any, what: str) -> float:
-    if isinstance(value, bool):
-        return float(value)
+def _cost(value: Any, what: str) -> float:
+    cost = _float(value, what)
+    if cost < 0:
+        raise ConfigError(f"{what}: {value!r} is negative; a cost is 0 or more USD")
+    return cost
+
+
+def _tokens(value: Any, what: str) -> int:
     number = _float(value, what)
-    if math.isnan(number):
-        return number
-    if number not in (0.0, 1.0):
-        raise ConfigError(f"{what}: correct must be 1/0 or true/false, got {value!r}")
-    return number
+    if not (number >= 0 and number.is_integer()):
+        raise ConfigError(f"{what}: {value!r} is not a count of tokens")
+    return int(number)
+
+
+def _correct(value: Any, what: str) -> float:
+    """1.0 or 0.0, read as ``llmspend scorer train`` reads it (true/false, 1/0, yes/no); NaN
+    when the outcome was not judged (the query is then dropped)."""
+    if value is None or str(value).strip().lower() in ("", "nan"):
+        return math.nan
+    return float(parse_correct(value, what))
 
 
 def load_wide_csv(path: str | Path, *, models: Sequence[str] | None = None) -> OutcomeTable:
@@ -179,7 +191,7 @@ def load_wide_csv(path: str | Path, *, models: Sequence[str] | None = None) -> O
                     m: (
                         row[f"{m}__answer"] or "",
                         _correct(row[f"{m}__correct"], f"{where} {m}__correct"),
-                        _float(row[f"{m}__cost_usd"], f"{where} {m}__cost_usd"),
+                        _cost(row[f"{m}__cost_usd"], f"{where} {m}__cost_usd"),
                         _float(row[f"{m}__conf_raw"], f"{where} {m}__conf_raw") if has_conf[m] else math.nan,
                     )
                     for m in models
@@ -211,13 +223,13 @@ def load_calls_jsonl(
             query, model, answer = call["query"], call["model"], call["answer"]
             if not all(isinstance(v, str) for v in (query, model, answer)):
                 raise ConfigError(f"{where}: query, model and answer must be strings")
+            if model not in seen:  # every model in the file, to name them when a chosen one is not
+                seen.append(model)
             if models is not None and model not in models:
                 continue
             cost = _call_cost(call, model, where, prices)
             qid = str(call.get("id", query))
             entry = grouped.setdefault(qid, (query, {}))
-            if model not in seen:
-                seen.append(model)
             entry[1].setdefault(
                 model,
                 (answer, _correct(call["correct"], f"{where} correct"), cost,
@@ -242,7 +254,7 @@ def _chosen(models: Sequence[str] | None, found: Sequence[str], path: Path) -> l
 
 def _call_cost(call: Mapping[str, Any], model: str, where: str, prices: PriceTable | None) -> float:
     if call.get("cost_usd") is not None:
-        return _float(call["cost_usd"], f"{where} cost_usd")
+        return _cost(call["cost_usd"], f"{where} cost_usd")
     if call.get("input_tokens") is None or call.get("output_tokens") is None:
         raise ConfigError(f"{where}: give cost_usd, or input_tokens and output_tokens to price with the price table")
     from ..pricing.cost import price_usage
@@ -253,7 +265,8 @@ def _call_cost(call: Mapping[str, Any], model: str, where: str, prices: PriceTab
     row = table.lookup(model, provider=call.get("provider"))
     if row is None:
         raise ConfigError(f"{where}: no price for model {model!r}; log cost_usd or add the model to the price table")
-    usage = Usage(input_tokens=int(call["input_tokens"]), output_tokens=int(call["output_tokens"]))
+    usage = Usage(input_tokens=_tokens(call["input_tokens"], f"{where} input_tokens"),
+                  output_tokens=_tokens(call["output_tokens"], f"{where} output_tokens"))
     total = price_usage(usage, row).total_usd
     if total is None:  # pragma: no cover - a priced row always gives a total
         raise ConfigError(f"{where}: could not price {model!r}")
@@ -284,8 +297,6 @@ def _build(
     if not ids:
         raise ConfigError(f"{source}: no query has an outcome (answer, correct, cost) for every model ({', '.join(models)})")
     array = np.asarray(values, dtype=np.float64).reshape(len(ids), len(models), 3)
-    if (array[:, :, 1] < 0).any():
-        raise ConfigError(f"{source}: a cost_usd is negative")
     return OutcomeTable(
         tuple(ids), tuple(queries), tuple(models), tuple(answers),
         array[:, :, 0].copy(), array[:, :, 1].copy(), array[:, :, 2].copy(),

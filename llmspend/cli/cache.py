@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..cache import CacheBackend, default_cache_dir, open_backend
+from ..exceptions import CacheError
+from ..ledger import redact_url
 from ._table import usd
 
 T = TypeVar("T")
@@ -37,9 +39,13 @@ def register(sub: Any) -> None:
         command.set_defaults(func=func, parser=command)
 
 
-def _on_backend(args: argparse.Namespace, action: Callable[[CacheBackend], T]) -> tuple[CacheBackend, T] | None:
+def _on_backend(
+    args: argparse.Namespace, doing: str, action: Callable[[CacheBackend], T]
+) -> tuple[CacheBackend, T] | None:
     """Open the cache the arguments name, run ``action`` on it and close it; None (said so)
-    when the default or given directory does not exist (looking must not create it)."""
+    when the default or given directory does not exist (looking must not create it). A fault of
+    the backend (a Redis that is down, a wrong password) becomes a :class:`CacheError` naming
+    the cache and the reason, printed as one line rather than a traceback."""
     if args.url:
         backend = open_backend(args.url)
     else:
@@ -50,12 +56,17 @@ def _on_backend(args: argparse.Namespace, action: Callable[[CacheBackend], T]) -
         backend = open_backend(str(directory))
     try:
         return backend, action(backend)
+    except Exception as exc:  # whatever the backend's client raises: we only report it
+        reason = f"{type(exc).__name__}: {exc}"
+        if args.url:
+            reason = reason.replace(args.url, redact_url(args.url))
+        raise CacheError(f"could not {doing} the cache at {backend.describe()}: {reason}") from exc
     finally:
         backend.close()
 
 
 def _stats(args: argparse.Namespace) -> int:
-    done = _on_backend(args, lambda backend: backend.stats())
+    done = _on_backend(args, "read", lambda backend: backend.stats())
     if done is None:
         return 0
     stats = done[1]
@@ -87,7 +98,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _clear(args: argparse.Namespace) -> int:
-    done = _on_backend(args, lambda backend: backend.clear())
+    done = _on_backend(args, "clear", lambda backend: backend.clear())
     if done is not None:
         print(f"removed {done[1]:,} entries from {done[0].describe()}")
     return 0

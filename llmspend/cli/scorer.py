@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -55,7 +54,8 @@ def register(sub: Any) -> None:
     score.add_argument("--answer", required=True)
     score.add_argument("--model", help="the model that answered (checked against the scorer's models)")
     score.add_argument("--feature", action="append", default=[], metavar="NAME=VALUE",
-                       help="a numeric feature (repeat for several); missing ones count as unknown")
+                       help="a numeric feature the scorer reads (repeat for several; each one is required, "
+                       "VALUE nan when it is not known)")
     score.add_argument("--json", action="store_true", help="print JSON")
     score.set_defaults(func=run_score, parser=score)
 
@@ -120,7 +120,12 @@ def run_score(args: argparse.Namespace) -> int:
     unknown = sorted(set(given) - set(scorer.feature_names))
     if unknown:
         raise ConfigError(f"this scorer reads features {list(scorer.feature_names)}, not {unknown}")
-    features = [{name: given.get(name, math.nan) for name in scorer.feature_names}] if scorer.feature_names else None
+    missing = [name for name in scorer.feature_names if name not in given]
+    if missing:  # as in the Python API: leaving features out is a mistake, not "unknown"
+        raise ConfigError(f"this scorer reads features {list(scorer.feature_names)}: pass "
+                          + " ".join(f"--feature {name}=VALUE" for name in missing)
+                          + " (VALUE nan for one that is not known)")
+    features = [given] if scorer.feature_names else None
     try:
         (p,) = scorer.score([args.query], [args.answer], model=args.model, features=features)
     except ValueError as exc:

@@ -161,7 +161,8 @@ class OnnxScorer:
         ``model`` is checked against the models the scorer was trained for (when it names
         any). ``features`` gives one row per pair when the scorer reads features; a value that
         is None or NaN (e.g. no log-probability came back) is replaced by the training mean, and
-        infinities are clipped to the range seen in training.
+        infinities are clipped to the range seen in training. A row by name that names a feature
+        the scorer does not read raises ``ValueError``.
         """
         count = len(queries)
         if model is not None and self.models and model not in self.models:
@@ -213,6 +214,9 @@ def feature_matrix(features: Sequence[FeatureRow] | None, names: Sequence[str], 
     matrix = np.full((count, len(names)), np.nan, dtype=np.float32)
     for i, row in enumerate(features):
         if isinstance(row, Mapping):
+            unknown = sorted(set(row) - set(names))
+            if unknown:  # a misspelt name would otherwise read as "not known"
+                raise ValueError(f"feature row {i} has unknown features {unknown}; this scorer reads {list(names)}")
             values = [row.get(name) for name in names]
         else:
             values = list(row)

@@ -20,7 +20,7 @@ from llmspend.cli import main
 from llmspend.telemetry import recorder
 from llmspend.testing import FakeLLMServer
 from llmspend_redis import RedisCache
-from llmspend_redis.testing import RedisServer
+from llmspend_redis.testing import RedisServer, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("entry_points_installed")]
 
@@ -168,6 +168,20 @@ def test_cli_stats_and_clear(wrap: Any, redis_server: RedisServer, capsys: pytes
     assert main(["cache", "clear", "--url", redis_server.url]) == 0
     assert "removed 2 entries" in capsys.readouterr().out
     assert unrelated.get("app:session:1") == b"keep me"  # only the cache's own keys go
+
+
+@pytest.mark.parametrize("command", ["stats", "clear"])
+def test_cli_says_in_one_line_when_redis_cannot_be_reached(command: str, redis_server: RedisServer,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    redis_server.client().config_set("requirepass", "right-pw")
+    closed = free_port()
+    for url, reason in ((f"redis://:s3cret-pw@127.0.0.1:{closed}/0", "Connection refused"),
+                        (f"redis://:s3cret-pw@127.0.0.1:{redis_server.port}/0", "invalid username-password")):
+        assert main(["cache", command, "--url", url]) == 2
+        printed = capsys.readouterr()
+        assert printed.out == "" and printed.err.count("\n") == 1 and printed.err.startswith("llmspend: error: ")
+        assert url.replace("s3cret-pw", "***") in printed.err and reason in printed.err
+        assert "s3cret-pw" not in printed.err
 
 
 def test_configuration_errors() -> None:
