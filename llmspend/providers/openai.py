@@ -550,7 +550,33 @@ def _event_data(buf: bytes, start: int, position: int) -> bytes | None:
 
 def _without_null_usage(events: bytes) -> bytes:
     """``events`` without the ``"usage": null`` members that asking for usage added."""
-    return _NULL_USAGE.sub(b"", events) if _USAGE_LITERAL in events else events
+    # This runs on every chunk of such a stream: cut the usual spellings by position (a find
+    # per event), and leave anything else (a first member, other spacing) to the pattern.
+    found = events.find(_USAGE_LITERAL)
+    if found < 0:
+        return events
+    parts, kept = [], 0
+    while found >= 0:
+        after = found + len(_USAGE_LITERAL)
+        if events.startswith(b":null", after):
+            end = after + 5
+        elif events.startswith(b": null", after):
+            end = after + 6
+        else:
+            return _NULL_USAGE.sub(b"", events)
+        if events.startswith(b",", found - 1):
+            start = found - 1
+        elif events.startswith(b", ", found - 2):
+            start = found - 2
+        else:
+            return _NULL_USAGE.sub(b"", events)
+        if events[end : end + 1] not in (b"}", b","):
+            return _NULL_USAGE.sub(b"", events)
+        parts.append(events[kept:start])
+        kept = end
+        found = events.find(_USAGE_LITERAL, end)
+    parts.append(events[kept:])
+    return b"".join(parts)
 
 
 def _is_injected_usage(event: bytes) -> bool:
