@@ -123,6 +123,21 @@ def test_null_usage_members_are_cut_and_nothing_else(sent: bytes, handed_on: byt
 
 
 @settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b'"a":1', b'"b":"x,\\"usage\\":null"', b'"c":[]']), min_size=1, max_size=3, unique=True),
+       st.sampled_from([b'"usage":null', b'"usage": null', b'"usage" : null', b'"usage":null ']),
+       st.integers(min_value=0, max_value=3), st.sampled_from([b",", b", "]))
+def test_cutting_null_usage_by_position_matches_the_pattern(others: list[bytes], usage: bytes, at: int, comma: bytes) -> None:
+    from llmspend.providers.openai import _NULL_USAGE, _without_null_usage
+
+    members = [*others[:at], usage, *others[at:]]
+    event = b"data: {" + comma.join(members) + b"}"
+    events = event + b"\n\n" + event + b"\n\n"
+    assert _without_null_usage(events) == _NULL_USAGE.sub(b"", events)
+    kept = json.loads(_without_null_usage(event)[len(b"data: "):])
+    assert kept == {k: v for k, v in json.loads(event[len(b"data: "):]).items() if k != "usage"}
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     events=st.lists(_EVENTS, min_size=1, max_size=8),
     separator=st.sampled_from([b"\n\n", b"\r\n\r\n", b"\n\n\n", b"\r\r"]),

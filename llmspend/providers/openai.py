@@ -564,9 +564,9 @@ def _without_null_usage(events: bytes) -> bytes:
             end = after + 6
         else:
             return _NULL_USAGE.sub(b"", events)
-        if events.startswith(b",", found - 1):
+        if found >= 1 and events.startswith(b",", found - 1):
             start = found - 1
-        elif events.startswith(b", ", found - 2):
+        elif found >= 2 and events.startswith(b", ", found - 2):
             start = found - 2
         else:
             return _NULL_USAGE.sub(b"", events)
