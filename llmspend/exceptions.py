@@ -16,8 +16,9 @@ llmspend sits below the SDK in its HTTP transport and hands the provider's respo
     │                            reaches the caller; the response passes through unchanged)
     ├── ScorerExportError        a trained scorer's ONNX export disagrees with PyTorch (or its
     │                            int8 copy with the float one) beyond tolerance
-    └── CacheError               internal: a cache backend fault; the call goes on to the
-        │                        provider without the cache (never reaches the caller)
+    └── CacheError               a cache backend fault; an LLM call goes on to the provider
+        │                        without the cache (it never reaches the caller there);
+        │                        `llmspend cache stats|clear` report it in one line
         └── CorruptCacheEntryError   a stored entry that is not a valid llmspend entry
                                      (garbled, or pickled: never loaded)
 """
