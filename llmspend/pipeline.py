@@ -38,10 +38,20 @@ if TYPE_CHECKING:
     from .pricing.table import PriceTable
     from .providers.base import ProviderAdapter
 
-__all__ = ["Stage", "StageSpec", "BuildContext", "Pipeline", "CallNext", "AsyncCallNext"]
+__all__ = ["Stage", "StageSpec", "BuildContext", "Pipeline", "CallNext", "AsyncCallNext", "CORE_OPTIONS"]
 
 CallNext = Callable[[Request], Response]
 AsyncCallNext = Callable[[Request], Awaitable[Response]]
+
+#: wrap() options that configure the pipeline as a whole rather than one stage (no stage,
+#: built in or from a plugin, may take these names)
+CORE_OPTIONS = {
+    "prices": "a PriceTable, a price file path, or a dict of per-model price overrides",
+    "tracer_provider": "an OpenTelemetry TracerProvider (default: the global one)",
+    "meter_provider": "an OpenTelemetry MeterProvider (default: the global one)",
+    "capture_content": "True to put prompt and completion text on spans (off by default)",
+    "provider": "the gen_ai.provider.name to report and price as (e.g. 'groq'), or a ProviderAdapter",
+}
 
 
 class Stage:

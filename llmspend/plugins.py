@@ -22,7 +22,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from .exceptions import PluginError
-from .pipeline import StageSpec
+from .pipeline import CORE_OPTIONS, StageSpec
 from .providers.base import ProviderAdapter
 
 __all__ = [
@@ -95,7 +95,7 @@ def _stages() -> tuple[StageSpec, ...]:
     from .stages import builtin_specs
 
     builtins = builtin_specs()
-    taken = {spec.option for spec in builtins}
+    taken = {spec.option for spec in builtins} | set(CORE_OPTIONS)
     found: list[StageSpec] = []
     for ep, obj in _load(STAGES_GROUP):
         if not isinstance(obj, StageSpec) and callable(obj):

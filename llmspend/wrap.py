@@ -14,7 +14,7 @@ import difflib
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .exceptions import ConfigError
-from .pipeline import BuildContext, Pipeline, Stage
+from .pipeline import CORE_OPTIONS, BuildContext, Pipeline, Stage
 from .plugins import provider_adapters, stage_specs
 from .pricing.table import coerce_prices
 from .providers.base import ProviderAdapter
@@ -27,19 +27,11 @@ __all__ = ["wrap", "build_pipeline", "known_options"]
 
 T = TypeVar("T")
 
-# Options that configure the pipeline as a whole rather than one stage.
-_CORE_OPTIONS = {
-    "prices": "a PriceTable, a price file path, or a dict of per-model price overrides",
-    "tracer_provider": "an OpenTelemetry TracerProvider (default: the global one)",
-    "meter_provider": "an OpenTelemetry MeterProvider (default: the global one)",
-    "capture_content": "True to put prompt and completion text on spans (off by default)",
-    "provider": "the gen_ai.provider.name to report and price as (e.g. 'groq'), or a ProviderAdapter",
-}
 
 
 def known_options() -> dict[str, str]:
     """Every option ``wrap()`` accepts, with what it takes."""
-    options = dict(_CORE_OPTIONS)
+    options = dict(CORE_OPTIONS)
     for spec in stage_specs():
         options[spec.option] = spec.doc or f"the {spec.option} stage"
     return options

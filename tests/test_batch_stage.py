@@ -94,6 +94,27 @@ async def test_concurrent_calls_become_one_request(server: FakeLLMServer, spans:
     assert len({r.id for r in results}) == 4
 
 
+async def test_calls_held_to_a_budget_limit_go_alone(server: FakeLLMServer, spans: Spans, tmp_path: Any) -> None:
+    """A merged request's share (the instruction, an answer longer than the caller's own
+    max_tokens) could cost more than a budget reserved: such calls are not merged, so the
+    budget's bound holds; counting-only budgets (no limit) still merge."""
+    client = wrapped(server, spans)
+
+    async def under(budget: float | None) -> list[Any]:
+        with llmspend.track(feature="quiz", budget_usd=budget, period="day", ledger="memory"):
+            return await gather(client, [ask(q) for q in QUESTIONS])
+
+    await under(1.0)
+    assert len(server.requests) == 4 and merged_requests(server) == []
+    assert all(s.attributes["llmspend.batch.not_merged"] == "budget" for s in caller_spans(spans))
+    status = llmspend.spent("quiz", period="day", ledger="memory")
+    assert status.spent_usd <= 1.0 and status.calls == 4
+    server.requests.clear()
+    spans.clear()
+    await under(None)  # a period without a limit only counts
+    assert len(server.requests) == 1 and len(merged_requests(server)) == 1
+
+
 async def test_shares_add_up_to_the_merged_call(server: FakeLLMServer, spans: Spans) -> None:
     results = await gather(wrapped(server, spans), [ask(q) for q in QUESTIONS])
     merged = merged_span(spans).attributes

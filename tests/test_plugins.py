@@ -102,10 +102,14 @@ def test_wrong_kind_of_plugin_is_rejected(plugin_dir: Path) -> None:
         plugins.provider_adapters()
 
 
-def test_plugin_cannot_take_a_builtin_option(plugin_dir: Path) -> None:
-    module = PLUGIN_MODULE + "\nBAD = StageSpec(option='retry', order=1, build=lambda v, c: None)\n"
-    _install_dist(plugin_dir, "llmspend_clash", "[llmspend.stages]\nclash = llmspend_clash:BAD\n", module)
-    with pytest.raises(llmspend.PluginError, match="already taken"):
+@pytest.mark.parametrize("option", ["retry", "prices", "provider", "tracer_provider", "meter_provider", "capture_content"])
+def test_plugin_cannot_take_a_builtin_option(plugin_dir: Path, option: str) -> None:
+    """A stage option or one that configures the whole pipeline: either way the user's value
+    would reach the plugin instead of where the user meant it."""
+    module = PLUGIN_MODULE + f"\nBAD = StageSpec(option={option!r}, order=1, build=lambda v, c: None)\n"
+    name = f"llmspend_clash_{option}"  # a module of its own per case: imports are cached
+    _install_dist(plugin_dir, name, f"[llmspend.stages]\nclash = {name}:BAD\n", module)
+    with pytest.raises(llmspend.PluginError, match=f"wants the wrap\\(\\) option '{option}', which is already taken"):
         plugins.stage_specs()
 
 

@@ -57,6 +57,7 @@ from ..providers.base import Call, Outcome, Usage
 from ..telemetry import attributes as A
 from ..telemetry.recorder import price_call, start_span, warn_once
 from ..tokens import count_chat_messages, count_text
+from .budget import LIMITED as BUDGET_LIMITED
 
 __all__ = ["BatchOptions", "BatchStage", "HEADER", "wants_batch", "marking"]
 
@@ -80,6 +81,8 @@ MERGED_OUTPUT_TOKENS = "llmspend.batch.output_tokens"
 MERGED_CACHED_TOKENS = "llmspend.batch.cache_read.input_tokens"
 MERGED_COST_USD = "llmspend.batch.cost_usd"
 ANSWERED = "llmspend.batch.answered"
+#: why a call that could have been merged was sent on its own ("budget": held to a limit)
+NOT_MERGED = "llmspend.batch.not_merged"
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,11 @@ def marking(header: str | None, feature: str | None, options: BatchOptions) -> b
     return None
 
 
-def wants_batch(body: Any, marked: bool | None, options: BatchOptions) -> bool:
-    """Whether to hold a chat call for batching. Unmergeable calls never are."""
-    if not mergeable(body):
+def wants_batch(body: Any, marked: bool | None, options: BatchOptions, *, budget_limited: bool = False) -> bool:
+    """Whether to hold a chat call for batching. Unmergeable calls never are, nor calls held
+    to a budget's limit: a merged request's share (the batch instruction, an answer longer
+    than the caller's own ``max_tokens``) could cost more than the budget reserved."""
+    if budget_limited or not mergeable(body):
         return False
     if marked is not None:
         return marked
@@ -207,7 +212,10 @@ class BatchStage(Stage):
         if call is None or call.endpoint != "chat.completions":
             return await call_next(request)
         marked = marking(header, current_attribution().feature, self.options)
-        if not wants_batch(call.body, marked, self.options):
+        limited = bool(request.context.extra.get(BUDGET_LIMITED))
+        if not wants_batch(call.body, marked, self.options, budget_limited=limited):
+            if limited and marked is not False and mergeable(call.body):
+                request.context.set_attribute(NOT_MERGED, "budget")
             return await call_next(request)
         result = await self._join(request, call, call_next)
         if isinstance(result, _SendAlone):

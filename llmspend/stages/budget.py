@@ -48,6 +48,8 @@ __all__ = ["BudgetStage", "DEFAULT_INPUT_MARGIN"]
 DEFAULT_INPUT_MARGIN = 0.25
 
 RESERVED_USD = "llmspend.budget.reserved_usd"
+#: CallContext.extra key: the call holds a reservation under a budget with a limit
+LIMITED = "budget_limited"
 FALLBACK_MODEL = "llmspend.budget.fallback_model"
 REFUSED = "llmspend.budget.refused"
 
@@ -153,6 +155,10 @@ class BudgetStage(Stage):
                 raise
             if refused is None:
                 context = request.context
+                if any(active.limit_usd is not None for active in budgets):
+                    # Held to a limit: stages below must not make the call dearer than this
+                    # reservation (the batch stage then sends it on its own).
+                    context.extra[LIMITED] = True
                 if bound.usd is not None:
                     context.set_attribute(RESERVED_USD, bound.usd)
                 if model is not None:
