@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._redact import error_text
+
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
@@ -59,4 +61,4 @@ class CallContext:
 
     def record_fault(self, stage: str, exc: BaseException) -> None:
         """Note a fail-open fault of an optimisation stage: the call went on without it."""
-        self.set_attribute(f"llmspend.{stage}.error", f"{type(exc).__name__}: {exc}"[:300])
+        self.set_attribute(f"llmspend.{stage}.error", error_text(exc))

@@ -22,12 +22,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from .._http import Request, Response, dumps
+from .._redact import CREDENTIAL_HEADER_NAMES, error_text
 from ..attribution import current_attribution
 from ..context import CallContext
 from ..exceptions import ConfigError, ResponseParseError
 from ..providers.base import ProviderAdapter
 from ..scoring.features import STEP_FEATURES, normalise_answer, step_features, text_scorer_features
-from ..telemetry.recorder import mark_sdk_parent, start_span, warn_once
+from ..telemetry.recorder import end_span, mark_sdk_parent, start_span, warn_once
 from .endpoints import StepEndpoint
 from .plan import TEXT_SCORE, OnnxStepScorer, Plan, Step
 from .routes import CascadeRoute
@@ -88,6 +89,8 @@ class PlanRun:
     costs: list[float | None] = field(default_factory=list)
     failed: int = 0
     scorer_s: float = 0.0
+    #: credential header values of the steps' requests, kept out of recorded error messages
+    secrets: set[str] = field(default_factory=set)
 
     @classmethod
     def start(cls, route: CascadeRoute, request: Request, tracer: Tracer) -> PlanRun:
@@ -200,6 +203,7 @@ class PlanRun:
         endpoint for a step there), with a context of its own so that each step's span and cost
         stay apart."""
         out = self.caller.with_model(self.request, self.steps[self.step].model) if built is None else built
+        self.secrets.update(v for k, v in out.headers.items() if k.lower() in CREDENTIAL_HEADER_NAMES)
         if self.whole:
             body = dict(out.json())
             changed = body.pop("stream", None) is not None
@@ -228,14 +232,23 @@ class PlanRun:
     def escalate(self, reason: str, exc: BaseException | None = None, *, to_last: bool = False) -> None:
         self.span.set_attribute("llmspend.cascade.escalation_reason", reason)
         if exc is not None:
-            self.span.set_attribute("llmspend.cascade.error", f"{type(exc).__name__}: {exc}"[:300])
+            # The message may quote a header value (a key with a stray newline): redacted
+            text = error_text(exc, self.secrets)
+            self.span.set_attribute("llmspend.cascade.error", text)
             warn_once(("cascade", reason, type(exc).__name__),
-                      "llmspend: cascade step failed (%s: %s); escalating, the call goes on", reason, exc)
+                      "llmspend: cascade step failed (%s: %s); escalating, the call goes on", reason, text)
         self.step = len(self.steps) - 1 if to_last else self.step + 1
 
-    def fail_step(self, exc: Exception) -> None:
-        """A candidate step that could not be built or sent: it cost nothing, the next one runs."""
-        self.record_cost(None, None)
+    def fail_step(self, exc: Exception, context: CallContext | None = None) -> None:
+        """A candidate step that could not be built, sent or read (``context``: its own, when
+        it was sent): the next one runs. It cost nothing, unless the provider answered and the
+        answer could not be read: then it was billed and its cost is unknown."""
+        cost = context.cost if context is not None else None
+        if cost is not None and cost.total_usd is None:
+            self.costs.append(None)
+            self.failed += 1
+        else:
+            self.record_cost(None, None)
         self.escalate(f"{type(exc).__name__} from {self.steps[self.step].model}", exc)
 
     def judge(self, response: Response) -> Response | None:
@@ -272,7 +285,11 @@ class PlanRun:
             "llmspend.cascade.accepted": accepted,
         })
         if accepted:
-            return self._deliver(response, data, completion)
+            try:
+                return self._deliver(response, data, completion)
+            except Exception as exc:  # an answer of a shape it cannot be delivered in: the next step
+                self.escalate("undeliverable answer", exc)
+                return None
         self.step += 1
         return None
 
@@ -313,7 +330,8 @@ class PlanRun:
         answer = caller.from_openai_chat_response(completion) if self.converts else data
         if not self.request.json().get("logprobs") and self.plan.needs_logprobs:
             for choice in answer.get("choices") or ():
-                choice["logprobs"] = None
+                if isinstance(choice, dict):
+                    choice["logprobs"] = None
         if call.stream:
             headers = response.headers.without_body_framing().set("content-type", "text/event-stream; charset=utf-8")
             return Response(200, headers, content=caller.stream_from_answer(call, answer))
@@ -346,6 +364,15 @@ class PlanRun:
         return response
 
     def finish(self, error: BaseException | None = None) -> None:
+        """End the parent span with what the run did; telemetry faults are logged, never raised."""
+        try:
+            self._record(error)
+        except Exception as exc:
+            warn_once(("cascade-span", type(exc).__name__),
+                      "llmspend: telemetry failed on a cascade's span (%s); the call goes on", type(exc).__name__)
+        end_span(self.span)
+
+    def _record(self, error: BaseException | None) -> None:
         span, accepted = self.span, self.step
         span.set_attribute("llmspend.cascade.accepted_step", accepted + 1)
         span.set_attribute("llmspend.cascade.accepted_model", self.steps[accepted].model)
@@ -361,7 +388,6 @@ class PlanRun:
         if error is not None:
             span.set_attribute("error.type", type(error).__qualname__)
             span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
-        span.end()
 
 
 class _FinishingStream:

@@ -55,7 +55,7 @@ from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
 from ..pricing.table import PriceTable
 from ..providers.base import Call, Outcome, Usage
 from ..telemetry import attributes as A
-from ..telemetry.recorder import price_call, start_span, warn_once
+from ..telemetry.recorder import end_span, price_call, start_span, warn_once
 from ..tokens import count_chat_messages, count_text
 from .budget import LIMITED as BUDGET_LIMITED
 
@@ -416,7 +416,7 @@ class BatchStage(Stage):
                 cost = price_call(self.prices, call, outcome, usage)
                 if cost.total_usd is not None:
                     span.set_attribute(MERGED_COST_USD, cost.total_usd)
-        span.end()
+        end_span(span)
 
     def _note_saving(self, member: _Member, merged_estimate: int, usage: Usage | None,
                      share: Usage | None, outcome: Outcome | None) -> None:
@@ -495,7 +495,7 @@ def _link(caller: Span | None, merged: Span) -> None:
 def _end_failed(span: Span, error: str) -> None:
     span.set_attribute(A.ERROR_TYPE, error)
     span.set_status(Status(StatusCode.ERROR, error))
-    span.end()
+    end_span(span)
 
 
 def _build(value: Any, context: BuildContext) -> Stage:

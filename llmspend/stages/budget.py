@@ -31,7 +31,7 @@ from typing import Any
 from .._http import Request, Response
 from ..attribution import current_attribution
 from ..budgets import ActiveBudget
-from ..exceptions import BudgetExceededError, BudgetUnknownCostError, ConfigError, ResponseParseError
+from ..exceptions import BudgetExceededError, BudgetUnknownCostError, ConfigError
 from ..ledger import Ledger, Reservation
 from ..periods import period_window
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
@@ -184,16 +184,18 @@ class BudgetStage(Stage):
 
     def _body_cost(self, hold: _Hold, body: bytes) -> float | None:
         try:
-            outcome = hold.adapter.parse_response(hold.call, body)
-        except ResponseParseError:
-            outcome = None
-        return self._actual_usd(hold, outcome)
+            return self._actual_usd(hold, hold.adapter.parse_response(hold.call, body))
+        except Exception:  # a response of a shape no adapter foresaw: unknown, charged as reserved
+            return self._actual_usd(hold, None)
 
     def _stream_cost(self, hold: _Hold, reader: StreamReader, complete: bool) -> float | None:
-        outcome = reader.outcome(complete=complete)
-        if not outcome.complete and outcome.usage is None and hold.request.context.served_from is None:
-            return None  # cut short: charge the whole reservation (see the module docstring)
-        return self._actual_usd(hold, outcome)
+        try:
+            outcome = reader.outcome(complete=complete)
+            if not outcome.complete and outcome.usage is None and hold.request.context.served_from is None:
+                return None  # cut short: charge the whole reservation (see the module docstring)
+            return self._actual_usd(hold, outcome)
+        except Exception:  # unreadable events: unknown, charged as reserved
+            return self._actual_usd(hold, None)
 
     # -- the twins ---------------------------------------------------------------------
     def handle(self, request: Request, call_next: CallNext) -> Response:

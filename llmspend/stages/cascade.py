@@ -124,13 +124,14 @@ class CascadeStage(Stage):
         run = PlanRun.start(route, request, self.tracer)
         try:
             while not run.is_last:
+                sent: Request | None = None
                 try:  # a request that cannot even be built (another client's auth) fails its step
-                    step_request = run.build_step()
+                    step_request = sent = run.build_step()
                     with run.in_span():
                         response = call_next(step_request)
                         response.read()
                 except Exception as exc:
-                    run.fail_step(exc)
+                    run.fail_step(exc, sent.context if sent is not None else None)
                     continue
                 run.record_cost(step_request.context, response)
                 accepted = run.judge(response)
@@ -154,13 +155,14 @@ class CascadeStage(Stage):
         run = PlanRun.start(route, request, self.tracer)
         try:
             while not run.is_last:
+                sent: Request | None = None
                 try:  # a request that cannot even be built (another client's auth) fails its step
-                    step_request = await run.abuild_step()
+                    step_request = sent = await run.abuild_step()
                     with run.in_span():
                         response = await call_next(step_request)
                         await response.aread()
                 except Exception as exc:
-                    run.fail_step(exc)
+                    run.fail_step(exc, sent.context if sent is not None else None)
                     continue
                 run.record_cost(step_request.context, response)
                 if route.reads_text:  # a text encoder may take milliseconds: off the loop

@@ -70,7 +70,7 @@ class TelemetryStage(Stage):
         try:
             body = response.read()
         except BaseException as exc:
-            recorder.fail(exc)
+            recorder.fail(exc, answered=True)
             raise
         recorder.finish(_parse(adapter, call, body))
         return response
@@ -98,7 +98,7 @@ class TelemetryStage(Stage):
         try:
             body = await response.aread()
         except BaseException as exc:
-            recorder.fail(exc)
+            recorder.fail(exc, answered=True)
             raise
         recorder.finish(_parse(adapter, call, body))
         return response
@@ -109,13 +109,14 @@ def _parse(adapter: ProviderAdapter, call: Call, body: bytes) -> Outcome | None:
     The caller still gets the body unchanged."""
     try:
         return adapter.parse_response(call, body)
-    except ResponseParseError as exc:
+    except Exception as exc:  # any shape an adapter did not foresee: never the caller's error
         warn_once(
             ("unparsed", call.provider, call.endpoint),
             "llmspend: could not read a %s %s response (%s); it was passed on unchanged and its cost is unknown",
             call.provider,
             call.endpoint,
-            exc,
+            # our own message says what was wrong; another error's text may quote the response
+            exc if isinstance(exc, ResponseParseError) else type(exc).__name__,
         )
         return None
 

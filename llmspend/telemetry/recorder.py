@@ -111,6 +111,16 @@ def start_span(tracer: Tracer, name: str, **options: Any) -> Span:
         return INVALID_SPAN
 
 
+def end_span(span: Span) -> None:
+    """``span.end()``; a span processor's ``on_end`` that raises is logged once, never passed
+    to the caller."""
+    try:
+        span.end()
+    except Exception as exc:
+        warn_once(("end_span", type(exc).__name__),
+                  "llmspend: telemetry failed while ending a span (%s: %s); the call goes on", type(exc).__name__, exc)
+
+
 def mark_sdk_parent(parent: Any) -> None:
     """An SDK that traces its own calls (anthropic >= 2) has its GenAI span current when the
     request reaches llmspend, so llmspend's span nests under it. Mark that span as priced in
@@ -210,8 +220,10 @@ class CallRecorder:
             )
 
     # -- endings -----------------------------------------------------------------------
-    def fail(self, exc: BaseException) -> None:
-        """The call raised before a response arrived (connection error, timeout, ...)."""
+    def fail(self, exc: BaseException, *, answered: bool = False) -> None:
+        """The call raised: before a response arrived (connection error, timeout, ...), or,
+        with ``answered``, while its successful answer was being read. The provider has then
+        billed a call whose usage was never seen: its cost is unknown, not $0."""
         if self._ended:
             return
         self._ended = True
@@ -219,6 +231,12 @@ class CallRecorder:
             error = type(exc).__qualname__
             self.span.set_attribute(A.ERROR_TYPE, error)
             self.span.set_status(Status(StatusCode.ERROR, error))
+            if answered:
+                cost = unknown_cost(NO_USAGE)
+                self.context.cost = cost
+                self.span.set_attribute(A.COST_STATUS, cost.status)
+                if self.attribution.sinks:
+                    self.attribution.record(cost, self.context)
             self._metrics(None, None, error_type=error)
             self.span.end()
         except Exception:  # pragma: no cover - telemetry must never fail the call

@@ -10,10 +10,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 from .._http import Response
-from ..providers.base import StreamReader
-from .recorder import CallRecorder
+from ..providers.base import Outcome, StreamReader
+from .recorder import CallRecorder, warn_once
 
 __all__ = ["ObservedStream", "AsyncObservedStream"]
+
+
+def _outcome(reader: StreamReader, *, complete: bool) -> Outcome | None:
+    """What the stream said, or None (its cost then unknown) when its events are not what the
+    adapter expects: the caller has had the bytes unchanged, and must not get an error from
+    llmspend's reading of them."""
+    try:
+        return reader.outcome(complete=complete)
+    except Exception as exc:
+        warn_once(("unparsed-stream", type(exc).__name__),
+                  "llmspend: could not read a stream's events (%s); its cost is unknown", type(exc).__name__)
+        return None
 
 
 class ObservedStream:
@@ -42,19 +54,19 @@ class ObservedStream:
                 yield tail
         except GeneratorExit:
             if not recorder.ended:  # closed before the end (close() may have recorded it already)
-                recorder.finish(reader.outcome(complete=False))
+                recorder.finish(_outcome(reader, complete=False))
             raise
         except BaseException as exc:
-            recorder.finish(reader.outcome(complete=False), error=exc)
+            recorder.finish(_outcome(reader, complete=False), error=exc)
             raise
-        recorder.finish(reader.outcome(complete=True))
+        recorder.finish(_outcome(reader, complete=True))
 
     def close(self) -> None:
         try:
             self._source.close()
         finally:
             if not self._recorder.ended:  # the caller stopped reading early
-                self._recorder.finish(self._reader.outcome(complete=False))
+                self._recorder.finish(_outcome(self._reader, complete=False))
 
 
 class AsyncObservedStream:
@@ -80,16 +92,16 @@ class AsyncObservedStream:
                 yield tail
         except GeneratorExit:
             if not recorder.ended:  # closed before the end (close() may have recorded it already)
-                recorder.finish(reader.outcome(complete=False))
+                recorder.finish(_outcome(reader, complete=False))
             raise
         except BaseException as exc:
-            recorder.finish(reader.outcome(complete=False), error=exc)
+            recorder.finish(_outcome(reader, complete=False), error=exc)
             raise
-        recorder.finish(reader.outcome(complete=True))
+        recorder.finish(_outcome(reader, complete=True))
 
     async def aclose(self) -> None:
         try:
             await self._source.aclose()
         finally:
             if not self._recorder.ended:
-                self._recorder.finish(self._reader.outcome(complete=False))
+                self._recorder.finish(_outcome(self._reader, complete=False))
