@@ -77,7 +77,7 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for s in statuses:
-        spent_text = usd(s.spent_usd) + (f" ({s.unknown_calls} calls of unknown cost, charged as reserved)" if s.unknown_calls else "")
+        spent_text = usd(s.spent_usd) + (f" + {s.unknown_calls} of unknown cost" if s.unknown_calls else "")
         resets = s.resets_at.strftime("%Y-%m-%d %H:%M UTC") if s.resets_at else "never"
         limit = usd(s.limit_usd) if s.limit_usd is not None else "no limit"
         left = usd(s.remaining_usd) if s.remaining_usd is not None else "-"
