@@ -149,6 +149,45 @@ def test_one_tenants_answer_is_never_served_to_another(make: Wrap, server: FakeL
     assert len(server.requests) == 2  # the same tenant still hits
 
 
+@pytest.mark.parametrize("header", ["x-goog-api-key", "x-litellm-api-key", "ocp-apim-subscription-key",
+                                    "proxy-authorization", "cookie", "x-auth-token", "x-custom-gateway-token"])
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_credential_in_any_header_scopes_the_cache(server: FakeLLMServer, spans: Spans, cache_dir: Path,
+                                                           header: str, is_async: bool) -> None:
+    import httpx
+
+    async def ask(who: str) -> str:
+        headers = {header: f"secret-of-{who}"}
+        if is_async:
+            aclient = llmspend.wrap(httpx.AsyncClient(base_url=server.base_url, headers=headers), cache=str(cache_dir))
+            response = await aclient.post("/chat/completions", json=ASK)
+            await aclient.aclose()
+        else:
+            client = llmspend.wrap(httpx.Client(base_url=server.base_url, headers=headers), cache=str(cache_dir))
+            response = client.post("/chat/completions", json=ASK)
+            client.close()
+        return response.headers.get("x-llmspend-cache", "provider")
+
+    assert [await ask("tenant-a"), await ask("tenant-b"), await ask("tenant-a")] == ["provider", "provider", "hit"]
+    assert len(server.requests) == 2
+    stored = b"".join(p.read_bytes() for p in cache_dir.rglob("*") if p.is_file())
+    assert b"secret-of" not in stored
+
+
+def test_openai_organization_and_project_scope_the_cache(server: FakeLLMServer, cache_dir: Path) -> None:
+    def ask(organization: str | None, project: str | None) -> None:
+        client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-one-key", organization=organization,
+                                             project=project), cache=str(cache_dir))
+        client.chat.completions.create(**ASK)  # type: ignore[call-overload]
+        client.close()
+
+    for organization, project in (("org-a", "proj-a"), ("org-b", "proj-a"), ("org-a", "proj-b"), (None, None)):
+        ask(organization, project)
+    assert len(server.requests) == 4  # one key, four accounts: no answer crossed over
+    ask("org-a", "proj-a")
+    assert len(server.requests) == 4  # the same account still hits
+
+
 def test_namespace_replaces_the_credential_and_a_header_narrows_it(make: Wrap, server: FakeLLMServer, cache_dir: Path) -> None:
     config = llmspend.CacheConfig(str(cache_dir), namespace="app-1")
     make(config, api_key="sk-old-key").chat.completions.create(**ASK)  # type: ignore[call-overload]
