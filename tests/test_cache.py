@@ -4,6 +4,7 @@ TTL and size limits, streams, and errors that fail open."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -464,7 +465,21 @@ class _PlantedPickle:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("planted", ["garbage", "json", "pickle"])
+_OK_ENTRY = {"v": 1, "status": 200, "created": 1.0, "cost_usd": None, "headers": [["content-type", "application/json"]],
+             "body": '{"id": "c", "object": "chat.completion", "model": "gpt-4o-mini", "choices": []}'}
+#: entries another writer (a shared Redis or directory, an older or buggy llmspend) may leave
+BAD_ENTRIES = {
+    "garbage": b"\x00\x01 not json",
+    "json": b'{"v": 1, "status": 200}',
+    "nested": b"[" * 200_000,
+    "created-nan": json.dumps({**_OK_ENTRY, "created": float("nan")}).encode(),
+    "created-neg-inf": json.dumps({**_OK_ENTRY, "created": float("-inf")}).encode(),
+    "cost-inf": json.dumps({**_OK_ENTRY, "cost_usd": float("inf")}).encode(),
+    "header-crlf": json.dumps({**_OK_ENTRY, "headers": [["x-a", "b\r\nset-cookie: x"]]}).encode(),
+}
+
+
+@pytest.mark.parametrize("planted", [*BAD_ENTRIES, "pickle"])
 def test_corrupt_or_planted_entry_fails_open(make: Wrap, server: FakeLLMServer, spans: Spans, cache_dir: Path,
                                              tmp_path: Path, caplog: pytest.LogCaptureFixture, planted: str) -> None:
     client = make()
@@ -472,7 +487,7 @@ def test_corrupt_or_planted_entry_fails_open(make: Wrap, server: FakeLLMServer, 
     marker = tmp_path / "code-ran"
     raw = _raw_shards(cache_dir)
     (key,) = list(raw)
-    value = {"garbage": b"\x00\x01 not json", "json": b'{"v": 1, "status": 200}', "pickle": _PlantedPickle(marker)}[planted]
+    value = _PlantedPickle(marker) if planted == "pickle" else BAD_ENTRIES[planted]
     raw.set(key, value)
     raw.close()
     recorder._warned.clear()
@@ -486,6 +501,68 @@ def test_corrupt_or_planted_entry_fails_open(make: Wrap, server: FakeLLMServer, 
     assert failed["llmspend.cache.stored"] is True  # ... and its answer replaced the entry
     assert healed["llmspend.cache.hit"] is True and "llmspend.cache.error" not in healed
     assert len([r for r in caplog.records if "cache fault" in r.getMessage()]) == 1
+
+
+class MemoryBackend(llmspend.CacheBackend):
+    """A backend of the user's own, in a dict (the contract's simplest implementation)."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.deleted: list[str] = []
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: bytes, ttl_s: float | None) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.deleted.append(key)
+        self.data.pop(key, None)
+
+    def clear(self) -> int:
+        removed = len(self.data)
+        self.data.clear()
+        return removed
+
+    def stats(self) -> dict[str, Any]:
+        return {"entries": len(self.data)}
+
+
+@pytest.mark.parametrize("planted", [*BAD_ENTRIES, "replay-raises"])
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_any_fault_reading_an_entry_fails_open_and_deletes_it(
+        server: FakeLLMServer, spans: Spans, monkeypatch: pytest.MonkeyPatch, planted: str, is_async: bool) -> None:
+    backend = MemoryBackend()
+    sync_client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+    async_client = openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+    client = llmspend.wrap(async_client if is_async else sync_client, cache=backend, tracer_provider=spans.provider)
+
+    async def ask() -> Any:
+        if is_async:
+            return (await client.chat.completions.create(**ASK)).model_dump()  # type: ignore[call-overload,misc]
+        return client.chat.completions.create(**ASK).model_dump()  # type: ignore[call-overload]
+
+    expected = await ask()
+    (key,) = backend.data
+    if planted == "replay-raises":  # a fault past decoding (a bug of ours, say): the entry is still to blame
+        def broken(entry: Any) -> Any:
+            raise KeyError("from the replay")
+        monkeypatch.setattr("llmspend.stages.cache.CacheStage._replay", staticmethod(broken))
+    else:
+        backend.data[key] = BAD_ENTRIES[planted]
+    assert await ask() == expected  # the call went on to the provider ...
+    failed = spans.attrs()
+    assert failed["llmspend.cache.hit"] is False and "CorruptCacheEntryError" in failed["llmspend.cache.error"]
+    assert backend.deleted == [key] and failed["llmspend.cache.stored"] is True  # ... and the entry was replaced
+    monkeypatch.undo()
+    assert await ask() == expected
+    assert spans.attrs()["llmspend.cache.hit"] is True and len(server.requests) == 2
+    if is_async:
+        await async_client.close()
+    sync_client.close()
 
 
 def test_full_disk_fails_open(make: Wrap, server: FakeLLMServer, spans: Spans, cache_dir: Path) -> None:

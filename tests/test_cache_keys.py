@@ -152,6 +152,11 @@ def test_entries_round_trip(body: bytes | None, chunks: tuple[bytes, ...] | None
     assert decode_entry(encode_entry(entry)) == entry
 
 
+def test_a_cost_that_is_not_a_number_is_stored_as_unknown() -> None:
+    entry = Entry(200, (), body=b"{}", created=5.0, cost_usd=float("nan"))
+    assert decode_entry(encode_entry(entry)).cost_usd is None
+
+
 def test_entries_keep_no_framing_or_cookies() -> None:
     headers = Headers([("Content-Type", "text/event-stream"), ("Content-Length", "9"), ("Set-Cookie", "sid=1"),
                        ("Content-Encoding", "gzip"), ("x-request-id", "req_1"), ("Connection", "keep-alive")])
@@ -165,7 +170,18 @@ def test_entries_keep_no_framing_or_cookies() -> None:
     b'{"v": 1, "status": 200, "created": 1, "headers": []}',
     b'{"v": 1, "status": 200, "created": 1, "headers": [], "body_b64": "***"}',
     b'{"v": 1, "status": true, "created": 1, "headers": [], "body": ""}',
-])
+    b"[" * 200_000,  # json.loads raises RecursionError, not ValueError
+    b'{"v": 1, "status": 200, "created": NaN, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": -Infinity, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1e400, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1' + b"0" * 400 + b', "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": -5, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "cost_usd": NaN, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "cost_usd": Infinity, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "cost_usd": -0.5, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "headers": [["x-a", "b\\r\\nset-cookie: x"]], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "headers": [["", "b"]], "body": ""}',
+], ids=lambda data: data[:70].decode())
 def test_anything_else_is_a_corrupt_entry(data: bytes) -> None:
     with pytest.raises(CorruptCacheEntryError):
         decode_entry(data)
