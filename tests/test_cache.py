@@ -594,6 +594,66 @@ def test_cache_directory_is_owner_only(make: Wrap, cache_dir: Path) -> None:
     assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
 
 
+def _modes(cache_dir: Path) -> dict[str, int]:
+    import stat
+
+    return {str(p.relative_to(cache_dir)): stat.S_IMODE(p.lstat().st_mode) for p in cache_dir.rglob("*")}
+
+
+def test_everything_inside_the_cache_directory_is_owner_only(make: Wrap, cache_dir: Path) -> None:
+    client = make()
+    client.chat.completions.create(**ASK)  # type: ignore[call-overload]
+    client.embeddings.create(model="text-embedding-3-small", input="x", dimensions=8000)  # a value file of its own
+    modes = _modes(cache_dir)
+    assert any(name.endswith(".val") for name in modes) and any(name.endswith("cache.db") for name in modes)
+    for name, mode in modes.items():
+        assert mode == (0o700 if (cache_dir / name).is_dir() else 0o600), (name, oct(mode))
+    # a cache directory once open to others: its files 0644 and 0777, its directories 0755
+    database = next(cache_dir.glob("0*/cache.db"))
+    database.chmod(0o644)
+    database.parent.chmod(0o755)
+    next(cache_dir.rglob("*.val")).chmod(0o777)
+    make()  # opening it narrows them again
+    assert set(_modes(cache_dir).values()) <= {0o600, 0o700}
+
+
+@pytest.mark.parametrize("where", ["000", "stats", "000/cache.db", "001/ab", "cache.db-wal"])
+def test_a_symlink_planted_in_the_cache_directory_is_refused(server: FakeLLMServer, tmp_path: Path, where: str) -> None:
+    import os
+
+    cache_dir = tmp_path / "cache"
+    llmspend.DiskCache(cache_dir, shards=2).close()
+    planted = tmp_path / "planted"  # stands for a directory of another user's
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
+    link = cache_dir / where
+    if link.is_dir():
+        os.rename(link, tmp_path / "moved")
+    elif link.exists():
+        link.unlink()
+    link.symlink_to(planted)
+    with pytest.raises(llmspend.ConfigError, match=rf"{where} in the cache directory is a symbolic link to {planted}"):
+        llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache=str(cache_dir))
+    assert list(planted.iterdir()) == [] and planted.stat().st_mode & 0o777 == 0o777  # nothing written, nothing changed
+    # a link of the user's own among files that are not llmspend's is theirs to keep
+    link.unlink()
+    (cache_dir / "notes").symlink_to(planted)
+    llmspend.DiskCache(cache_dir, shards=2).close()
+
+
+def test_an_entry_of_another_user_inside_the_cache_directory_is_refused(tmp_path: Path) -> None:
+    import os
+
+    cache_dir = tmp_path / "cache"
+    llmspend.DiskCache(cache_dir, shards=2).close()
+    if os.getuid() != 0:  # only root can give a file away; the check is the same either way
+        assert os.stat(cache_dir / "000").st_uid == os.getuid()
+        return
+    os.chown(cache_dir / "000" / "cache.db", 4242, 4242)
+    with pytest.raises(llmspend.ConfigError, match=r"000/cache.db in the cache directory belongs to another user"):
+        llmspend.DiskCache(cache_dir, shards=2)
+
+
 def test_directory_of_another_user_is_refused(tmp_path: Path) -> None:
     import os
 
