@@ -4,6 +4,7 @@ TTL and size limits, streams, and errors that fail open."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -147,6 +148,45 @@ def test_one_tenants_answer_is_never_served_to_another(make: Wrap, server: FakeL
     assert spans.attrs(1)["llmspend.cache.hit"] is False
     make(api_key="sk-tenant-a").chat.completions.create(**ASK)  # type: ignore[call-overload]
     assert len(server.requests) == 2  # the same tenant still hits
+
+
+@pytest.mark.parametrize("header", ["x-goog-api-key", "x-litellm-api-key", "ocp-apim-subscription-key",
+                                    "proxy-authorization", "cookie", "x-auth-token", "x-custom-gateway-token"])
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_credential_in_any_header_scopes_the_cache(server: FakeLLMServer, spans: Spans, cache_dir: Path,
+                                                           header: str, is_async: bool) -> None:
+    import httpx
+
+    async def ask(who: str) -> str:
+        headers = {header: f"secret-of-{who}"}
+        if is_async:
+            aclient = llmspend.wrap(httpx.AsyncClient(base_url=server.base_url, headers=headers), cache=str(cache_dir))
+            response = await aclient.post("/chat/completions", json=ASK)
+            await aclient.aclose()
+        else:
+            client = llmspend.wrap(httpx.Client(base_url=server.base_url, headers=headers), cache=str(cache_dir))
+            response = client.post("/chat/completions", json=ASK)
+            client.close()
+        return response.headers.get("x-llmspend-cache", "provider")
+
+    assert [await ask("tenant-a"), await ask("tenant-b"), await ask("tenant-a")] == ["provider", "provider", "hit"]
+    assert len(server.requests) == 2
+    stored = b"".join(p.read_bytes() for p in cache_dir.rglob("*") if p.is_file())
+    assert b"secret-of" not in stored
+
+
+def test_openai_organization_and_project_scope_the_cache(server: FakeLLMServer, cache_dir: Path) -> None:
+    def ask(organization: str | None, project: str | None) -> None:
+        client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-one-key", organization=organization,
+                                             project=project), cache=str(cache_dir))
+        client.chat.completions.create(**ASK)  # type: ignore[call-overload]
+        client.close()
+
+    for organization, project in (("org-a", "proj-a"), ("org-b", "proj-a"), ("org-a", "proj-b"), (None, None)):
+        ask(organization, project)
+    assert len(server.requests) == 4  # one key, four accounts: no answer crossed over
+    ask("org-a", "proj-a")
+    assert len(server.requests) == 4  # the same account still hits
 
 
 def test_namespace_replaces_the_credential_and_a_header_narrows_it(make: Wrap, server: FakeLLMServer, cache_dir: Path) -> None:
@@ -425,7 +465,21 @@ class _PlantedPickle:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("planted", ["garbage", "json", "pickle"])
+_OK_ENTRY = {"v": 1, "status": 200, "created": 1.0, "cost_usd": None, "headers": [["content-type", "application/json"]],
+             "body": '{"id": "c", "object": "chat.completion", "model": "gpt-4o-mini", "choices": []}'}
+#: entries another writer (a shared Redis or directory, an older or buggy llmspend) may leave
+BAD_ENTRIES = {
+    "garbage": b"\x00\x01 not json",
+    "json": b'{"v": 1, "status": 200}',
+    "nested": b"[" * 200_000,
+    "created-nan": json.dumps({**_OK_ENTRY, "created": float("nan")}).encode(),
+    "created-neg-inf": json.dumps({**_OK_ENTRY, "created": float("-inf")}).encode(),
+    "cost-inf": json.dumps({**_OK_ENTRY, "cost_usd": float("inf")}).encode(),
+    "header-crlf": json.dumps({**_OK_ENTRY, "headers": [["x-a", "b\r\nset-cookie: x"]]}).encode(),
+}
+
+
+@pytest.mark.parametrize("planted", [*BAD_ENTRIES, "pickle"])
 def test_corrupt_or_planted_entry_fails_open(make: Wrap, server: FakeLLMServer, spans: Spans, cache_dir: Path,
                                              tmp_path: Path, caplog: pytest.LogCaptureFixture, planted: str) -> None:
     client = make()
@@ -433,7 +487,7 @@ def test_corrupt_or_planted_entry_fails_open(make: Wrap, server: FakeLLMServer, 
     marker = tmp_path / "code-ran"
     raw = _raw_shards(cache_dir)
     (key,) = list(raw)
-    value = {"garbage": b"\x00\x01 not json", "json": b'{"v": 1, "status": 200}', "pickle": _PlantedPickle(marker)}[planted]
+    value = _PlantedPickle(marker) if planted == "pickle" else BAD_ENTRIES[planted]
     raw.set(key, value)
     raw.close()
     recorder._warned.clear()
@@ -447,6 +501,68 @@ def test_corrupt_or_planted_entry_fails_open(make: Wrap, server: FakeLLMServer, 
     assert failed["llmspend.cache.stored"] is True  # ... and its answer replaced the entry
     assert healed["llmspend.cache.hit"] is True and "llmspend.cache.error" not in healed
     assert len([r for r in caplog.records if "cache fault" in r.getMessage()]) == 1
+
+
+class MemoryBackend(llmspend.CacheBackend):
+    """A backend of the user's own, in a dict (the contract's simplest implementation)."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.deleted: list[str] = []
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: bytes, ttl_s: float | None) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.deleted.append(key)
+        self.data.pop(key, None)
+
+    def clear(self) -> int:
+        removed = len(self.data)
+        self.data.clear()
+        return removed
+
+    def stats(self) -> dict[str, Any]:
+        return {"entries": len(self.data)}
+
+
+@pytest.mark.parametrize("planted", [*BAD_ENTRIES, "replay-raises"])
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_any_fault_reading_an_entry_fails_open_and_deletes_it(
+        server: FakeLLMServer, spans: Spans, monkeypatch: pytest.MonkeyPatch, planted: str, is_async: bool) -> None:
+    backend = MemoryBackend()
+    sync_client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+    async_client = openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+    client = llmspend.wrap(async_client if is_async else sync_client, cache=backend, tracer_provider=spans.provider)
+
+    async def ask() -> Any:
+        if is_async:
+            return (await client.chat.completions.create(**ASK)).model_dump()  # type: ignore[call-overload,misc]
+        return client.chat.completions.create(**ASK).model_dump()  # type: ignore[call-overload]
+
+    expected = await ask()
+    (key,) = backend.data
+    if planted == "replay-raises":  # a fault past decoding (a bug of ours, say): the entry is still to blame
+        def broken(entry: Any) -> Any:
+            raise KeyError("from the replay")
+        monkeypatch.setattr("llmspend.stages.cache.CacheStage._replay", staticmethod(broken))
+    else:
+        backend.data[key] = BAD_ENTRIES[planted]
+    assert await ask() == expected  # the call went on to the provider ...
+    failed = spans.attrs()
+    assert failed["llmspend.cache.hit"] is False and "CorruptCacheEntryError" in failed["llmspend.cache.error"]
+    assert backend.deleted == [key] and failed["llmspend.cache.stored"] is True  # ... and the entry was replaced
+    monkeypatch.undo()
+    assert await ask() == expected
+    assert spans.attrs()["llmspend.cache.hit"] is True and len(server.requests) == 2
+    if is_async:
+        await async_client.close()
+    sync_client.close()
 
 
 def test_full_disk_fails_open(make: Wrap, server: FakeLLMServer, spans: Spans, cache_dir: Path) -> None:
@@ -476,6 +592,66 @@ def test_cache_directory_is_owner_only(make: Wrap, cache_dir: Path) -> None:
     cache_dir.chmod(0o777)
     make()  # opening it again narrows it
     assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+
+
+def _modes(cache_dir: Path) -> dict[str, int]:
+    import stat
+
+    return {str(p.relative_to(cache_dir)): stat.S_IMODE(p.lstat().st_mode) for p in cache_dir.rglob("*")}
+
+
+def test_everything_inside_the_cache_directory_is_owner_only(make: Wrap, cache_dir: Path) -> None:
+    client = make()
+    client.chat.completions.create(**ASK)  # type: ignore[call-overload]
+    client.embeddings.create(model="text-embedding-3-small", input="x", dimensions=8000)  # a value file of its own
+    modes = _modes(cache_dir)
+    assert any(name.endswith(".val") for name in modes) and any(name.endswith("cache.db") for name in modes)
+    for name, mode in modes.items():
+        assert mode == (0o700 if (cache_dir / name).is_dir() else 0o600), (name, oct(mode))
+    # a cache directory once open to others: its files 0644 and 0777, its directories 0755
+    database = next(cache_dir.glob("0*/cache.db"))
+    database.chmod(0o644)
+    database.parent.chmod(0o755)
+    next(cache_dir.rglob("*.val")).chmod(0o777)
+    make()  # opening it narrows them again
+    assert set(_modes(cache_dir).values()) <= {0o600, 0o700}
+
+
+@pytest.mark.parametrize("where", ["000", "stats", "000/cache.db", "001/ab", "cache.db-wal"])
+def test_a_symlink_planted_in_the_cache_directory_is_refused(server: FakeLLMServer, tmp_path: Path, where: str) -> None:
+    import os
+
+    cache_dir = tmp_path / "cache"
+    llmspend.DiskCache(cache_dir, shards=2).close()
+    planted = tmp_path / "planted"  # stands for a directory of another user's
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
+    link = cache_dir / where
+    if link.is_dir():
+        os.rename(link, tmp_path / "moved")
+    elif link.exists():
+        link.unlink()
+    link.symlink_to(planted)
+    with pytest.raises(llmspend.ConfigError, match=rf"{where} in the cache directory is a symbolic link to {planted}"):
+        llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache=str(cache_dir))
+    assert list(planted.iterdir()) == [] and planted.stat().st_mode & 0o777 == 0o777  # nothing written, nothing changed
+    # a link of the user's own among files that are not llmspend's is theirs to keep
+    link.unlink()
+    (cache_dir / "notes").symlink_to(planted)
+    llmspend.DiskCache(cache_dir, shards=2).close()
+
+
+def test_an_entry_of_another_user_inside_the_cache_directory_is_refused(tmp_path: Path) -> None:
+    import os
+
+    cache_dir = tmp_path / "cache"
+    llmspend.DiskCache(cache_dir, shards=2).close()
+    if os.getuid() != 0:  # only root can give a file away; the check is the same either way
+        assert os.stat(cache_dir / "000").st_uid == os.getuid()
+        return
+    os.chown(cache_dir / "000" / "cache.db", 4242, 4242)
+    with pytest.raises(llmspend.ConfigError, match=r"000/cache.db in the cache directory belongs to another user"):
+        llmspend.DiskCache(cache_dir, shards=2)
 
 
 def test_directory_of_another_user_is_refused(tmp_path: Path) -> None:

@@ -152,6 +152,11 @@ def test_entries_round_trip(body: bytes | None, chunks: tuple[bytes, ...] | None
     assert decode_entry(encode_entry(entry)) == entry
 
 
+def test_a_cost_that_is_not_a_number_is_stored_as_unknown() -> None:
+    entry = Entry(200, (), body=b"{}", created=5.0, cost_usd=float("nan"))
+    assert decode_entry(encode_entry(entry)).cost_usd is None
+
+
 def test_entries_keep_no_framing_or_cookies() -> None:
     headers = Headers([("Content-Type", "text/event-stream"), ("Content-Length", "9"), ("Set-Cookie", "sid=1"),
                        ("Content-Encoding", "gzip"), ("x-request-id", "req_1"), ("Connection", "keep-alive")])
@@ -165,7 +170,48 @@ def test_entries_keep_no_framing_or_cookies() -> None:
     b'{"v": 1, "status": 200, "created": 1, "headers": []}',
     b'{"v": 1, "status": 200, "created": 1, "headers": [], "body_b64": "***"}',
     b'{"v": 1, "status": true, "created": 1, "headers": [], "body": ""}',
-])
+    b"[" * 200_000,  # json.loads raises RecursionError, not ValueError
+    b'{"v": 1, "status": 200, "created": NaN, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": -Infinity, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1e400, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1' + b"0" * 400 + b', "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": -5, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "cost_usd": NaN, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "cost_usd": Infinity, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "cost_usd": -0.5, "headers": [], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "headers": [["x-a", "b\\r\\nset-cookie: x"]], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "headers": [["", "b"]], "body": ""}',
+], ids=lambda data: data[:70].decode())
 def test_anything_else_is_a_corrupt_entry(data: bytes) -> None:
     with pytest.raises(CorruptCacheEntryError):
         decode_entry(data)
+
+
+def test_which_headers_are_credentials() -> None:
+    for name in ("authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie",
+                 "ocp-apim-subscription-key", "x-litellm-api-key", "openai-organization", "openai-project",
+                 "x-auth-token", "x-amz-security-token", "helicone-auth", "x-my-gateway-secret", "x-apikey"):
+        assert keys.is_credential_header(name), name
+    # what the openai and anthropic SDKs send on every call (none is a credential but the key),
+    # and names that identify a request rather than a caller (keyed in, every call would miss)
+    for name in ("accept", "content-type", "user-agent", "x-stainless-retry-count", "x-stainless-read-timeout",
+                 "x-stainless-timeout", "x-stainless-package-version", "anthropic-version", "anthropic-beta",
+                 "idempotency-key", "x-idempotency-key", "x-request-id", "x-llmspend-cache", "x-llmspend-cache-namespace"):
+        assert not keys.is_credential_header(name), name
+
+
+def test_credentials_in_any_header_scope_the_key_and_the_first_three_keep_theirs() -> None:
+    def credential(*pairs: tuple[str, str]) -> str | None:
+        return read_controls(Headers(pairs)).credential
+
+    assert credential(("Authorization", "Bearer sk-a")) == "Bearer sk-a"  # entries stored before stay found
+    assert credential(("Accept", "*/*"), ("Idempotency-Key", "stainless-retry-1")) is None
+    scopes = {credential(("X-Goog-Api-Key", "a")), credential(("x-goog-api-key", "b")),
+              credential(("Authorization", "Bearer k"), ("OpenAI-Organization", "org-a")),
+              credential(("Authorization", "Bearer k"), ("OpenAI-Organization", "org-b")),
+              credential(("Authorization", "Bearer k"), ("OpenAI-Organization", "org-a"), ("OpenAI-Project", "p"))}
+    assert None not in scopes and len(scopes) == 5
+    # the same credentials in another order or case: the same scope
+    assert credential(("Cookie", "s=1"), ("X-Auth-Token", "t")) == credential(("x-auth-token", "t"), ("cookie", "s=1"))
+    # what the name memo learnt does not change the answer the second time
+    assert credential(("X-Goog-Api-Key", "a")) == credential(("X-Goog-Api-Key", "a"))

@@ -107,7 +107,8 @@ class CacheConfig:
 
 def _scheme(location: str) -> str:
     """The URL scheme of ``location``, or "" for a plain path (``C:\\cache`` included)."""
-    return urlsplit(location).scheme.lower() if "://" in location else ""
+    # not urlsplit: it raises on a malformed host ("[::1"), which the backend is to report
+    return location.partition("://")[0].lower() if "://" in location else ""
 
 
 def open_backend(location: str | os.PathLike[str] | CacheBackend | None, **options: Any) -> CacheBackend:

@@ -5,7 +5,10 @@
   write the cache can run code in the app that reads it (CVE-2025-69872); the ``Disk`` here
   never writes a pickle and refuses to load one: such a row reads as a corrupt entry.
 - **Owner-only directory.** It is created with mode 0700; an existing one with wider
-  permissions is narrowed when opened, and one owned by another user is refused.
+  permissions is narrowed when opened, and one owned by another user is refused. Inside it,
+  what llmspend and diskcache create (shard directories, the counters, SQLite's files, value
+  files) must be plain files and directories of the same user: a symlink there (planted while
+  the directory was open to others) is refused, and the rest is narrowed to 0600 / 0700.
 - **Many writers.** A ``FanoutCache`` spreads keys over SQLite shards, so concurrent writers
   rarely queue on one lock; diskcache gives each thread its own connection and SQLite's locking
   (in WAL mode) keeps processes that share the directory consistent.
@@ -26,8 +29,11 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
+import stat
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +43,7 @@ from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN  # type: ignore[import
 from ..exceptions import CacheError, ConfigError, CorruptCacheEntryError
 from .base import COUNTERS, CacheBackend
 
-__all__ = ["DiskCache", "default_cache_dir", "secure_directory"]
+__all__ = ["DiskCache", "default_cache_dir", "secure_directory", "secure_contents"]
 
 DEFAULT_SIZE_LIMIT = 2**30  # 1 GiB
 DEFAULT_SHARDS = 8
@@ -82,6 +88,47 @@ def secure_directory(path: str | os.PathLike[str]) -> Path:
     return directory
 
 
+# What llmspend and diskcache create at the top of a cache directory: the shard directories
+# (000, 001, ...), the counters' directory, SQLite's files. Anything else there is the user's.
+_OWN_NAMES = re.compile(r"\d{3}|stats|cache\.db(-wal|-shm|-journal)?")
+
+
+def secure_contents(directory: Path, *, depth: int | None = None) -> None:
+    """Refuse a cache ``directory`` in which what llmspend and diskcache create (see
+    ``_OWN_NAMES``, and everything under those, down to ``depth`` levels; None: all) is a
+    symlink, not a plain file or directory, or another user's; narrow the rest to owner-only
+    (0600 files, 0700 directories). Called once ``directory`` itself is owner-only, so that no
+    one else can reach inside it while this looks."""
+    getuid = getattr(os, "getuid", None)  # POSIX only
+    uid = getuid() if getuid is not None else None
+    try:
+        pending = [(Path(e.path), 0) for e in os.scandir(directory) if _OWN_NAMES.fullmatch(e.name)]
+        while pending:
+            path, level = pending.pop()
+            info = os.lstat(path)
+            mode = info.st_mode
+            if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                what = f"a symbolic link to {os.readlink(path)}" if stat.S_ISLNK(mode) else "not a file or directory"
+                raise ConfigError(
+                    f"{path} in the cache directory is {what}; llmspend writes only into files and directories "
+                    f"of its own there. Remove it, or choose another cache directory (cache=PATH)"
+                )
+            if uid is not None and info.st_uid != uid:
+                raise ConfigError(
+                    f"{path} in the cache directory belongs to another user (uid {info.st_uid}); remove it, or "
+                    "choose another cache directory (cache=PATH)"
+                )
+            if stat.S_ISDIR(mode):
+                if mode & 0o077:
+                    os.chmod(path, 0o700)
+                if depth is None or level < depth:
+                    pending += ((Path(e.path), level + 1) for e in os.scandir(path))
+            elif mode & 0o077:
+                os.chmod(path, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot check or narrow the cache directory {directory}: {exc}") from exc
+
+
 class _JSONOnlyDisk(diskcache.Disk):  # type: ignore[misc]
     """diskcache serialisation for llmspend: ``str`` keys, ``bytes`` values (and ``int``
     counters), stored as they are. Nothing is pickled on write or unpickled on read."""
@@ -104,6 +151,17 @@ class _JSONOnlyDisk(diskcache.Disk):  # type: ignore[misc]
         if read or type(value) not in (bytes, int):
             raise TypeError(f"the llmspend disk cache stores bytes, not {type(value).__name__}")
         return super().store(value, read, key=key)
+
+    def _write(self, full_path: str, iterator: Any, mode: str, encoding: str | None = None) -> int:
+        # diskcache makes a value file's directories and the file with the umask's modes
+        # (0755/0644): make them owner-only, as the rest of the cache directory.
+        leaf = os.path.dirname(full_path)
+        for directory in (os.path.dirname(leaf), leaf):  # makedirs gives mode= to the leaf only
+            with suppress(OSError):
+                os.mkdir(directory, 0o700)
+        size = int(super()._write(full_path, iterator, mode, encoding))
+        os.chmod(full_path, 0o600)
+        return size
 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
         if mode not in (MODE_RAW, MODE_BINARY) or read:
@@ -136,6 +194,7 @@ class DiskCache(CacheBackend):
         if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
             raise ConfigError(f"DiskCache timeout_s must be a number of seconds > 0, got {timeout_s!r}")
         self.directory = secure_directory(directory if directory is not None else default_cache_dir())
+        secure_contents(self.directory)
         self.size_limit_bytes = size_limit_bytes
         self.timeout_s = float(timeout_s)
         try:
@@ -146,6 +205,13 @@ class DiskCache(CacheBackend):
             self._counters = diskcache.Cache(str(self.directory / "stats"), timeout=self.timeout_s, disk=_JSONOnlyDisk)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the cache in {self.directory}: {exc}") from exc
+        # what diskcache just made (shard directories, databases) has the umask's modes; SQLite
+        # gives the -wal and -shm files it makes later the mode of their database
+        try:
+            secure_contents(self.directory, depth=1)
+        except ConfigError:
+            self.close()
+            raise
 
     def describe(self) -> str:
         return str(self.directory)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from typing import Any, NamedTuple
 
@@ -31,6 +32,10 @@ FORMAT_VERSION = 1
 _DROPPED_HEADERS = frozenset(
     {"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive", "set-cookie"}
 )
+
+
+# characters no HTTP header name or value holds
+_NOT_IN_HEADERS = ("\r", "\n", "\0")
 
 
 def stored_headers(headers: Headers) -> tuple[tuple[str, str], ...]:
@@ -66,7 +71,8 @@ def encode_entry(entry: Entry) -> bytes:
         "v": FORMAT_VERSION,
         "status": entry.status,
         "created": entry.created or time.time(),
-        "cost_usd": entry.cost_usd,
+        # a cost that is not a number (a price table's NaN) is unknown, not a corrupt entry
+        "cost_usd": entry.cost_usd if entry.cost_usd is None or math.isfinite(entry.cost_usd) else None,
         "headers": [list(kv) for kv in entry.headers],
     }
     if entry.chunks is not None:
@@ -91,21 +97,38 @@ def _strings(value: Any, what: str) -> list[str]:
     return value
 
 
+def _number(value: Any, what: str) -> float:
+    """``value`` as a finite number >= 0 (a time or a cost), or a corrupt entry: NaN, infinity
+    and numbers too large for a float would fail later, where the answer is replayed."""
+    if type(value) is not float and type(value) is not int:
+        raise _fail(f"bad {what}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _fail(f"bad {what}") from None
+    if not math.isfinite(number) or number < 0:
+        raise _fail(f"bad {what}")
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python writes them, JSON has none
+
+
 def decode_entry(data: bytes) -> Entry:
     """The entry stored as ``data``; raises ``CorruptCacheEntryError`` for anything else."""
     try:
-        record = json.loads(data)
-    except (ValueError, TypeError) as exc:  # TypeError: not bytes/str at all
-        raise _fail(f"not JSON ({exc})") from None
+        record = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, TypeError, RecursionError) as exc:  # TypeError: not bytes/str; RecursionError: [[[[...
+        raise _fail(f"not JSON ({type(exc).__name__})") from None
     if type(record) is not dict or record.get("v") != FORMAT_VERSION:
         raise _fail("unknown format")
-    status, created, cost = record.get("status"), record.get("created"), record.get("cost_usd")
+    status = record.get("status")
     if type(status) is not int or not 200 <= status < 300:
         raise _fail("bad status")
-    if type(created) is not float and type(created) is not int:
-        raise _fail("bad creation time")
-    if cost is not None and type(cost) is not float and type(cost) is not int:
-        raise _fail("bad cost")
+    created = _number(record.get("created"), "creation time")
+    cost = record.get("cost_usd")
+    cost_usd = None if cost is None else _number(cost, "cost")
     raw_headers = record.get("headers")
     if type(raw_headers) is not list:
         raise _fail("bad headers")
@@ -113,6 +136,8 @@ def decode_entry(data: bytes) -> Entry:
     for pair in raw_headers:
         if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
             raise _fail("bad headers")
+        if not pair[0] or any(c in pair[0] or c in pair[1] for c in _NOT_IN_HEADERS):
+            raise _fail("a header with a line break")  # HTTP has none: it would split the header
         headers.append((pair[0], pair[1]))
     body: bytes | None = None
     chunks: tuple[bytes, ...] | None = None
@@ -129,4 +154,4 @@ def decode_entry(data: bytes) -> Entry:
             raise _fail("no body")
     except (ValueError, UnicodeEncodeError) as exc:  # binascii.Error is a ValueError
         raise _fail(f"bad body ({exc})") from None
-    return Entry(status, tuple(headers), body, chunks, float(created), None if cost is None else float(cost))
+    return Entry(status, tuple(headers), body, chunks, created, cost_usd)

@@ -6,10 +6,10 @@ streams, the request headers the provider adapter names as changing the answer (
 ``vary_headers``, like HTTP's ``Vary``: Anthropic's ``anthropic-version`` and
 ``anthropic-beta``), and the request body as the adapter keys it (``cache_key_body``: e.g.
 without Anthropic's ``cache_control`` markers) minus the fields that only say who asked or how
-the answer is delivered. Keys are scoped: the scope is a digest of the credential the request
-carries (the ``authorization``, ``x-api-key`` or ``api-key`` header; all of them when it
-carries several), or of the namespace the user chose, so one tenant's answer is never served
-to another. Only the final digest is ever stored; neither the key material (the prompt) nor
+the answer is delivered. Keys are scoped: the scope is a digest of every credential header the
+request carries (:func:`is_credential_header`: the named ones such as ``authorization``,
+``x-api-key``, ``openai-organization``, and any other whose name says it holds a secret), or of
+the namespace the user chose, so one tenant's answer is never served to another. Only the final digest is ever stored; neither the key material (the prompt) nor
 the credential is.
 
     >>> scope = scope_digest("Bearer sk-a", None)
@@ -41,6 +41,8 @@ __all__ = [
     "CONTROL_HEADERS",
     "MODES",
     "CREDENTIAL_HEADERS",
+    "NOT_CREDENTIAL_HEADERS",
+    "is_credential_header",
     "IGNORED_FIELDS",
     "Controls",
     "read_controls",
@@ -62,8 +64,54 @@ CONTROL_HEADERS = (CONTROL_HEADER, TTL_HEADER, NAMESPACE_HEADER)
 #: write even when the policy would not
 MODES = ("skip", "refresh", "always")
 
-#: request headers that carry a credential (OpenAI and Anthropic, Anthropic, Azure)
-CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
+#: request headers that say who is asking, named: a credential, or the account or project that
+#: the answer belongs to (OpenAI's organization and project select what a key may see)
+CREDENTIAL_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key",
+    "ocp-apim-subscription-key", "x-litellm-api-key", "x-portkey-api-key", "helicone-auth",
+    "openai-organization", "openai-project", "x-goog-user-project", "x-amz-security-token",
+    "cookie", "x-auth-token", "x-access-token", "x-session-token",
+})
+#: names that :func:`is_credential_header`'s rule would take but that identify a request, not a
+#: caller: keyed in, they would make every call a miss
+NOT_CREDENTIAL_HEADERS = frozenset({"idempotency-key", "x-idempotency-key", "sec-websocket-key"})
+# The rule for unnamed headers: a name that ends like a secret, or speaks of auth(entication).
+_CREDENTIAL_ENDINGS = ("key", "token", "secret", "password", "credential", "credentials")
+# The three headers scoped before the rule existed: alone, they keep the scope they had.
+_LEGACY_CREDENTIALS = ("authorization", "x-api-key", "api-key")
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether the (lower-case) header ``name`` can identify the caller, so that its value must
+    scope the cache: one of :data:`CREDENTIAL_HEADERS`, or any name that ends in ``key``,
+    ``token``, ``secret``, ``password`` or ``credential(s)`` or contains ``auth``, except
+    :data:`NOT_CREDENTIAL_HEADERS`. Erring towards "credential" only costs hits; erring the
+    other way would serve one tenant's answer to another."""
+    if name in CREDENTIAL_HEADERS:
+        return True
+    if name in NOT_CREDENTIAL_HEADERS or name.startswith(CONTROL_HEADER):
+        return False
+    return name.endswith(_CREDENTIAL_ENDINGS) or "auth" in name
+
+
+# What each header name (as sent: case included) is to read_controls, worked out once per name:
+# an app sends the same few names on every call, so one dict look-up replaces lower() and the
+# rule. Bounded, in case an app sends ever-new names.
+_OTHER, _CONTROL, _CREDENTIAL = 0, 1, 2
+_NAME_KINDS: dict[str, int] = {}
+_NAME_KINDS_MAX = 4096
+
+
+def _name_kind(name: str) -> int:
+    lname = name.lower()
+    if lname.startswith(CONTROL_HEADER):
+        kind = _CONTROL
+    else:
+        kind = _CREDENTIAL if is_credential_header(lname) else _OTHER
+    if len(_NAME_KINDS) < _NAME_KINDS_MAX:
+        _NAME_KINDS[name] = kind
+    return kind
+
 
 #: body fields that do not change the answer: who asked (``user``, ``safety_identifier``,
 #: ``metadata``), provider-side bookkeeping (``store``, ``prompt_cache_key``) and delivery
@@ -95,30 +143,31 @@ class Controls:
 
 
 def read_controls(headers: Headers) -> Controls:
-    """Read the control headers and the credential in one pass over ``headers``."""
+    """Read the control headers and the credentials in one pass over ``headers``."""
     mode = ttl = namespace = unknown = None
-    credentials: dict[str, str] = {}
+    credentials: list[tuple[str, str]] = []
     present = False
+    kinds = _NAME_KINDS
     for name, value in headers.items():
-        # Skip the many headers that cannot be ours (x-stainless-*, accept, host, ...) before
-        # paying for lower(): ours start with "a" or with "x-" and then "l" or "a".
-        first = name[:1]
-        if not (first in "aA" or (first in "xX" and name[2:3] in ("l", "L", "a", "A"))):
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _name_kind(name)
+        if not kind:  # most headers: x-stainless-*, accept, content-type, user-agent, ...
             continue
         lname = name.lower()
-        if lname.startswith(CONTROL_HEADER):
-            present = True
-            if lname == CONTROL_HEADER:
-                mode = value
-            elif lname == TTL_HEADER:
-                ttl = value
-            elif lname == NAMESPACE_HEADER:
-                namespace = value
-            else:
-                unknown = name
-        elif lname in CREDENTIAL_HEADERS:
-            credentials[lname] = value
-    credential = _credential(credentials)
+        if kind == _CREDENTIAL:
+            credentials.append((lname, value))
+            continue
+        present = True
+        if lname == CONTROL_HEADER:
+            mode = value
+        elif lname == TTL_HEADER:
+            ttl = value
+        elif lname == NAMESPACE_HEADER:
+            namespace = value
+        else:
+            unknown = name
+    credential = _credential(credentials) if credentials else None
     if not present:
         return Controls(credential=credential)
     error = None
@@ -143,13 +192,15 @@ def read_controls(headers: Headers) -> Controls:
     return Controls(mode, ttl_s, namespace, credential, present=True, error=error)
 
 
-def _credential(found: dict[str, str]) -> str | None:
-    """What identifies the caller: the one credential header's value or, when a request carries
-    several, all of them, since which one the provider reads is its own choice (Anthropic reads
-    ``x-api-key`` before ``authorization``): two callers sharing one must not share a scope."""
-    if len(found) <= 1:
-        return next(iter(found.values()), None)
-    return "\0".join(f"{h}\0{found[h]}" for h in CREDENTIAL_HEADERS if h in found)
+def _credential(found: list[tuple[str, str]]) -> str:
+    """What identifies the caller: every credential header, by name and value, in a canonical
+    order. Which one the provider (or a proxy in front of it) reads is its own choice (Anthropic
+    reads ``x-api-key`` before ``authorization``), so two callers that share any one of them
+    but not all must not share a scope. One of the first three scoped headers alone is its
+    value, as before, so the entries stored under it stay found."""
+    if len(found) == 1 and found[0][0] in _LEGACY_CREDENTIALS:
+        return found[0][1]
+    return "\0".join(f"{name}\0{value}" for name, value in sorted(found))
 
 
 def without_controls(headers: Headers) -> Headers:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._http import Headers, Request
-from ..cache.keys import CREDENTIAL_HEADERS
+from ..cache.keys import is_credential_header
 from ..exceptions import ConfigError
 from ..providers.base import ProviderAdapter
 
@@ -91,7 +91,7 @@ def _has_credential(client: Any, defaults: Mapping[str, Any]) -> bool:
     """Whether the SDK client will authenticate its requests: a key or token in its headers,
     or an auth flow that fetches one per request (token providers)."""
     static = {**(getattr(client, "auth_headers", None) or {}), **defaults}
-    return any(k.lower() in CREDENTIAL_HEADERS and isinstance(v, str) and v for k, v in static.items()) or (
+    return any(is_credential_header(k.lower()) and isinstance(v, str) and v for k, v in static.items()) or (
         getattr(client, "custom_auth", None) is not None)
 
 
@@ -123,7 +123,7 @@ def endpoint_for_client(provider: str, client: object, *, caller_is_async: bool)
         )
     lib = importlib.import_module(lib_name)
     capture = client.copy(http_client=_capturing_client(lib, is_async))  # type: ignore[attr-defined]
-    plain = Headers((k, v) for k, v in defaults.items() if isinstance(v, str) and k.lower() not in CREDENTIAL_HEADERS)
+    plain = Headers((k, v) for k, v in defaults.items() if isinstance(v, str) and not is_credential_header(k.lower()))
     return StepEndpoint(provider, adapter, plain, capture, lib.Response, is_async)
 
 

@@ -21,7 +21,6 @@ import re
 import threading
 from pathlib import Path
 from typing import Union
-from urllib.parse import urlsplit, urlunsplit
 
 from ..exceptions import ConfigError, PluginError
 from .base import DEFAULT_LEASE_S, BudgetKey, Ledger, Reservation, Totals
@@ -54,13 +53,20 @@ _default: Ledger | None = None
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its password (in the user part or a ``password=`` query parameter), for
-    messages and ``Ledger.url``."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-        url = urlunsplit(parts._replace(netloc=netloc))
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
+    """``url`` without its secrets, for messages and ``Ledger.url``: the password of the user
+    part (``user:***@``), the whole user part when it has no colon (``redis://SECRET@host``
+    reads as a username but is most often a password; ``***@``), and a ``password=`` query
+    parameter. Never raises, whatever ``url`` holds: it runs where a bad URL is reported."""
+    head, sep, rest = url.partition("://")
+    if sep:
+        # The user part ends at the last "@" before the query: a password may hold "/" or "@".
+        authority_end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+        at = rest.rfind("@", 0, authority_end)
+        if at >= 0:
+            user, colon, _ = rest[:at].partition(":")
+            rest = (f"{user}:***" if colon else "***") + rest[at:]
+        url = head + sep + rest
+    return re.sub(r"([?&;]password=)[^&#;]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def open_ledger(spec: LedgerSpec) -> Ledger:

@@ -186,24 +186,28 @@ class CacheStage(Stage):
             exc,
         )
 
-    def _read(self, request: Request, data: bytes | None, error: BaseException | None) -> tuple[Entry | None, bool, dict[str, float] | None]:
-        """Decode a lookup's result and count it. Returns the entry (None: go to the provider),
-        whether to delete a corrupt one, and the counters due to be written."""
-        entry = None
+    def _read(self, request: Request, data: bytes | None, error: BaseException | None) -> tuple[Response | None, bool, dict[str, float] | None]:
+        """Turn a lookup's result into the answer to hand back, and count it. Returns the
+        response (None: go to the provider), whether to delete a corrupt entry, and the counters
+        due to be written. Anything that goes wrong between the stored bytes and the response
+        is the entry's fault, whatever it raises: the call goes on, the entry is deleted."""
+        response = entry = None
         if error is None and data is not None:
             try:
                 entry = decode_entry(data)
-            except CorruptCacheEntryError as exc:
-                error = exc
+                response = self._replay(entry)
+            except Exception as exc:
+                error = exc if isinstance(exc, CorruptCacheEntryError) else CorruptCacheEntryError(
+                    f"not a llmspend cache entry: {type(exc).__name__}: {exc}")
         if error is not None:
             self._fault(request, error)
         context = request.context
-        if entry is None:
+        if response is None or entry is None:
             context.set_attributes({HIT: False, STATUS: "miss"})
             return None, isinstance(error, CorruptCacheEntryError), self._counts.add("misses")
         context.set_attributes({HIT: True, STATUS: "hit", AGE: max(0.0, time.time() - entry.created)})
         context.served_from = "cache"
-        return entry, False, self._counts.add("hits", saved_usd=entry.cost_usd or 0.0)
+        return response, False, self._counts.add("hits", saved_usd=entry.cost_usd or 0.0)
 
     @staticmethod
     def _replay(entry: Entry) -> Response:
@@ -253,9 +257,9 @@ class CacheStage(Stage):
             return call_next(request)
         store = plan.store
         if plan.lookup:
-            entry, store = self._lookup(request, plan)
-            if entry is not None:
-                return self._replay(entry)
+            hit, store = self._lookup(request, plan)
+            if hit is not None:
+                return hit
         response = call_next(plan.outgoing)
         if not store or not response.is_success:
             return response
@@ -266,18 +270,18 @@ class CacheStage(Stage):
         self._store(request, plan, response, response.read(), None)
         return response
 
-    def _lookup(self, request: Request, plan: _Plan) -> tuple[Entry | None, bool]:
-        """The entry (None: go to the provider), and whether to store the answer: not when the
+    def _lookup(self, request: Request, plan: _Plan) -> tuple[Response | None, bool]:
+        """The stored answer (None: go to the provider), and whether to store the answer: not when the
         backend itself failed (it would fail again, and the first error is the one to show)."""
         try:
             data, error = self.backend.get(plan.key), None
         except Exception as exc:
             data, error = None, exc
-        entry, corrupt, due = self._read(request, data, error)
+        hit, corrupt, due = self._read(request, data, error)
         if corrupt:
             self._call_quietly(self.backend.delete, plan.key)
         self._flush(due)
-        return entry, error is None or corrupt
+        return hit, error is None or corrupt
 
     def _store(self, request: Request, plan: _Plan, response: Response, body: bytes | None, chunks: list[bytes] | None) -> None:
         try:
@@ -307,9 +311,9 @@ class CacheStage(Stage):
             return await call_next(request)
         store = plan.store
         if plan.lookup:
-            entry, store = await self._alookup(request, plan)
-            if entry is not None:
-                return self._replay(entry)
+            hit, store = await self._alookup(request, plan)
+            if hit is not None:
+                return hit
         response = await call_next(plan.outgoing)
         if not store or not response.is_success:
             return response
@@ -322,19 +326,19 @@ class CacheStage(Stage):
         await self._astore(request, plan, response, await response.aread(), None)
         return response
 
-    async def _alookup(self, request: Request, plan: _Plan) -> tuple[Entry | None, bool]:
+    async def _alookup(self, request: Request, plan: _Plan) -> tuple[Response | None, bool]:
         try:
             data, error = await self.backend.aget(plan.key), None
         except Exception as exc:
             data, error = None, exc
-        entry, corrupt, due = self._read(request, data, error)
+        hit, corrupt, due = self._read(request, data, error)
         if corrupt:
             try:
                 await self.backend.adelete(plan.key)
             except Exception:
                 pass
         await self._aflush(due)
-        return entry, error is None or corrupt
+        return hit, error is None or corrupt
 
     async def _astore(self, request: Request, plan: _Plan, response: Response, body: bytes | None, chunks: list[bytes] | None) -> None:
         try:

@@ -14,7 +14,6 @@ give the server a ``maxmemory`` and an LRU ``maxmemory-policy`` (``allkeys-lru``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +21,7 @@ from llmspend.cache import COUNTERS, CacheBackend
 from llmspend.exceptions import ConfigError, CorruptCacheEntryError
 from llmspend.ledger import redact_url
 
-from .connection import Breaker, RedisClients
+from .connection import Breaker, RedisClients, seconds
 
 __all__ = ["RedisCache"]
 
@@ -40,12 +39,6 @@ def _stored(value: object) -> bytes | None:
     if value is None or isinstance(value, bytes):
         return value
     raise CorruptCacheEntryError(f"redis returned a {type(value).__name__}, not bytes")
-
-
-def _seconds(name: str, value: Any) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"RedisCache {name} must be a number of seconds > 0, got {value!r}")
-    return float(value)
 
 
 class RedisCache(CacheBackend):
@@ -75,9 +68,9 @@ class RedisCache(CacheBackend):
             raise ConfigError(f"RedisCache prefix must be a non-empty str, got {prefix!r}")
         self.url = url
         self.prefix = prefix
-        self.timeout_s = _seconds("timeout_s", timeout_s)
+        self.timeout_s = seconds("RedisCache timeout_s", timeout_s)
         self._clients = RedisClients(url, timeout_s=self.timeout_s, **client_options)
-        self._breaker = Breaker(redact_url(url), _seconds("retry_after_s", retry_after_s))
+        self._breaker = Breaker(redact_url(url), seconds("RedisCache retry_after_s", retry_after_s))
         self._stats_key = prefix + "stats"
 
     def describe(self) -> str:

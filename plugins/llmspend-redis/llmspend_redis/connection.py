@@ -9,6 +9,8 @@ once for ``retry_after_s``, so a Redis that is down costs one timeout, not one p
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import threading
 import time
 import weakref
@@ -23,7 +25,7 @@ from redis.retry import Retry
 from llmspend.exceptions import CacheError, ConfigError
 from llmspend.ledger import redact_url
 
-__all__ = ["Breaker", "RedisClients"]
+__all__ = ["Breaker", "RedisClients", "seconds"]
 
 T = TypeVar("T")
 
@@ -65,6 +67,54 @@ class Breaker:
             raise
 
 
+def seconds(what: str, value: Any) -> float:
+    """``value`` as a timeout: a number of seconds > 0, or a ConfigError saying so."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what} must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """What ``exc`` says, unless that would show part of the URL's secrets."""
+    text = str(exc)
+    user_part = url.partition("://")[2].rpartition("@")[0]
+    secrets = [piece for piece in re.split(r"[:/@]", user_part) if piece]  # a bad port may be a password's tail
+    return "" if any(piece in text for piece in secrets) else f" ({text})"
+
+
+def _client(url: str, options: dict[str, Any]) -> redis.Redis:
+    """A client of ``url``, checked as far as can be without connecting: redis-py reads the URL
+    here, but hands the options to each connection as it opens it, so an unknown one would fail
+    every command. Building a connection object does not connect, and checks them now."""
+    if not isinstance(url, str):
+        raise ConfigError(f"a Redis URL is a str such as redis://host:6379/0, got {type(url).__name__}")
+    try:
+        client = redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise ConfigError(
+            f"not a valid Redis URL: {redact_url(url)}{_reason(exc, url)}; "
+            "expected redis://[[user]:password@]host[:port][/db], rediss://... or unix:///path"
+        ) from None  # the cause would repeat the URL, password included
+    except TypeError as exc:
+        raise _bad_option(exc) from exc
+    pool = client.connection_pool
+    try:
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        client.close()
+        raise _bad_option(exc) from exc
+    return client
+
+
+def _bad_option(exc: TypeError) -> ConfigError:
+    found = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+    what = f"the option {found.group(1)!r}" if found else f"these options ({exc})"
+    return ConfigError(
+        f"the Redis client does not take {what}; options other than timeout_s, retry_after_s and prefix go "
+        "to redis.Redis.from_url (e.g. username, ssl_ca_certs, health_check_interval): remove or correct it"
+    )
+
+
 class RedisClients:
     """A sync client, and one asyncio client per event loop (an asyncio connection belongs to
     the loop that opened it), all for one URL with bounded timeouts."""
@@ -77,10 +127,7 @@ class RedisClients:
             "retry": Retry(NoBackoff(), 0),
             **options,
         }
-        try:
-            self.sync = redis.Redis.from_url(url, **self._options)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"cannot use the Redis URL {redact_url(url)}: {exc}") from exc
+        self.sync = _client(url, self._options)
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 

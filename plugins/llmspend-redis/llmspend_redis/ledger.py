@@ -31,6 +31,9 @@ from llmspend.ledger import BudgetKey, Ledger, Reservation, Totals, redact_url
 from llmspend.ledger.base import DEFAULT_LEASE_S, from_nano, to_nano
 from llmspend.periods import Window
 
+from .cache import DEFAULT_TIMEOUT_S
+from .connection import RedisClients, seconds
+
 __all__ = ["RedisLedger"]
 
 # After a window ends, its totals stay this long (for late settlements), then Redis drops them.
@@ -97,7 +100,10 @@ return redis.call('HMGET', KEYS[1], 'spent', 'reserved', 'calls', 'unknown')
 class RedisLedger(Ledger):
     """See the module docstring. ``url``: ``redis://[:password@]host:port/db`` or
     ``rediss://`` for TLS (any URL ``redis.Redis.from_url`` takes); ``client``: an existing
-    ``redis.Redis`` to use instead; ``lease_s``: how long an unsettled reservation holds budget."""
+    ``redis.Redis`` to use instead; ``lease_s``: how long an unsettled reservation holds budget;
+    ``timeout_s``: how long each command waits to connect and for its reply (as the cache's,
+    and not retried: a reservation sent twice would hold twice) before it fails with a
+    :class:`~llmspend.LedgerError`."""
 
     blocking = True
 
@@ -108,14 +114,12 @@ class RedisLedger(Ledger):
         client: redis.Redis | None = None,
         prefix: str = "llmspend:ledger",
         lease_s: float = DEFAULT_LEASE_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         if client is None:
             if not url:
                 raise ConfigError("RedisLedger needs a URL such as redis://localhost:6379/0, or client=")
-            try:
-                client = redis.Redis.from_url(url)
-            except ValueError as exc:
-                raise ConfigError(f"not a Redis URL {redact_url(url)!r}: {exc}") from exc
+            client = RedisClients(url, timeout_s=seconds("RedisLedger timeout_s", timeout_s)).sync
         self.url = redact_url(url) if url else repr(client)
         self.client = client
         self.prefix = prefix

@@ -189,8 +189,48 @@ def test_configuration_errors() -> None:
         RedisCache("redis://localhost:6379/0", size_limit_bytes=10**6)
     with pytest.raises(llmspend.ConfigError, match="timeout_s"):
         RedisCache("redis://localhost:6379/0", timeout_s=0)
-    with pytest.raises(llmspend.ConfigError, match="cannot use the Redis URL"):
+    with pytest.raises(llmspend.ConfigError, match="not a valid Redis URL: redis://localhost:notaport/0"):
         RedisCache("redis://localhost:notaport/0")
+
+
+def test_an_unknown_client_option_is_refused_at_construction(server: FakeLLMServer, redis_server: RedisServer) -> None:
+    bare = openai.OpenAI(base_url=server.base_url, api_key=API_KEY)
+    refused = r"does not take the option 'bogus_opt'.*remove or correct it"
+    with pytest.raises(llmspend.ConfigError, match=refused):
+        llmspend.wrap(bare, cache={"location": redis_server.url, "options": {"bogus_opt": 1}})
+    with pytest.raises(llmspend.ConfigError, match=refused):
+        RedisCache(redis_server.url, bogus_opt=1)
+    # options redis-py does take still pass, and the cache works with them
+    client = llmspend.wrap(bare, cache={"location": redis_server.url, "options": {"health_check_interval": 30}})
+    client.chat.completions.create(**ASK)
+    client.chat.completions.create(**ASK)
+    client.close()
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("url", ["redis://:s3cret-pw@cache:notaport/0", "redis://s3cret-pw@cache:notaport/0",
+                                 "redis://app:s3cret-pw@[::1/0", "rediss://:s3cret/pw@cache:x/0"])
+def test_a_bad_url_says_so_without_its_password(url: str, server: FakeLLMServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from llmspend.ledger import redact_url
+
+    assert "s3cret" not in redact_url(url) and "***@" in redact_url(url)
+    with pytest.raises(llmspend.ConfigError, match="not a valid Redis URL") as raised:
+        llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache=url)
+    assert "s3cret" not in str(raised.value) and raised.value.__cause__ is None and redact_url(url) in str(raised.value)
+    assert main(["cache", "stats", "--url", url]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.startswith("llmspend: error: not a valid Redis URL") and printed.err.count("\n") == 1
+    assert "s3cret" not in printed.err + printed.out
+
+
+def test_redaction_never_raises_and_hides_any_user_part() -> None:
+    from llmspend.ledger import redact_url as redact
+
+    assert redact("redis://s3cret@cache:6379/0") == "redis://***@cache:6379/0"  # redis-py reads it as a username
+    assert redact("redis://app:s3c@ret@cache/0") == "redis://app:***@cache/0"
+    assert redact("redis://:pw@h/0?Password=x&db=1") == "redis://:***@h/0?Password=***&db=1"
+    for text in ("", "not a url", "redis://[::1", "redis://:pw@host:notaport/0", "://@"):
+        assert "pw" not in redact(text)
 
 
 def test_values_are_stored_as_json(wrap: Any, redis_server: RedisServer) -> None:

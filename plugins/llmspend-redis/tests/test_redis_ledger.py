@@ -109,6 +109,30 @@ def test_unreachable_server_is_a_ledger_error() -> None:
 def test_password_never_in_the_ledger_name() -> None:
     book = RedisLedger("redis://:hunter2@127.0.0.1:1/0")
     assert "hunter2" not in book.url and "***" in book.url
+    with pytest.raises(llmspend.ConfigError, match=r"not a valid Redis URL: redis://:\*\*\*@h:notaport/0") as raised:
+        RedisLedger("redis://:hunter2@h:notaport/0")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_waits_are_bounded_as_the_cache_s(redis_url: str) -> None:
+    from llmspend_redis.cache import DEFAULT_TIMEOUT_S
+
+    book = RedisLedger(redis_url)
+    kwargs = book.client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == DEFAULT_TIMEOUT_S
+    with pytest.raises(llmspend.ConfigError, match="timeout_s"):
+        RedisLedger(redis_url, timeout_s=0)
+    # a server that does not answer in time: the reservation fails within the bound, not after 5 s
+    book = RedisLedger(redis_url, timeout_s=0.2)
+    pauser = redis.Redis.from_url(redis_url)
+    pauser.client_pause(1500)
+    started = time.monotonic()
+    with pytest.raises(llmspend.LedgerError, match="Timeout"):
+        book.reserve("paused/none", 0.1, 1.0, FOREVER)
+    assert time.monotonic() - started < 1.0
+    time.sleep(max(0.0, started + 1.6 - time.monotonic()))  # the pause holds every client, its own unpause too
+    book.close()
+    pauser.close()
 
 
 # -- many clients ----------------------------------------------------------------------
