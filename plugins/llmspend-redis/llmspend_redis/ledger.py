@@ -31,7 +31,6 @@ from llmspend.ledger import BudgetKey, Ledger, Reservation, Totals, redact_url
 from llmspend.ledger.base import DEFAULT_LEASE_S, from_nano, to_nano
 from llmspend.periods import Window
 
-from .cache import DEFAULT_TIMEOUT_S
 from .connection import RedisClients, seconds
 
 __all__ = ["RedisLedger"]
@@ -97,12 +96,18 @@ return redis.call('HMGET', KEYS[1], 'spent', 'reserved', 'calls', 'unknown')
 """
 
 
+#: A reservation that cannot be made refuses the call (a budget fails closed), so the ledger
+#: waits longer than the cache (0.1 s, which fails open into a provider call): a busy Redis
+#: must not refuse calls that a reachable one would allow.
+DEFAULT_TIMEOUT_S = 1.0
+
+
 class RedisLedger(Ledger):
     """See the module docstring. ``url``: ``redis://[:password@]host:port/db`` or
     ``rediss://`` for TLS (any URL ``redis.Redis.from_url`` takes); ``client``: an existing
     ``redis.Redis`` to use instead; ``lease_s``: how long an unsettled reservation holds budget;
-    ``timeout_s``: how long each command waits to connect and for its reply (as the cache's,
-    and not retried: a reservation sent twice would hold twice) before it fails with a
+    ``timeout_s``: how long each command waits to connect and for its reply (default 1 s;
+    not retried: a reservation sent twice would hold twice) before it fails with a
     :class:`~llmspend.LedgerError`."""
 
     blocking = True

@@ -114,12 +114,14 @@ def test_password_never_in_the_ledger_name() -> None:
     assert "hunter2" not in str(raised.value)
 
 
-def test_waits_are_bounded_as_the_cache_s(redis_url: str) -> None:
-    from llmspend_redis.cache import DEFAULT_TIMEOUT_S
+def test_waits_are_bounded(redis_url: str) -> None:
+    from llmspend_redis import cache, ledger
 
     book = RedisLedger(redis_url)
     kwargs = book.client.connection_pool.connection_kwargs
-    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == DEFAULT_TIMEOUT_S
+    # bounded, and longer than the cache's: a reservation that fails refuses the call
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == ledger.DEFAULT_TIMEOUT_S == 1.0
+    assert ledger.DEFAULT_TIMEOUT_S > cache.DEFAULT_TIMEOUT_S
     with pytest.raises(llmspend.ConfigError, match="timeout_s"):
         RedisLedger(redis_url, timeout_s=0)
     # a server that does not answer in time: the reservation fails within the bound, not after 5 s
