@@ -245,7 +245,8 @@ class track:
                       "on_unknown": None if on_unknown == "refuse" else on_unknown}
             given = [name for name, value in extras.items() if value not in (None, False)]
             if given:
-                raise ConfigError(f"track {', '.join(given)}= only apply to a budget: add budget_usd= and period=")
+                raise ConfigError(f"track {', '.join(given)}= only apply to a budget: add period= (to count spending) "
+                                  "and budget_usd= (to limit it)")
         self.tracer = trace.get_tracer("llmspend", __version__, tracer_provider=tracer_provider)
         # the scopes this object has entered as a context manager, per context (task, thread)
         self._entered: ContextVar[tuple[AbstractContextManager[TrackedScope], ...]] = ContextVar(
