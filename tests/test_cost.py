@@ -62,6 +62,39 @@ def test_cached_input_counted_once(client: openai.OpenAI, spans: Spans) -> None:
     assert a["llmspend.cost.input_usd"] == pytest.approx((u.prompt_tokens - cached) * row.input / 1e6)
 
 
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_openai_cache_writes_priced_at_their_rate(server: FakeLLMServer, spans: Spans, api: str) -> None:
+    """GPT-5.6 and later bill prompt-cache writes at 1.25x input and report them inside the
+    input count (``cache_write_tokens`` in the input details): priced once, at their own rate."""
+    usage = ({"prompt_tokens": 10_000, "completion_tokens": 1_000, "total_tokens": 11_000,
+              "prompt_tokens_details": {"cached_tokens": 2_000, "cache_write_tokens": 6_000}}
+             if api == "chat" else
+             {"input_tokens": 10_000, "output_tokens": 1_000, "total_tokens": 11_000,
+              "input_tokens_details": {"cached_tokens": 2_000, "cache_write_tokens": 6_000},
+              "output_tokens_details": {"reasoning_tokens": 0}})
+    body = ({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-5.6-sol", "usage": usage,
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
+            if api == "chat" else
+            {"id": "r", "object": "response", "created_at": 1, "model": "gpt-5.6-sol", "status": "completed", "usage": usage,
+             "output": [{"type": "message", "id": "m", "role": "assistant", "status": "completed",
+                         "content": [{"type": "output_text", "text": "hi", "annotations": []}]}]})
+    server.route("POST", "/v1/chat/completions" if api == "chat" else "/v1/responses", lambda request: FakeResponse.json(body))
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider)
+    if api == "chat":
+        client.chat.completions.create(model="gpt-5.6-sol", messages=[{"role": "user", "content": "q"}])
+    else:
+        client.responses.create(model="gpt-5.6-sol", input="q")
+    row = TABLE.lookup("gpt-5.6-sol", provider="openai")
+    assert row is not None and row.cache_write == 1.25 * row.input and row.cache_read is not None
+    a = spans.attrs()
+    assert a["gen_ai.usage.input_tokens"] == 10_000  # every input token, once
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 2_000 and a["gen_ai.usage.cache_creation.input_tokens"] == 6_000
+    assert a["llmspend.cost.input_usd"] == pytest.approx(2_000 * row.input / 1e6)  # 10k - 2k read - 6k written
+    assert a["llmspend.cost.cache_write_usd"] == pytest.approx(6_000 * row.cache_write / 1e6)
+    assert a["llmspend.cost.usd"] == pytest.approx(
+        (2_000 * row.input + 2_000 * row.cache_read + 6_000 * row.cache_write + 1_000 * row.output) / 1e6)
+
+
 def test_reasoning_tokens_priced_once(client: openai.OpenAI, spans: Spans) -> None:
     r = client.chat.completions.create(model="o3-mini", messages=[{"role": "user", "content": "think"}])
     u = r.usage

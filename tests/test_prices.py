@@ -304,6 +304,19 @@ def test_long_context_one_hour_cache_write(table: PriceTable) -> None:
     assert math.isclose(cost.cache_write_usd, 0.2 * 7.5 + 0.1 * 12.0)
 
 
+def test_long_context_one_hour_write_scales_with_input_when_not_given() -> None:
+    """A LiteLLM entry may give the long-context 5-minute write but no long-context 1-hour
+    one: the 1-hour rate then scales as the input rate does (2x input either way), not the
+    5-minute long-context rate."""
+    from llmspend.pricing.table import LongContextPrice, ModelPrice
+
+    row = ModelPrice(model="m", provider="anthropic", input=3.0, output=15.0, cache_read=0.3, cache_write=3.75,
+                     cache_write_1h=6.0, long_context=LongContextPrice(threshold=200_000, input=6.0, output=22.5,
+                                                                       cache_read=0.6, cache_write=7.5))
+    usage = Usage(input_tokens=300_000, cache_write_tokens=300_000, cache_write_1h_tokens=100_000)
+    assert math.isclose(price_usage(usage, row).cache_write_usd, 0.2 * 7.5 + 0.1 * 12.0)
+
+
 def test_prompt_length_tier_applies_to_every_token(table: PriceTable) -> None:
     row = table.lookup("claude-haiku-5-5", provider="anthropic")
     assert row is not None

@@ -73,10 +73,16 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
         input_rate, output_rate = long_context.input, long_context.output
         if long_context.cache_read is not None:
             read_rate = long_context.cache_read
-        if long_context.cache_write is not None:
-            write_rate = write_1h_rate = long_context.cache_write
         if long_context.cache_write_1h is not None:
             write_1h_rate = long_context.cache_write_1h
+        elif row.input and write_1h_rate != write_rate:
+            # No long-context 1h rate given: a write costs a fixed multiple of the input rate
+            # (Anthropic: 1.25x for 5 minutes, 2x for an hour), so scale the 1h rate as input is
+            write_1h_rate *= long_context.input / row.input
+        elif long_context.cache_write is not None:
+            write_1h_rate = long_context.cache_write
+        if long_context.cache_write is not None:
+            write_rate = long_context.cache_write
 
     tier = row.tiers.get(service_tier or "") if service_tier else None
     if tier:

@@ -310,6 +310,9 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
         input_tokens=_int(prompt),
         output_tokens=_int(completion),
         cache_read_tokens=_int(in_details.get("cached_tokens")),
+        # GPT-5.6 and later bill prompt-cache writes above plain input; like cached reads they
+        # are part of the input count, reported apart in the details
+        cache_write_tokens=_int(in_details.get("cache_write_tokens")),
         reasoning_tokens=_int(out_details.get("reasoning_tokens")),
     )
 
