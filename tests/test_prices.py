@@ -197,11 +197,14 @@ PUBLISHED: list[tuple[str, str, str, float, str]] = [
     ("fireworks", "accounts/fireworks/models/deepseek-v3p2", "cache_read", 0.28, FW),
     ("fireworks", "accounts/fireworks/models/deepseek-v3p2", "output", 1.68, FW),
     # Read in secondary sources that quote the provider's own page:
-    # DeepSeek's pricing page as quoted by benchlm.ai (April 2026); V4 Flash as quoted by morphllm.com.
+    # DeepSeek's pricing page as quoted by benchlm.ai (April 2026).
     ("deepseek", "deepseek-chat", "input", 0.28, "https://benchlm.ai/blog/posts/deepseek-api-pricing"),
     ("deepseek", "deepseek-chat", "cache_read", 0.028, "https://benchlm.ai/blog/posts/deepseek-api-pricing"),
     ("deepseek", "deepseek-reasoner", "output", 0.42, "https://benchlm.ai/blog/posts/deepseek-api-pricing"),
-    ("deepseek", "deepseek-v4-flash", "cache_read", 0.0028, "https://www.morphllm.com/deepseek-api"),
+    # DeepSeek's own page (2026-11-22), at the peak rate (off-peak is half; see docs/pricing.md)
+    ("deepseek", "deepseek-flash", "cache_read", 0.006, "https://api-docs.deepseek.com/quick_start/pricing"),
+    ("deepseek", "deepseek-flash", "input", 0.30, "https://api-docs.deepseek.com/quick_start/pricing"),
+    ("deepseek", "deepseek-v4-pro", "output", 3.96, "https://api-docs.deepseek.com/quick_start/pricing"),
     # Mistral's price for Mistral Large 3 as listed by Vercel's gateway (provider: mistral).
     ("mistral_ai", "mistral-large-2512", "input", 0.5, "https://vercel.com/ai-gateway/models/mistral-large-3.md"),
     ("mistral_ai", "mistral-large-2512", "output", 1.5, "https://vercel.com/ai-gateway/models/mistral-large-3.md"),
@@ -231,6 +234,23 @@ def test_table_agrees_with_published_price(
 
 
 # -- lookup ------------------------------------------------------------------------------
+
+
+def test_a_retired_name_resolves_to_the_model_that_serves_it(table: PriceTable) -> None:
+    # DeepSeek serves (and bills) requests for deepseek-v4-flash with deepseek-flash
+    row = table.lookup("deepseek-v4-flash", provider="deepseek")
+    assert row is not None and row.model == "deepseek-flash" and row.max_output_tokens == 384_000
+
+
+def test_an_override_moves_every_name_of_the_row_it_replaces(table: PriceTable) -> None:
+    cheaper = table.with_overrides({"deepseek-flash": {"input": 0.15, "output": 0.60, "cache_read": 0.003}})
+    for name in ("deepseek-flash", "deepseek-v4-flash"):
+        row = cheaper.lookup(name, provider="deepseek")
+        assert row is not None and row.input == 0.15 and row.output == 0.60
+    assert table.lookup("deepseek-v4-flash", provider="deepseek").input == 0.30  # type: ignore[union-attr]
+    dated = table.with_overrides({"gpt-4o-2099-01-01": {"input": 9.0}})
+    assert dated.lookup("gpt-4o-2099-01-01").input == 9.0  # type: ignore[union-attr]
+    assert dated.lookup("gpt-4o") == table.lookup("gpt-4o")  # the alias keeps its own row
 
 
 def test_dated_snapshot_resolves_to_its_alias(table: PriceTable) -> None:

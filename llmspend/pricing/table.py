@@ -142,6 +142,11 @@ class PriceTable:
 
     def _add(self, row: ModelPrice) -> None:
         self._memo.clear()
+        replaced = self._rows.get((row.provider, row.model))
+        if replaced is not None:  # its names must not keep serving the old prices
+            for name in (replaced.model, *replaced.aliases):
+                bucket = self._by_model.get(name, [])
+                bucket[:] = [r for r in bucket if r is not replaced]
         self._rows[(row.provider, row.model)] = row
         self._providers.add(row.provider)
         for name in (row.model, *row.aliases):
@@ -216,7 +221,10 @@ class PriceTable:
             base = self.lookup(model, provider=provider)
             defaults: dict[str, Any] = {}
             if base is not None:
-                defaults = {k: v for k, v in base.as_dict().items() if k not in ("model", "provider", "aliases")}
+                # the row it replaces keeps its other names; a row it only resolved to does not
+                # lend them (an override for a dated snapshot must not take its alias's names)
+                kept = ("model", "provider") if base.model == model else ("model", "provider", "aliases")
+                defaults = {k: v for k, v in base.as_dict().items() if k not in kept}
                 provider = provider or base.provider
             table._add(_row(provider or ANY_PROVIDER, model, raw, defaults))
         return table
