@@ -1,8 +1,10 @@
 """Query batching: several questions that share a prompt asked as one request.
 
 The pure parts live here (the batched prompt, reading the answers back, sharing the usage);
-the pipeline stage that uses them is :mod:`llmspend.stages.batch`, and :func:`batch` sends a
-list of chat requests through a wrapped async client so that they batch.
+the pipeline stage that uses them is :mod:`llmspend.stages.batch`, with the merged reply read
+back into each caller's response in :mod:`.reply` and its telemetry in :mod:`.spans`;
+:func:`batch` sends a list of chat requests through a wrapped async client so that they batch.
+Offline bulk work through a provider's Batch API is :mod:`.jobs` and :mod:`.results`.
 """
 
 from .apportion import apportion_usage, largest_remainder, split_shared

@@ -18,45 +18,58 @@ sending); per feature, ``features={"faq": True, "chat": False}`` matched against
 ``llmspend`` feature; otherwise, with ``auto`` on, calls with no tools, n = 1, no streaming
 and a ``max_tokens`` bound. Calls that cannot be merged (tools, streams, JSON mode, a last
 message that is not plain user text) are never batched, whatever they are marked.
+
+Layout: this module holds the stage (which calls are held, grouping them and the window
+timer, sending the merged request and the questions asked again), its pure decisions
+(:func:`marking`, :func:`wants_batch`) and its ``SPEC``; :mod:`llmspend.batching.merge` which
+bodies merge and the merged body; :mod:`llmspend.batching.reply` reading the merged reply into
+each caller's response and usage share; :mod:`llmspend.batching.spans` the merged request's
+span and the ``llmspend.batch.*`` attributes on it and on the callers' spans.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span
 
 from .._http import Request, Response, dumps
 from .._version import __version__
 from ..attribution import current_attribution
-from ..batching.apportion import apportion_usage
-from ..batching.merge import (
-    HEADER,
-    add_usage,
-    answer_completion,
-    bounded,
-    group_key,
-    merged_body,
-    mergeable,
-    question_line,
-)
+from ..batching.merge import HEADER, bounded, group_key, merged_body, mergeable
 from ..batching.prompt import BatchFormat, TaggedFormat, split_question
+from ..batching.reply import (
+    answer_response,
+    caller_shares,
+    deliver,
+    read_outcome,
+    read_reply,
+    resent_response,
+)
+from ..batching.spans import (
+    INDEX,
+    NOT_MERGED,
+    RESENT,
+    SIZE,
+    end_failed,
+    end_merged_span,
+    link,
+    note_saving,
+    start_merged_span,
+)
 from ..context import CallContext
-from ..exceptions import ConfigError, ResponseParseError
+from ..exceptions import ConfigError
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
 from ..pricing.table import PriceTable
-from ..providers.base import Call, Outcome, Usage
-from ..telemetry import attributes as A
-from ..telemetry.recorder import end_span, price_call, start_span, warn_once
-from ..tokens import count_chat_messages, count_text
+from ..providers.base import Call
+from ..telemetry.recorder import warn_once
+from ..tokens import count_chat_messages
 from .budget import LIMITED as BUDGET_LIMITED
 
 __all__ = ["BatchOptions", "BatchStage", "HEADER", "wants_batch", "marking"]
@@ -70,20 +83,6 @@ _PER_CALL_HEADERS = frozenset({
     "content-length", "x-stainless-retry-count", "x-stainless-read-timeout", "x-stainless-timeout",
     "idempotency-key", "traceparent", "tracestate", "baggage",
 })
-
-# Span attributes, on the callers' spans and the merged request's.
-SIZE = "llmspend.batch.size"
-INDEX = "llmspend.batch.index"
-RESENT = "llmspend.batch.resent"
-SAVED_INPUT_TOKENS = "llmspend.batch.saved_input_tokens"
-MERGED_INPUT_TOKENS = "llmspend.batch.input_tokens"
-MERGED_OUTPUT_TOKENS = "llmspend.batch.output_tokens"
-MERGED_CACHED_TOKENS = "llmspend.batch.cache_read.input_tokens"
-MERGED_COST_USD = "llmspend.batch.cost_usd"
-ANSWERED = "llmspend.batch.answered"
-#: why a call that could have been merged was sent on its own ("budget": held to a limit)
-NOT_MERGED = "llmspend.batch.not_merged"
-
 
 @dataclass(frozen=True)
 class BatchOptions:
@@ -272,12 +271,12 @@ class BatchStage(Stage):
     # -- one merged request ----------------------------------------------------------------
     async def _merge(self, members: list[_Member], call_next: AsyncCallNext) -> None:
         body = merged_body([m.call.body for m in members], self.options.format)
-        span = self._start_span(members[0].call, members)
+        span = start_merged_span(self.tracer, members[0].call, [m.request.context.span for m in members])
         try:
             await self._ask(members, body, span, call_next)
         except BaseException as exc:
             if span.is_recording():  # not ended yet: a fault of ours, or cancelled
-                _end_failed(span, type(exc).__qualname__)
+                end_failed(span, type(exc).__qualname__)
             raise
 
     async def _ask(self, members: list[_Member], body: dict[str, Any], span: Span, call_next: AsyncCallNext) -> None:
@@ -298,19 +297,19 @@ class BatchStage(Stage):
                 response = await call_next(merged)
                 content = await response.aread()
         except Exception as exc:  # the provider could not be reached: every caller tries on its own
-            _end_failed(span, type(exc).__qualname__)
+            end_failed(span, type(exc).__qualname__)
             return
         if not response.is_success:
-            _end_failed(span, str(response.status_code))
+            end_failed(span, str(response.status_code))
             return
-        read = _read_reply(content)
+        read = read_reply(content)
         if read is None:
-            _end_failed(span, "unreadable_response")
+            end_failed(span, "unreadable_response")
             return
         data, text, finish_reason = read
         parsed = self.options.format.parse(text, len(members), truncated=finish_reason == "length")
         merged_call = merged.call
-        outcome = _outcome(merged, merged_call, content)
+        outcome = read_outcome(merged, merged_call, content)
         usage = outcome.usage if outcome is not None else None
 
         # (a caller that gave up meanwhile is not asked for again)
@@ -318,26 +317,19 @@ class BatchStage(Stage):
         resent = await asyncio.gather(*(self._resend(m, call_next) for _, m in failed), return_exceptions=True)
         resent_by_index = {i: r for (i, _), r in zip(failed, resent)}
 
-        # Who carries a share of the merged call: every caller that ends with a good answer.
-        carriers = [i for i in range(1, len(members) + 1)
-                    if i in parsed.answers or _usage_body(resent_by_index.get(i)) is not None]
         model = first.call.model
         merged_estimate = count_chat_messages(body["messages"], model)
-        shares: dict[int, Usage | None] = dict.fromkeys(carriers)
-        if usage is not None and carriers:
-            own_in = [count_text(question_line(i, members[i - 1].question), model) for i in carriers]
-            own_out = [count_text(f"A[{i}]: {parsed.answers[i]}\n", model) if i in parsed.answers else 0 for i in carriers]
-            shares.update(zip(carriers, apportion_usage(usage, own_in, own_out)))
+        shares = caller_shares(usage, [m.question for m in members], parsed.answers, resent_by_index, model)
 
         for i, member in enumerate(members, 1):
             context = member.request.context
             context.set_attribute(SIZE, len(members))
             context.set_attribute(INDEX, i)
-            _link(context.span, span)
+            link(context.span, span)
             if i in parsed.answers:
-                reply = answer_completion(data, i, parsed.answers[i], shares.get(i), model)
-                self._note_saving(member, merged_estimate, usage, shares.get(i), outcome)
-                _deliver(member, Response(response.status_code, _json_headers(response), content=dumps(reply)))
+                note_saving(context, member.call, self.prices, self.name, merged_estimate=merged_estimate,
+                            usage=usage, share=shares.get(i), outcome=outcome)
+                deliver(member.future, answer_response(response, data, i, parsed.answers[i], shares.get(i), model))
                 continue
             context.set_attribute(RESENT, parsed.failures[i])
             result = resent_by_index.get(i)
@@ -349,13 +341,10 @@ class BatchStage(Stage):
             if isinstance(result, BaseException):
                 member.future.set_exception(result)
                 continue
-            reply_body = _usage_body(result)
-            share = shares.get(i)
-            if reply_body is not None and share is not None:
-                result = Response(result.status_code, _json_headers(result), content=dumps(add_usage(reply_body, share)))
-            _deliver(member, result)
+            deliver(member.future, resent_response(result, shares.get(i)))
 
-        self._end_span(span, members, parsed.answers, parsed.failures, usage, merged_call, outcome, data)
+        end_merged_span(span, self.prices, answers=parsed.answers, failures=parsed.failures,
+                        usage=usage, call=merged_call, outcome=outcome, data=data)
 
     async def _resend(self, member: _Member, call_next: AsyncCallNext) -> Response:
         """The caller's own request, sent on its behalf (in its context) and read."""
@@ -366,136 +355,6 @@ class BatchStage(Stage):
             return response
 
         return await asyncio.get_running_loop().create_task(send(), context=member.context)
-
-    # -- telemetry -----------------------------------------------------------------------
-    def _start_span(self, call: Call, members: list[_Member]) -> Span:
-        spans = [m.request.context.span for m in members]
-        links = [Link(s.get_span_context()) for s in spans if s is not None and s.get_span_context().is_valid]
-        # Child of the callers' common parent when they have one (say, a request handler
-        # that gathered them), else a root span: it belongs to no single caller.
-        parents = [getattr(s, "parent", None) for s in spans]
-        ids = {(p.trace_id, p.span_id) if p is not None else None for p in parents}
-        parent = parents[0] if len(ids) == 1 else None
-        ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else otel_context.Context()
-        attributes: dict[str, Any] = {
-            A.OPERATION_NAME: call.operation,
-            A.PROVIDER_NAME: call.provider,
-            A.SERVER_ADDRESS: call.server_address,
-            A.SERVER_PORT: call.server_port,
-            SIZE: len(members),
-        }
-        if call.model:
-            attributes[A.REQUEST_MODEL] = call.model
-        return start_span(self.tracer, f"batch {call.span_name}", context=ctx, kind=SpanKind.CLIENT,
-                          attributes=attributes, links=links)
-
-    def _end_span(
-        self,
-        span: Span,
-        members: list[_Member],
-        answers: Mapping[int, str],
-        failures: Mapping[int, str],
-        usage: Usage | None,
-        call: Call | None,
-        outcome: Outcome | None,
-        data: Mapping[str, Any],
-    ) -> None:
-        # The totals go under llmspend.batch.* rather than gen_ai.usage.*: the callers' spans
-        # carry the shares, and a backend that adds up gen_ai.usage.cost over spans must count
-        # each token once.
-        span.set_attribute(ANSWERED, len(answers))
-        if isinstance(data.get("id"), str):
-            span.set_attribute(A.RESPONSE_ID, data["id"])
-        for index, kind in sorted(failures.items()):
-            span.add_event("llmspend.batch.resend", {INDEX: index, "llmspend.batch.reason": kind})
-        if usage is not None:
-            span.set_attribute(MERGED_INPUT_TOKENS, usage.input_tokens)
-            span.set_attribute(MERGED_OUTPUT_TOKENS, usage.output_tokens)
-            span.set_attribute(MERGED_CACHED_TOKENS, usage.cache_read_tokens)
-            if call is not None and outcome is not None:
-                cost = price_call(self.prices, call, outcome, usage)
-                if cost.total_usd is not None:
-                    span.set_attribute(MERGED_COST_USD, cost.total_usd)
-        end_span(span)
-
-    def _note_saving(self, member: _Member, merged_estimate: int, usage: Usage | None,
-                     share: Usage | None, outcome: Outcome | None) -> None:
-        """What this caller saved against asking alone (an estimate: the input it would have
-        paid, counted locally and scaled to the provider's count of the merged prompt)."""
-        if usage is None or share is None or outcome is None or not usage.input_tokens:
-            return
-        alone = round(count_chat_messages(member.call.body["messages"], member.call.model) * usage.input_tokens / max(1, merged_estimate))
-        cached_ratio = usage.cache_read_tokens / usage.input_tokens
-        alone_usage = replace(share, input_tokens=alone, cache_read_tokens=round(alone * cached_ratio),
-                              cache_write_tokens=0, cache_write_1h_tokens=0, estimated=True)
-        context = member.request.context
-        context.set_attribute(SAVED_INPUT_TOKENS, alone - share.input_tokens)
-        alone_cost = price_call(self.prices, member.call, outcome, alone_usage).total_usd
-        share_cost = price_call(self.prices, member.call, outcome, share).total_usd
-        if alone_cost is not None and share_cost is not None and alone_cost > share_cost:
-            context.add_saving(self.name, alone_cost - share_cost)
-
-
-# -- small helpers ---------------------------------------------------------------------------
-def _read_reply(content: bytes) -> tuple[Mapping[str, Any], str, str | None] | None:
-    """``(body, answer text, finish reason)`` of a chat completion, or None if it is not one."""
-    try:
-        data = json.loads(content)
-        choice = data["choices"][0]
-        text = choice["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
-    if not isinstance(data, Mapping) or not isinstance(text, str):
-        return None
-    reason = choice.get("finish_reason")
-    return data, text, reason if isinstance(reason, str) else None
-
-
-def _outcome(request: Request, call: Call | None, content: bytes) -> Outcome | None:
-    if call is None or request.adapter is None:
-        return None
-    try:
-        return request.adapter.parse_response(call, content)
-    except ResponseParseError:
-        return None
-
-
-def _usage_body(result: object) -> Mapping[str, Any] | None:
-    """A resent call's body when it is a successful chat completion with usage."""
-    if not isinstance(result, Response) or not result.is_success or result.content is None:
-        return None
-    try:
-        body = json.loads(result.content)
-    except ValueError:
-        return None
-    if isinstance(body, Mapping) and isinstance(body.get("usage"), Mapping):
-        return body
-    return None
-
-
-def _json_headers(response: Response) -> Any:
-    return response.headers.without_body_framing().set("content-type", "application/json")
-
-
-def _deliver(member: _Member, response: Response) -> None:
-    if not member.future.done():
-        member.future.set_result(response)
-
-
-def _link(caller: Span | None, merged: Span) -> None:
-    """Link the caller's span back to the merged request's (both ways, so either finds the other)."""
-    if caller is None:
-        return
-    try:
-        caller.add_link(merged.get_span_context())
-    except Exception:  # pragma: no cover - an API without add_link: the merged span's links remain
-        pass
-
-
-def _end_failed(span: Span, error: str) -> None:
-    span.set_attribute(A.ERROR_TYPE, error)
-    span.set_status(Status(StatusCode.ERROR, error))
-    end_span(span)
 
 
 def _build(value: Any, context: BuildContext) -> Stage:
