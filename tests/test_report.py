@@ -285,6 +285,27 @@ def test_savings_by_stage_from_real_calls(saving_stages: None, server: FakeLLMSe
     assert all(a["llmspend.cost.saved.trim_usd"] == pytest.approx(0.0001) for a in attrs)
 
 
+async def test_a_merged_batch_request_is_not_one_more_call(server: FakeLLMServer, spans: Spans, tmp_path: Path) -> None:
+    """Four callers merged into one request: four calls, priced by their shares, and the merged
+    request's own span (no cost of its own) is not counted as a fifth of unknown cost."""
+    import asyncio
+
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider,
+                           batch={"window_ms": 150, "max_size": 4})
+    system = "You answer quiz questions briefly. " * 30
+    await asyncio.gather(*(client.chat.completions.create(
+        model="gpt-4o-mini", max_tokens=40, messages=[{"role": "system", "content": system}, {"role": "user", "content": q}])
+        for q in ("Capital of France?", "Author of Hamlet?", "7 times 6?", "Largest planet?")))
+    await client.close()
+    assert len(server.requests) == 1
+    path = tmp_path / "batched.jsonl"
+    path.write_text("".join(s.to_json(indent=None) + "\n" for s in spans.finished))
+    total = build_report(path).total
+    assert (total.calls, total.priced_calls, total.unknown_cost_calls) == (4, 4, 0)
+    callers = [dict(s.attributes or {}) for s in spans.finished if not s.name.startswith("batch ")]
+    assert total.cost_usd == pytest.approx(sum(a["llmspend.cost.usd"] for a in callers))
+
+
 def test_configure_telemetry_console_output_with_metrics(server: FakeLLMServer, tmp_path: Path) -> None:
     """What ``configure_telemetry("console", out=f)`` writes: spans and metrics on one stream."""
     path = tmp_path / "console.jsonl"

@@ -27,7 +27,7 @@ from ..tokens import count_chat_messages
 
 __all__ = [
     "SIZE", "INDEX", "RESENT", "SAVED_INPUT_TOKENS", "MERGED_INPUT_TOKENS", "MERGED_OUTPUT_TOKENS",
-    "MERGED_CACHED_TOKENS", "MERGED_COST_USD", "ANSWERED", "NOT_MERGED",
+    "MERGED_CACHED_TOKENS", "MERGED_COST_USD", "ANSWERED", "NOT_MERGED", "MERGED",
     "start_merged_span", "end_merged_span", "end_failed", "link", "note_saving",
 ]
 
@@ -43,6 +43,9 @@ MERGED_COST_USD = "llmspend.batch.cost_usd"
 ANSWERED = "llmspend.batch.answered"
 #: why a call that could have been merged was sent on its own ("budget": held to a limit)
 NOT_MERGED = "llmspend.batch.not_merged"
+#: on the merged request's span: its tokens and cost are on the callers' spans (shares), so
+#: a reader that counts calls (llmspend report) leaves it out
+MERGED = "llmspend.batch.merged"
 
 
 def start_merged_span(tracer: Tracer, call: Call, callers: Sequence[Span | None]) -> Span:
@@ -61,6 +64,7 @@ def start_merged_span(tracer: Tracer, call: Call, callers: Sequence[Span | None]
         A.SERVER_ADDRESS: call.server_address,
         A.SERVER_PORT: call.server_port,
         SIZE: len(callers),
+        MERGED: True,
     }
     if call.model:
         attributes[A.REQUEST_MODEL] = call.model

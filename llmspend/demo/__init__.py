@@ -106,5 +106,6 @@ def run_demo(
         if spans_file is not None:
             spans_file.close()
     if spans_out:
-        print(f"\nEvery span was written as a JSON line to {spans_out} (try: llmspend report {spans_out})", file=out)
+        print(f"\nThe spans each section kept were written as JSON lines to {spans_out} "
+              f"(try: llmspend report {spans_out})", file=out)
     return result

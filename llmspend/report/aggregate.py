@@ -3,7 +3,8 @@
 Only LLM call spans count: those with ``gen_ai.operation.name`` (llmspend's CLIENT spans and
 other GenAI instrumentations'). A tracked scope's parent span carries totals of the calls
 inside it and has no ``gen_ai.operation.name``, and an SDK's own span around llmspend's (the
-anthropic SDK's) is marked ``llmspend.priced_in_child``, so nothing is counted twice.
+anthropic SDK's) is marked ``llmspend.priced_in_child``, and a merged batch request's span
+``llmspend.batch.merged`` (its callers' spans carry the shares), so nothing is counted twice.
 
 A call is one of:
 
@@ -33,6 +34,7 @@ OTHER = "(other)"
 
 _OPERATION = "gen_ai.operation.name"
 _PRICED_IN_CHILD = "llmspend.priced_in_child"
+_BATCH_MERGED = "llmspend.batch.merged"
 _COST = ("llmspend.cost.usd", "gen_ai.usage.cost")
 _DEFAULT_MAX_KEYS = 10_000
 
@@ -150,7 +152,8 @@ class SpendReport:
     def add(self, record: SpanRecord) -> bool:
         """Count one span; returns whether it was an LLM call."""
         attrs = record.attributes
-        if _OPERATION not in attrs or attrs.get(_PRICED_IN_CHILD):  # the child llmspend span counts it
+        # the child llmspend span counts it; a merged batch request's callers count their shares
+        if _OPERATION not in attrs or attrs.get(_PRICED_IN_CHILD) or attrs.get(_BATCH_MERGED):
             self.other_spans += 1
             return False
         cost = None
