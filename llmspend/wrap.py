@@ -49,6 +49,11 @@ def _check_options(options: dict[str, Any]) -> None:
 
 
 def _adapters_for(client: object | None, provider: object) -> tuple[ProviderAdapter, ...]:
+    if client is not None:
+        for adapter in (provider,) if isinstance(provider, ProviderAdapter) else provider_adapters():
+            reason = adapter.unsupported_client(client)  # type: ignore[union-attr]
+            if reason is not None:
+                raise ConfigError(reason)
     if isinstance(provider, ProviderAdapter):
         return (provider,)
     if provider is not None and not isinstance(provider, str):

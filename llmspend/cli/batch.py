@@ -44,8 +44,10 @@ def register(sub: Any) -> None:
     def add(name: str, help: str) -> argparse.ArgumentParser:
         command: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
         command.add_argument("--provider", help="batch backend (default: the job's, else openai)")
-        command.add_argument("--base-url", help="API base URL (default: the job's, else OPENAI_BASE_URL or the provider's)")
-        command.add_argument("--api-key", help="API key (default: OPENAI_API_KEY); never printed or stored")
+        command.add_argument("--base-url", help="API base URL (default: the job's, else the provider SDK's: "
+                             "OPENAI_BASE_URL, ANTHROPIC_BASE_URL, or the provider's own)")
+        command.add_argument("--api-key", help="API key (default: the provider's variable, OPENAI_API_KEY or "
+                             "ANTHROPIC_API_KEY); never printed or stored")
         command.add_argument("--state", metavar="FILE", help=f"where submitted jobs are remembered "
                              f"(default: ${STATE_ENV}/batches.json, else ~/.llmspend/batches.json)")
         command.add_argument("--poll-s", type=float, default=10.0, help="seconds between status checks with --wait (default 10)")
@@ -116,7 +118,9 @@ def _backend(provider: str | None, base_url: str | None, api_key: str | None) ->
     factory = backends.get(name)
     if factory is None:
         raise ConfigError(f"no batch backend for provider {name!r}; known: {', '.join(sorted(backends))}")
-    return factory(base_url, api_key or os.environ.get("OPENAI_API_KEY"))
+    # No key given: each backend's SDK reads its own provider's variable (OPENAI_API_KEY,
+    # ANTHROPIC_API_KEY); a fallback here would send one provider's key to another.
+    return factory(base_url, api_key)
 
 
 # -- progress ------------------------------------------------------------------------------

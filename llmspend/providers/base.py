@@ -171,6 +171,13 @@ class ProviderAdapter(ABC):
         """Whether ``llmspend.wrap(client)`` should use this adapter for ``client``."""
         return False
 
+    def unsupported_client(self, client: object) -> str | None:
+        """Why ``client``, a client of this adapter's family that it cannot read (another
+        cloud's endpoints for the same models, say), cannot be wrapped; None otherwise.
+        ``wrap()`` raises ``ConfigError`` with it rather than wrap a client whose calls
+        would pass unmeasured."""
+        return None
+
     def matches(self, request: Request) -> bool:
         """Whether this adapter reads ``request`` when no adapter was chosen by the client
         (plain ``httpx`` use). The default asks :meth:`parse_request`."""

@@ -64,6 +64,17 @@ class AnthropicAdapter(ProviderAdapter):
         # applications that never use it.
         return any((cls.__module__, cls.__name__) in _CLIENT_CLASSES for cls in type(client).__mro__)
 
+    def unsupported_client(self, client: object) -> str | None:
+        modules = [cls.__module__ for cls in type(client).__mro__]
+        cloud = next((name for name in ("bedrock", "vertex") if any(m.startswith(f"anthropic.lib.{name}") for m in modules)), None)
+        if cloud is None:
+            return None
+        # Their calls go to the cloud's own paths (/model/.../invoke, ...:rawPredict), which
+        # this adapter does not read: wrapped, they would pass unmeasured.
+        return (f"llmspend does not measure Claude through {type(client).__name__} ({'Amazon Bedrock' if cloud == 'bedrock' else 'Google Vertex AI'}) "
+                "yet: its requests go to that cloud's own endpoints, not the Messages API path llmspend reads. "
+                "Wrap an anthropic.Anthropic / AsyncAnthropic client instead")
+
     # -- requests ----------------------------------------------------------------------
     def parse_request(self, request: Request) -> Call | None:
         if request.method != "POST" or not request.path.rstrip("/").endswith(MESSAGES_PATH):

@@ -55,6 +55,16 @@ def _request(body: dict[str, Any], path: str = "/v1/messages") -> Request:
 
 
 # -- usage --------------------------------------------------------------------------------
+def test_cloud_clients_are_refused_with_the_reason() -> None:
+    import llmspend
+
+    vertex = anthropic.AnthropicVertex(project_id="p", region="us-east5", access_token="t")
+    for options in ({}, {"provider": AnthropicAdapter()}):  # forcing the adapter would measure nothing
+        with pytest.raises(llmspend.ConfigError, match=r"AnthropicVertex \(Google Vertex AI\).*anthropic.Anthropic"):
+            llmspend.wrap(vertex, **options)
+    assert AnthropicAdapter().unsupported_client(anthropic.Anthropic(api_key="k")) is None
+
+
 def test_usage_adds_cache_parts_to_input_once() -> None:
     usage = usage_from_json(MESSAGE["usage"])
     assert usage == Usage(input_tokens=12 + 1500 + 3000, output_tokens=80, cache_read_tokens=3000,

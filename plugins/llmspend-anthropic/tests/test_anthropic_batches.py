@@ -65,6 +65,20 @@ def test_job_status(api: str, counts: dict[str, int], expected: str, done: bool)
     assert (status.status, status.done, status.total) == (expected, done, 3)
 
 
+def test_without_api_key_the_anthropic_key_is_used_never_the_openai_one(
+    server: FakeLLMServer, api: FakeAnthropicAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMSPEND_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-must-not-travel")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    source = tmp_path / "in.jsonl"
+    source.write_text(_line("q", _body("Refund time?")) + "\n")
+    assert main(["batch", "submit", str(source), "--provider", "anthropic", "--base-url", server.url, "--poll-s", "0"]) == 0
+    sent = [r for r in server.requests if r.path.startswith("/v1/messages/batches")]
+    assert sent and all("sk-openai-must-not-travel" not in str(r.headers) for r in sent)
+    assert all(API_KEY in str(r.headers) for r in sent)  # the Anthropic key, as the SDK sends it
+
+
 def test_registered_for_llmspend_batch() -> None:
     assert batch_backends()["anthropic"] is AnthropicBatchBackend
 

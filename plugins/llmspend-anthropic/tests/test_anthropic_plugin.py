@@ -57,7 +57,7 @@ def test_claims_only_messages_api_clients() -> None:
     # Bedrock speaks another wire format (the model in the URL): not this adapter's
     bedrock = anthropic.AnthropicBedrock(aws_region="us-east-1", aws_access_key="x", aws_secret_key="y")
     assert not adapter.supports_client(bedrock)
-    with pytest.raises(llmspend.ConfigError, match="no llmspend provider adapter handles"):
+    with pytest.raises(llmspend.ConfigError, match=r"AnthropicBedrock \(Amazon Bedrock\)"):
         llmspend.wrap(bedrock)
 
 
