@@ -43,13 +43,15 @@ class CallContext:
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         self.attributes[key] = value
-        if self.span is not None:
+        # a stage may finish after the span (a stream closed by the garbage collector ends
+        # the telemetry stage's first): an ended span takes no more attributes
+        if self.span is not None and self.span.is_recording():
             self.span.set_attribute(key, value)
 
     def set_attributes(self, attributes: dict[str, AttributeValue]) -> None:
         """Several at once: one lock and one validation pass on the span."""
         self.attributes.update(attributes)
-        if self.span is not None:
+        if self.span is not None and self.span.is_recording():
             self.span.set_attributes(attributes)
 
     def add_event(self, name: str, attributes: dict[str, AttributeValue] | None = None) -> None:

@@ -461,6 +461,38 @@ def test_threads_sharing_a_budget_never_overspend(client: openai.OpenAI, server:
     assert limit * 0.5 < status.spent_usd <= limit
 
 
+async def test_a_call_cancelled_while_reserving_holds_no_budget(server: FakeLLMServer, spans: Spans, tmp_path: Path) -> None:
+    """A disk (or Redis) ledger reserves in a worker thread; cancelling the caller there does
+    not stop the thread. Whichever finishes last releases the reservation."""
+    import asyncio
+    import time
+
+    class SlowDisk(DiskLedger):  # a reservation that waits on the database, as under contention
+        def reserve(self, *args: Any, **kwargs: Any) -> Reservation | None:
+            time.sleep(0.2)
+            return super().reserve(*args, **kwargs)
+
+    ledger = SlowDisk(tmp_path / "ledger")
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider)
+
+    async def call() -> Any:
+        with llmspend.track(feature="chat", budget_usd=1.0, period="day", ledger=ledger):
+            return await client.chat.completions.create(model="gpt-4o", max_tokens=1000,
+                                                        messages=[{"role": "user", "content": "hi"}])
+
+    tasks = [asyncio.create_task(call()) for _ in range(6)]
+    await asyncio.sleep(0.05)  # every one is waiting on its reservation
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(task.cancelled() for task in tasks) and server.requests == []
+    await asyncio.sleep(1.0)  # the threads finish reserving (six at a time at most), then release
+    status = llmspend.spent("chat", period="day", ledger=ledger)
+    assert status.reserved_usd == 0 and status.spent_usd == 0
+    await call()  # the whole budget is there for the next call
+    await client.close()
+
+
 # -- llmspend.spent and the CLI ------------------------------------------------------------------
 def test_budget_status_cli(client: openai.OpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "cli-ledger")

@@ -105,28 +105,38 @@ def secure_contents(directory: Path, *, depth: int | None = None) -> None:
         pending = [(Path(e.path), 0) for e in os.scandir(directory) if _OWN_NAMES.fullmatch(e.name)]
         while pending:
             path, level = pending.pop()
-            info = os.lstat(path)
-            mode = info.st_mode
-            if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-                what = f"a symbolic link to {os.readlink(path)}" if stat.S_ISLNK(mode) else "not a file or directory"
-                raise ConfigError(
-                    f"{path} in the cache directory is {what}; llmspend writes only into files and directories "
-                    f"of its own there. Remove it, or choose another cache directory (cache=PATH)"
-                )
-            if uid is not None and info.st_uid != uid:
-                raise ConfigError(
-                    f"{path} in the cache directory belongs to another user (uid {info.st_uid}); remove it, or "
-                    "choose another cache directory (cache=PATH)"
-                )
-            if stat.S_ISDIR(mode):
-                if mode & 0o077:
-                    os.chmod(path, 0o700)
-                if depth is None or level < depth:
-                    pending += ((Path(e.path), level + 1) for e in os.scandir(path))
-            elif mode & 0o077:
-                os.chmod(path, 0o600)
+            try:
+                _check_entry(path, level, depth, uid, pending)
+            except FileNotFoundError:
+                # another process sharing the directory removed it meanwhile (a value file
+                # evicted, SQLite's -wal/-shm files): nothing left to check
+                continue
     except OSError as exc:
         raise ConfigError(f"cannot check or narrow the cache directory {directory}: {exc}") from exc
+
+
+def _check_entry(path: Path, level: int, depth: int | None, uid: int | None, pending: list[tuple[Path, int]]) -> None:
+    """One entry of :func:`secure_contents`; a directory adds its entries to ``pending``."""
+    info = os.lstat(path)
+    mode = info.st_mode
+    if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        what = f"a symbolic link to {os.readlink(path)}" if stat.S_ISLNK(mode) else "not a file or directory"
+        raise ConfigError(
+            f"{path} in the cache directory is {what}; llmspend writes only into files and directories "
+            f"of its own there. Remove it, or choose another cache directory (cache=PATH)"
+        )
+    if uid is not None and info.st_uid != uid:
+        raise ConfigError(
+            f"{path} in the cache directory belongs to another user (uid {info.st_uid}); remove it, or "
+            "choose another cache directory (cache=PATH)"
+        )
+    if stat.S_ISDIR(mode):
+        if mode & 0o077:
+            os.chmod(path, 0o700)
+        if depth is None or level < depth:
+            pending += ((Path(e.path), level + 1) for e in os.scandir(path))
+    elif mode & 0o077:
+        os.chmod(path, 0o600)
 
 
 class _JSONOnlyDisk(diskcache.Disk):  # type: ignore[misc]

@@ -24,6 +24,7 @@ paid for.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -226,7 +227,7 @@ class BudgetStage(Stage):
         if not budgets:
             return await call_next(request)
         if any(active.ledger.blocking for active in budgets):
-            hold = await asyncio.to_thread(self._reserve, request, budgets)
+            hold = await self._areserve(request, budgets)
         else:
             hold = self._reserve(request, budgets)
         try:
@@ -246,6 +247,33 @@ class BudgetStage(Stage):
             raise
         await _offload(hold, hold.settle, self._body_cost(hold, body))
         return response
+
+
+    async def _areserve(self, request: Request, budgets: Sequence[ActiveBudget]) -> _Hold:
+        """:meth:`_reserve` in a worker thread. A caller cancelled while it waits does not stop
+        the thread, which may still reserve: whichever of the two finishes last releases that
+        reservation, so a cancelled call holds no budget (not until its lease runs out)."""
+        lock = threading.Lock()
+        state: dict[str, Any] = {"cancelled": False, "hold": None}
+
+        def reserve() -> _Hold:
+            hold = self._reserve(request, budgets)
+            with lock:
+                orphaned = state["cancelled"]
+                state["hold"] = None if orphaned else hold
+            if orphaned:
+                hold.release()
+            return hold
+
+        try:
+            return await asyncio.to_thread(reserve)
+        except asyncio.CancelledError:
+            with lock:
+                state["cancelled"] = True
+                finished, state["hold"] = state["hold"], None
+            if finished is not None:  # reserved before the cancellation reached us
+                finished.release()
+            raise
 
 
 async def _offload(hold: _Hold, fn: Callable[..., None], *args: Any) -> None:
