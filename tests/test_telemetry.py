@@ -45,6 +45,23 @@ def test_metrics_follow_the_conventions(server: FakeLLMServer, spans: Spans, met
     assert cost.data.data_points[0].value == pytest.approx(spans.attrs()["llmspend.cost.usd"])
 
 
+def test_cost_counter_adds_every_wrapped_client_on_one_provider(server: FakeLLMServer, spans: Spans,
+                                                                metrics: Metrics) -> None:
+    """The SDK keeps the first observable counter of a name and drops a second one's callback:
+    clients wrapped one after another on one provider must all count."""
+    clients = [llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider,
+                             meter_provider=metrics.provider) for _ in range(3)]
+    for client, model in zip(clients, ("gpt-4o-mini", "gpt-4o", "gpt-4o")):
+        client.chat.completions.create(model=model, messages=MESSAGES)
+    spent: dict[str, float] = {}
+    for span in spans.finished:
+        a = span.attributes or {}
+        spent[a[A.REQUEST_MODEL]] = spent.get(a[A.REQUEST_MODEL], 0.0) + a["llmspend.cost.usd"]
+    points = metrics.collect()[A.METRIC_COST].data.data_points
+    counted = {p.attributes[A.REQUEST_MODEL]: p.value for p in points}
+    assert counted == pytest.approx(spent) and len(counted) == 2  # the third client's call included
+
+
 def test_errors_carry_error_type_on_metrics(server: FakeLLMServer, spans: Spans, metrics: Metrics) -> None:
     client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
                            tracer_provider=spans.provider, meter_provider=metrics.provider, retry=False)

@@ -8,6 +8,7 @@ global ones (tests pass in-memory providers this way).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -74,6 +75,40 @@ class AttributeSets(NamedTuple):
         return key
 
 
+# One pair of USD sums per meter provider, shared by every client wrapped with it: the SDK
+# registers an instrument name once per meter, and silently drops the callbacks of a second
+# observable counter of the same name, so a second wrap() must add to the first one's sums.
+_USD_SUMS: weakref.WeakKeyDictionary[Any, tuple[_RunningSums, _RunningSums]] = weakref.WeakKeyDictionary()
+_USD_SUMS_LOCK = threading.Lock()
+class _GlobalProvider:
+    """The key of the global meter provider's sums (a weakly referenceable object)."""
+
+
+_GLOBAL_PROVIDER = _GlobalProvider()
+
+
+def _usd_sums(meter_provider: MeterProvider | None, meter: metrics.Meter) -> tuple[_RunningSums, _RunningSums]:
+    key: Any = meter_provider if meter_provider is not None else _GLOBAL_PROVIDER
+    with _USD_SUMS_LOCK:
+        try:
+            found = _USD_SUMS.get(key)
+        except TypeError:  # a provider that cannot be weakly referenced: its own sums
+            found, key = None, None
+        if found is not None:
+            return found
+        sums = _RunningSums(), _RunningSums()
+        meter.create_observable_counter(
+            A.METRIC_COST, callbacks=[sums[0].observe], unit="USD", description="What LLM calls cost, in USD"
+        )
+        meter.create_observable_counter(
+            A.METRIC_SAVED, callbacks=[sums[1].observe], unit="USD",
+            description="What llmspend's stages saved, in USD, by stage",
+        )
+        if key is not None:
+            _USD_SUMS[key] = sums
+        return sums
+
+
 # Attribute sets are remembered per kind of call; the kinds come from requests (model names),
 # so the memo is bounded.
 _MAX_ATTRIBUTE_SETS = 1024
@@ -105,15 +140,7 @@ class Instruments:
         )
         # The USD counters are summed here and read by the SDK when it collects: a dict update
         # per call instead of one more SDK measurement on every call's path.
-        self.cost = _RunningSums()
-        self.saved = _RunningSums()
-        meter.create_observable_counter(
-            A.METRIC_COST, callbacks=[self.cost.observe], unit="USD", description="What LLM calls cost, in USD"
-        )
-        meter.create_observable_counter(
-            A.METRIC_SAVED, callbacks=[self.saved.observe], unit="USD",
-            description="What llmspend's stages saved, in USD, by stage",
-        )
+        self.cost, self.saved = _usd_sums(meter_provider, meter)
 
         # Every call of one kind records under the same attribute sets: build them once per
         # kind (see attribute_sets) rather than five dicts and a frozenset on every call.
