@@ -62,6 +62,34 @@ def test_cost_counter_adds_every_wrapped_client_on_one_provider(server: FakeLLMS
     assert counted == pytest.approx(spent) and len(counted) == 2  # the third client's call included
 
 
+def test_token_histogram_holds_reported_usage_only(server: FakeLLMServer, spans: Spans, metrics: Metrics) -> None:
+    """The conventions: usage the provider did not report MUST NOT go on the token histogram
+    (a local count stays on the span, marked estimated); embeddings have no output tokens."""
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider,
+                           meter_provider=metrics.provider)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"x-fake-usage": "omit"})
+    assert spans.attrs()["llmspend.cost.estimated"] is True and spans.attrs()["gen_ai.usage.input_tokens"] > 0
+    found = metrics.collect()
+    assert A.METRIC_TOKEN_USAGE not in found  # nothing reported, nothing recorded
+    assert found[A.METRIC_OPERATION_DURATION].data.data_points[0].count == 1
+    client.embeddings.create(model="text-embedding-3-small", input="hello")
+    points = metrics.collect()[A.METRIC_TOKEN_USAGE].data.data_points
+    assert [p.attributes[A.TOKEN_TYPE] for p in points] == ["input"]
+
+
+def test_long_captured_content_stays_valid_json(server: FakeLLMServer, spans: Spans) -> None:
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider,
+                           capture_content=True)
+    long = "word " * 20_000
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "system", "content": "Be brief."},
+                                                               {"role": "user", "content": long}])
+    text = spans.attrs()["gen_ai.input.messages"]
+    assert len(text) <= 64_000
+    messages = json.loads(text)  # cut inside the strings, never the JSON
+    assert messages[0] == {"role": "system", "content": "Be brief."}
+    assert messages[1]["content"].startswith("word word") and messages[1]["content"].endswith("more characters]")
+
+
 def test_errors_carry_error_type_on_metrics(server: FakeLLMServer, spans: Spans, metrics: Metrics) -> None:
     client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
                            tracer_provider=spans.provider, meter_provider=metrics.provider, retry=False)

@@ -60,10 +60,12 @@ class AttributeSets(NamedTuple):
     @classmethod
     def of(cls, attributes: Mapping[str, str | int]) -> AttributeSets:
         call = dict(attributes)
+        # error.type belongs on the duration only (the token histogram's attributes have none)
+        tokens = {k: v for k, v in call.items() if k != A.ERROR_TYPE}
         return cls(
             call,
-            {**call, A.TOKEN_TYPE: "input"},
-            {**call, A.TOKEN_TYPE: "output"},
+            {**tokens, A.TOKEN_TYPE: "input"},
+            {**tokens, A.TOKEN_TYPE: "output"},
             frozenset(call.items()),
             {},
         )

@@ -135,9 +135,27 @@ def mark_sdk_parent(parent: Any) -> None:
         logger.debug("llmspend: could not mark the parent span", exc_info=True)
 
 
-def _content_json(value: Any) -> str:
+def _content_json(value: Any, limit: int = _MAX_CONTENT_CHARS) -> str:
+    """``value`` as JSON of at most ``limit`` characters, still valid JSON: when too long, the
+    longest strings in it are cut (each ending in ``…[N more characters]``), never the JSON."""
     text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= _MAX_CONTENT_CHARS else text[:_MAX_CONTENT_CHARS] + "…"
+    cap = limit
+    while len(text) > limit and cap > 16:
+        cap //= 2
+        text = json.dumps(_cut_strings(value, cap), ensure_ascii=False, default=str)
+    if len(text) > limit:  # the structure alone is too big: say so, as JSON
+        text = json.dumps({"truncated": True, "characters": len(json.dumps(value, ensure_ascii=False, default=str))})
+    return text
+
+
+def _cut_strings(value: Any, cap: int) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= cap else f"{value[:cap]}…[{len(value) - cap} more characters]"
+    if isinstance(value, Mapping):
+        return {k: _cut_strings(v, cap) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cut_strings(v, cap) for v in value]
+    return value
 
 
 class CallRecorder:
@@ -383,8 +401,11 @@ class CallRecorder:
         self.instruments.record_call(
             self.instruments.attribute_sets(kind, self._metric_attributes, response_model, error_type),
             duration_s=time.perf_counter() - self.started,
-            input_tokens=usage.input_tokens if usage else None,
-            output_tokens=usage.output_tokens if usage else None,
+            # Counted locally, not reported: the conventions' token histogram is for reported
+            # usage only (the span carries the estimate, marked llmspend.cost.estimated)
+            input_tokens=usage.input_tokens if usage and not usage.estimated else None,
+            # an embedding has no output tokens to count (the conventions define none)
+            output_tokens=usage.output_tokens if usage and not usage.estimated and call.operation != "embeddings" else None,
             cost_usd=cost_usd,
             savings=self.context.savings,
         )
