@@ -66,3 +66,20 @@ def test_demo_runs_offline(capsys: pytest.CaptureFixture[str], tmp_path: object)
 def test_console_script_entry_point() -> None:
     done = subprocess.run([sys.executable, "-m", "llmspend", "--version"], capture_output=True, text=True, check=True)
     assert done.stdout.startswith("llmspend ")
+
+
+def test_demo_says_which_extra_a_section_needs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A core install (no numpy): the cascade section is skipped naming its extra; no openai:
+    the demo says to install it instead of a traceback."""
+    import io
+    import sys
+
+    from llmspend.demo import run_demo
+
+    monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy now raises ImportError
+    out = io.StringIO()
+    assert run_demo(out, sections=["cascade"]).sections["cascade"] == {"skipped": True}
+    assert "pip install 'llmspend[cascade]'" in out.getvalue()
+    monkeypatch.setitem(sys.modules, "openai", None)
+    assert main(["demo"]) == 2
+    assert "pip install openai" in capsys.readouterr().err

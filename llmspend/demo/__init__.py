@@ -79,8 +79,14 @@ def run_demo(
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    from llmspend.exceptions import ConfigError
     from llmspend.testing import FakeLLMServer
 
+    try:
+        import openai  # noqa: F401  (the sample app is written against it)
+    except ImportError:
+        raise ConfigError("the demo's sample app uses the official openai SDK: pip install openai "
+                          "(or the dev install the README gives)") from None
     out = out or sys.stdout
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

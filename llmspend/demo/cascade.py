@@ -95,7 +95,12 @@ def _serve(ctx: DemoContext, app: SupportApp, numbers: range, model: str) -> tup
 
 
 def run(ctx: DemoContext) -> dict[str, Any]:
-    from ..cascade import fit_plan, load_table  # numpy: the cascade extra
+    try:
+        import numpy  # noqa: F401  (fitting a plan: the cascade extra)
+    except ImportError:
+        ctx.print("(skipped: fitting a cascade needs numpy: pip install 'llmspend[cascade]')")
+        return {"skipped": True}
+    from ..cascade import fit_plan, load_table
 
     ctx.server.answer_with(_answer)
     with tempfile.TemporaryDirectory(prefix="llmspend-demo-cascade-") as tmp:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from ..exceptions import ConfigError
+from ..telemetry.recorder import warn_once
 
 __all__ = ["SpanRecord", "ReadStats", "iter_spans"]
 
@@ -162,6 +163,8 @@ def _progress_bar(total: int | None, label: str, progress: bool | None) -> Any:
     try:
         from tqdm import tqdm  # type: ignore[import-untyped]
     except ImportError:  # progress is a nicety; tqdm is optional
+        if progress:  # asked for outright: say why there is none
+            warn_once(("report-progress",), "llmspend: no progress bar: it needs tqdm (pip install tqdm)")
         return None
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr, leave=False)
 

@@ -25,7 +25,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as exc:  # the runtime's own dependency: name the extra, not the module
+    raise ImportError(f"llmspend's ONNX scorer needs numpy and onnxruntime: pip install 'llmspend[scorer]' ({exc})") from exc
 
 from ..exceptions import ConfigError
 from ._tokens import PairTokenizer, length_batches
