@@ -21,7 +21,7 @@ CREDENTIAL_HEADER_NAMES = frozenset({
 })
 
 _SHAPES = re.compile(
-    r"(?i)\b(bearer|basic)(\s+)[^\s'\"\\,;]+"  # an Authorization value
+    r"\b([Bb]earer|BEARER|Basic)(\s+)[^\s'\"\\,;]{8,}"  # an Authorization value (a token, not a word)
     r"|\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}"  # OpenAI, Anthropic and similar keys
     r"|\bAIza[0-9A-Za-z_\-]{20,}"  # Google API keys
     r"|([?&](?:key|api[_-]?key|token|access_token|password)=)[^&\s'\"]+"  # secrets in a query string

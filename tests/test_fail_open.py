@@ -123,6 +123,7 @@ def test_a_key_quoted_by_an_error_stays_off_spans_and_logs(server: FakeLLMServer
     ("GET https://h/v1/models?key=AIzaSyA-1234567890abcdefghij&alt=json", (), "GET https://h/v1/models?key=***&alt=json"),
     ("auth failed for token-of-a-proxy-991", ("token-of-a-proxy-991",), "auth failed for ***"),
     ("nothing secret in: model gpt-4o answered 42 tokens", (), "nothing secret in: model gpt-4o answered 42 tokens"),
+    ("basic setup failed; Basic dXNlcjpwYXNzd29yZA==", (), "basic setup failed; Basic ***"),
 ])
 def test_redact(text: str, secrets: tuple[str, ...], expected: str) -> None:
     assert redact(text, secrets) == expected
