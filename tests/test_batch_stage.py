@@ -113,6 +113,12 @@ async def test_calls_held_to_a_budget_limit_go_alone(server: FakeLLMServer, span
     spans.clear()
     await under(None)  # a period without a limit only counts
     assert len(server.requests) == 1 and len(merged_requests(server)) == 1
+    spans.clear()
+    # a call that would not have been merged anyway is not said to be kept out by the budget
+    alone = wrapped(server, spans, batch={"window_ms": 150, "max_size": 4, "auto": False})
+    with llmspend.track(feature="quiz", budget_usd=1.0, period="day", ledger="memory"):
+        await alone.chat.completions.create(**ask(QUESTIONS[0]))
+    assert "llmspend.batch.not_merged" not in spans.attrs()
 
 
 async def test_shares_add_up_to_the_merged_call(server: FakeLLMServer, spans: Spans) -> None:

@@ -337,6 +337,28 @@ def test_long_context_one_hour_write_scales_with_input_when_not_given() -> None:
     assert math.isclose(price_usage(usage, row).cache_write_usd, 0.2 * 7.5 + 0.1 * 12.0)
 
 
+def test_long_context_write_rates_follow_the_input_rate() -> None:
+    from llmspend.pricing.table import LongContextPrice, ModelPrice
+
+    lc = LongContextPrice(threshold=200_000, input=6.0, output=22.5)  # gives no write rates
+    with_writes = ModelPrice(model="m", provider="p", input=3.0, output=15.0, cache_write=3.75, cache_write_1h=6.0,
+                             long_context=lc)
+    usage = Usage(input_tokens=300_000, cache_write_tokens=300_000, cache_write_1h_tokens=100_000)
+    assert math.isclose(price_usage(usage, with_writes).cache_write_usd, 0.2 * 7.5 + 0.1 * 12.0)
+    no_writes = ModelPrice(model="n", provider="p", input=5.0, output=15.0, long_context=LongContextPrice(
+        threshold=272_000, input=10.0, output=22.5))
+    cost = price_usage(Usage(input_tokens=300_000, cache_write_tokens=100_000), no_writes)
+    assert math.isclose(cost.cache_write_usd, 0.1 * 10.0)  # at the long-context input rate, not the base one
+
+
+def test_a_file_override_keeps_the_names_of_the_row_it_replaces(table: PriceTable) -> None:
+    before = table.lookup("deepseek-v4-flash", provider="deepseek")
+    assert before is not None and before.model == "deepseek-flash"
+    cheaper = table.with_overrides({"providers": {"deepseek": {"deepseek-flash": {"input": 0.15, "output": 0.6}}}})
+    row = cheaper.lookup("deepseek-v4-flash", provider="deepseek")
+    assert row is not None and row.input == 0.15 and row.aliases == before.aliases
+
+
 def test_prompt_length_tier_applies_to_every_token(table: PriceTable) -> None:
     row = table.lookup("claude-haiku-5-5", provider="anthropic")
     assert row is not None

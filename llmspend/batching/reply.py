@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from .._http import Headers, Request, Response, dumps
-from ..exceptions import ResponseParseError
 from ..providers.base import Call, Outcome, Usage
 from ..tokens import count_text
 from .apportion import apportion_usage
@@ -50,7 +49,7 @@ def read_outcome(request: Request, call: Call | None, content: bytes) -> Outcome
         return None
     try:
         return request.adapter.parse_response(call, content)
-    except ResponseParseError:
+    except Exception:  # any shape the adapter did not foresee: no usage to share, never a resend
         return None
 
 

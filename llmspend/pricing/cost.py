@@ -64,25 +64,30 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
     """
     input_rate, output_rate = row.input, row.output
     read_rate = row.cache_read if row.cache_read is not None else row.input
-    write_rate = row.cache_write if row.cache_write is not None else row.input
-    write_1h_rate = row.cache_write_1h if row.cache_write_1h is not None else write_rate
+    write_rate, write_1h_rate = row.cache_write, row.cache_write_1h
     reasoning_rate = row.reasoning if row.reasoning is not None else None
 
     long_context = row.long_context
     if long_context is not None and usage.input_tokens > long_context.threshold:
+        # A write costs a fixed multiple of the input rate (Anthropic: 1.25x for 5 minutes, 2x
+        # for an hour; OpenAI: 1.25x): a rate the tier does not give scales as input does.
+        ratio = long_context.input / row.input if row.input else None
         input_rate, output_rate = long_context.input, long_context.output
         if long_context.cache_read is not None:
             read_rate = long_context.cache_read
-        if long_context.cache_write_1h is not None:
-            write_1h_rate = long_context.cache_write_1h
-        elif row.input and write_1h_rate != write_rate:
-            # No long-context 1h rate given: a write costs a fixed multiple of the input rate
-            # (Anthropic: 1.25x for 5 minutes, 2x for an hour), so scale the 1h rate as input is
-            write_1h_rate *= long_context.input / row.input
-        elif long_context.cache_write is not None:
-            write_1h_rate = long_context.cache_write
         if long_context.cache_write is not None:
             write_rate = long_context.cache_write
+        elif write_rate is not None and ratio is not None:
+            write_rate *= ratio
+        if long_context.cache_write_1h is not None:
+            write_1h_rate = long_context.cache_write_1h
+        elif write_1h_rate is not None and ratio is not None:
+            write_1h_rate *= ratio
+    # no write rate: writes at the input rate that applies (long-context included)
+    if write_rate is None:
+        write_rate = input_rate
+    if write_1h_rate is None:
+        write_1h_rate = write_rate
 
     tier = row.tiers.get(service_tier or "") if service_tier else None
     if tier:

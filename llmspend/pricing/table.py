@@ -17,6 +17,7 @@ the exact match finds first. An unknown model gives ``None``: never a price of z
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -147,6 +148,8 @@ class PriceTable:
             for name in (replaced.model, *replaced.aliases):
                 bucket = self._by_model.get(name, [])
                 bucket[:] = [r for r in bucket if r is not replaced]
+            if not row.aliases and replaced.aliases:  # a replacement that names none keeps them
+                row = dataclasses.replace(row, aliases=replaced.aliases)
         self._rows[(row.provider, row.model)] = row
         self._providers.add(row.provider)
         for name in (row.model, *row.aliases):

@@ -213,7 +213,7 @@ class BatchStage(Stage):
         marked = marking(header, current_attribution().feature, self.options)
         limited = bool(request.context.extra.get(BUDGET_LIMITED))
         if not wants_batch(call.body, marked, self.options, budget_limited=limited):
-            if limited and marked is not False and mergeable(call.body):
+            if limited and wants_batch(call.body, marked, self.options):  # the budget alone kept it out
                 request.context.set_attribute(NOT_MERGED, "budget")
             return await call_next(request)
         result = await self._join(request, call, call_next)

@@ -272,7 +272,10 @@ class BudgetStage(Stage):
                 state["cancelled"] = True
                 finished, state["hold"] = state["hold"], None
             if finished is not None:  # reserved before the cancellation reached us
-                finished.release()
+                if finished.blocking:  # the ledger waits on I/O: not on the event loop
+                    asyncio.get_running_loop().run_in_executor(None, finished.release)
+                else:
+                    finished.release()
             raise
 
 

@@ -157,7 +157,9 @@ class CacheStage(Stage):
             try:
                 wanted = bool(self._should_cache(call))
             except Exception as exc:  # a policy of the user's that raises never fails the call
-                self._fault(request, exc)
+                request.context.record_fault(self.name, exc)
+                warn_once(("cache-policy", type(exc).__name__),
+                          "llmspend: the cache policy raised %s; such calls are not cached", type(exc).__name__)
         status = lookup_status(controls.mode, wanted)
         if status != "lookup":
             request.context.set_attributes({HIT: False, STATUS: status})

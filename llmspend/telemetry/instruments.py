@@ -31,9 +31,6 @@ class _RunningSums:
         self._lock = threading.Lock()
         self._sums: dict[frozenset[tuple[str, str | int]], float] = {}
 
-    def add(self, value: float, attributes: Mapping[str, str | int]) -> None:
-        self.add_to(value, frozenset(attributes.items()))
-
     def add_to(self, value: float, key: frozenset[tuple[str, str | int]]) -> None:
         """Add to the sum of the attribute set ``key`` (``frozenset(attributes.items())``)."""
         with self._lock:
@@ -82,15 +79,9 @@ class AttributeSets(NamedTuple):
 # observable counter of the same name, so a second wrap() must add to the first one's sums.
 _USD_SUMS: weakref.WeakKeyDictionary[Any, tuple[_RunningSums, _RunningSums]] = weakref.WeakKeyDictionary()
 _USD_SUMS_LOCK = threading.Lock()
-class _GlobalProvider:
-    """The key of the global meter provider's sums (a weakly referenceable object)."""
-
-
-_GLOBAL_PROVIDER = _GlobalProvider()
-
-
 def _usd_sums(meter_provider: MeterProvider | None, meter: metrics.Meter) -> tuple[_RunningSums, _RunningSums]:
-    key: Any = meter_provider if meter_provider is not None else _GLOBAL_PROVIDER
+    # keyed by the provider the meter comes from, however it was named (given, or the global)
+    key: Any = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     with _USD_SUMS_LOCK:
         try:
             found = _USD_SUMS.get(key)

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -137,15 +136,44 @@ def mark_sdk_parent(parent: Any) -> None:
 
 def _content_json(value: Any, limit: int = _MAX_CONTENT_CHARS) -> str:
     """``value`` as JSON of at most ``limit`` characters, still valid JSON: when too long, the
-    longest strings in it are cut (each ending in ``…[N more characters]``), never the JSON."""
+    longest strings in it are cut (each ending in ``…[N more characters]``) and, if that is not
+    enough, the oldest items of a list are left out (the latest message is the one to keep)."""
     text = json.dumps(value, ensure_ascii=False, default=str)
-    cap = limit
-    while len(text) > limit and cap > 16:
-        cap //= 2
-        text = json.dumps(_cut_strings(value, cap), ensure_ascii=False, default=str)
-    if len(text) > limit:  # the structure alone is too big: say so, as JSON
-        text = json.dumps({"truncated": True, "characters": len(json.dumps(value, ensure_ascii=False, default=str))})
-    return text
+    if len(text) <= limit:
+        return text
+    lengths = sorted(_string_lengths(value), reverse=True)
+    # The largest cap whose cut strings fit, from the lengths alone (one json.dumps to check,
+    # not one per guess: this runs on the call's path).
+    low, high = 16, lengths[0] if lengths else 16
+    while low < high:
+        cap = (low + high + 1) // 2
+        if len(text) - sum(n - cap - 30 for n in lengths if n > cap) <= limit:
+            low = cap
+        else:
+            high = cap - 1
+    items = value
+    for _ in range(32):
+        text = json.dumps(_cut_strings(items, low), ensure_ascii=False, default=str)
+        if len(text) <= limit:
+            return text
+        if isinstance(items, list | tuple) and len(items) > 1:
+            items = list(items)[len(items) // 2:]  # drop the older half
+        elif low > 16:
+            low //= 2
+        else:
+            break
+    return json.dumps({"truncated": True, "characters": len(json.dumps(value, ensure_ascii=False, default=str))})
+
+
+def _string_lengths(value: Any) -> Iterator[int]:
+    if isinstance(value, str):
+        yield len(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _string_lengths(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _string_lengths(item)
 
 
 def _cut_strings(value: Any, cap: int) -> Any:
@@ -217,14 +245,6 @@ class CallRecorder:
     def deactivate(token: object) -> None:
         otel_context.detach(token)  # type: ignore[arg-type]
 
-    @contextmanager
-    def activated(self) -> Iterator[None]:
-        """:meth:`activate` and :meth:`deactivate` as a context manager."""
-        token = self.activate()
-        try:
-            yield
-        finally:
-            self.deactivate(token)
 
     @property
     def ended(self) -> bool:
