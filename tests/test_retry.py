@@ -3,6 +3,8 @@ other errors reaching the caller as the SDK's own exception types."""
 
 from __future__ import annotations
 
+import logging
+
 from typing import Any
 
 import openai
@@ -121,6 +123,18 @@ def test_with_options_max_retries_caps_llmspends_retries_not_adds_the_sdks(
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert len(server.requests) == 3  # the wrapped client itself: llmspend's default
+
+
+def test_a_bad_max_retries_header_is_ignored_with_a_warning(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    client = _client(server, spans, fast_retry)
+    client.with_options(max_retries=1)  # from now on the stage looks for the header
+    server.fail_next(500, times=10)
+    with caplog.at_level(logging.WARNING, logger="llmspend"), pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers={"x-llmspend-max-retries": "lots"})
+    assert len(server.requests) == 3  # the policy's own attempts
+    assert "x-llmspend-max-retries" not in {k.lower() for k in server.requests[0].headers}
+    assert "not a number of retries" in caplog.text
 
 
 async def test_async_with_options_max_retries(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage) -> None:
