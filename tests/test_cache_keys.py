@@ -181,6 +181,8 @@ def test_entries_keep_no_framing_or_cookies() -> None:
     b'{"v": 1, "status": 200, "created": 1, "cost_usd": -0.5, "headers": [], "body": ""}',
     b'{"v": 1, "status": 200, "created": 1, "headers": [["x-a", "b\\r\\nset-cookie: x"]], "body": ""}',
     b'{"v": 1, "status": 200, "created": 1, "headers": [["", "b"]], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "headers": [["a", "b"], ["x\\ny", "c"]], "body": ""}',
+    b'{"v": 1, "status": 200, "created": 1, "headers": [["a", "b"], ["c", "d\\u0000"]], "body": ""}',
 ], ids=lambda data: data[:70].decode())
 def test_anything_else_is_a_corrupt_entry(data: bytes) -> None:
     with pytest.raises(CorruptCacheEntryError):

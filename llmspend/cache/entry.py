@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import time
 from typing import Any, NamedTuple
 
@@ -35,7 +36,7 @@ _DROPPED_HEADERS = frozenset(
 
 
 # characters no HTTP header name or value holds
-_NOT_IN_HEADERS = ("\r", "\n", "\0")
+_NOT_IN_HEADERS = re.compile("[\r\n\0]")
 
 
 def stored_headers(headers: Headers) -> tuple[tuple[str, str], ...]:
@@ -115,10 +116,14 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python writes them, JSON has none
 
 
-def decode_entry(data: bytes) -> Entry:
+# one decoder for every entry: json.loads with a hook builds a new one per call
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def decode_entry(data: bytes | str) -> Entry:
     """The entry stored as ``data``; raises ``CorruptCacheEntryError`` for anything else."""
     try:
-        record = json.loads(data, parse_constant=_no_constant)
+        record = _DECODER.decode(data.decode("utf-8") if isinstance(data, bytes) else data)
     except (ValueError, TypeError, RecursionError) as exc:  # TypeError: not bytes/str; RecursionError: [[[[...
         raise _fail(f"not JSON ({type(exc).__name__})") from None
     if type(record) is not dict or record.get("v") != FORMAT_VERSION:
@@ -134,11 +139,14 @@ def decode_entry(data: bytes) -> Entry:
         raise _fail("bad headers")
     headers = []
     for pair in raw_headers:
-        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
+        if type(pair) is not list or len(pair) != 2 or type(name := pair[0]) is not str or type(value := pair[1]) is not str:
             raise _fail("bad headers")
-        if not pair[0] or any(c in pair[0] or c in pair[1] for c in _NOT_IN_HEADERS):
-            raise _fail("a header with a line break")  # HTTP has none: it would split the header
-        headers.append((pair[0], pair[1]))
+        if not name:
+            raise _fail("a header without a name")
+        headers.append((name, value))
+    # HTTP has none of these: one would split the header. Checked once over all of them.
+    if headers and _NOT_IN_HEADERS.search("".join(map("".join, headers))):
+        raise _fail("a header with a line break")
     body: bytes | None = None
     chunks: tuple[bytes, ...] | None = None
     try:
