@@ -179,6 +179,12 @@ def _sdk_retries_off(client: T, retry: RetryStage) -> T:
             key = "set_default_headers" if options.get("set_default_headers") is not None else "default_headers"
             options[key] = {**(options.get(key) or {}), MAX_RETRIES_HEADER: str(retries)}
             retry.reads_max_retries = True
+        elif options.get("set_default_headers") is not None:
+            # Replacing the default headers would drop a cap this client got from an earlier
+            # copy; the SDK keeps its max_retries through such a copy, so the cap stays too.
+            cap = (getattr(client, "_custom_headers", None) or {}).get(MAX_RETRIES_HEADER)
+            if cap is not None:
+                options["set_default_headers"] = {MAX_RETRIES_HEADER: cap, **options["set_default_headers"]}
         return _sdk_retries_off(original(max_retries=0, **options), retry)
 
     # Instance attributes: the SDK's class keeps its methods, and `with_options` is an alias of

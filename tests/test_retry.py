@@ -125,6 +125,18 @@ def test_with_options_max_retries_caps_llmspends_retries_not_adds_the_sdks(
     assert len(server.requests) == 3  # the wrapped client itself: llmspend's default
 
 
+def test_a_cap_survives_a_copy_that_replaces_the_default_headers(server: FakeLLMServer, spans: Spans,
+                                                                  fast_retry: RetryStage) -> None:
+    """The SDK keeps `max_retries` through `copy(set_default_headers=...)`; so does the cap."""
+    client = _client(server, spans, fast_retry)
+    copied = client.with_options(max_retries=1).copy(set_default_headers={"x-team": "search"})
+    server.fail_next(500, times=10)
+    with pytest.raises(openai.InternalServerError):
+        copied.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 2  # one retry, not llmspend's default two
+    assert all(r.headers.get("x-team") == "search" for r in server.requests)
+
+
 def test_a_bad_max_retries_header_is_ignored_with_a_warning(server: FakeLLMServer, spans: Spans, fast_retry: RetryStage,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     client = _client(server, spans, fast_retry)
