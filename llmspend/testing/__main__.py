@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
 from .server import FakeLLMServer
@@ -16,7 +17,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
     args = parser.parse_args()
     server = FakeLLMServer(args.host, args.port).start()
-    print(server.port, flush=True)
+    print(server.port, flush=True)  # stdout holds the port alone, for scripts that start it
+    print(f"fake OpenAI-compatible server at {server.base_url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
