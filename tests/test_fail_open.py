@@ -13,8 +13,10 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 import llmspend
 from llmspend._redact import redact
+from llmspend.cache import CacheBackend
 from llmspend.cascade import Plan, Step
 from llmspend.scoring.logistic import LogisticScorer
+from llmspend.telemetry import recorder
 from llmspend.testing import FakeLLMServer, FakeRequest, FakeResponse
 
 from .conftest import API_KEY, Spans
@@ -115,6 +117,36 @@ def test_a_key_quoted_by_an_error_stays_off_spans_and_logs(server: FakeLLMServer
     assert "llmspend.cascade.error" in (parent.attributes or {})  # the reason is kept ...
     everything = caplog.text + repr([(s.attributes, [e.attributes for e in s.events]) for s in spans.finished])
     assert "SECRET123" not in everything  # ... without the key
+
+
+def test_a_key_quoted_by_a_backend_fault_stays_off_the_log(server: FakeLLMServer, spans: Spans,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A cache backend's error may quote what it was given (a proxy's URL with a token in it):
+    the warning that says the cache failed open is redacted like the span attribute."""
+    class Leaky(CacheBackend):
+        kind = "leaky"
+
+        def get(self, key: str) -> bytes | None:
+            raise ConnectionError("GET https://cache.internal/?token=tok-SECRET12345 refused; Bearer sk-live-SECRET67890")
+
+        def set(self, key: str, value: bytes, ttl_s: float | None) -> None:
+            raise ConnectionError("refused")
+
+        def delete(self, key: str) -> None: ...
+
+        def clear(self) -> int:
+            return 0
+
+        def stats(self) -> dict[str, Any]:
+            return {}
+
+    recorder._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="llmspend"):
+        wrapped(server, spans, cache=Leaky()).chat.completions.create(model="gpt-4o-mini", messages=QUESTION,
+                                                                      temperature=0)
+    assert "cache fault" in caplog.text and "ConnectionError" in caplog.text
+    everything = caplog.text + repr([s.attributes for s in spans.finished])
+    assert "SECRET" not in everything
 
 
 @pytest.mark.parametrize("text, secrets, expected", [

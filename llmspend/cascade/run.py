@@ -359,7 +359,8 @@ class PlanRun:
                 response = self._deliver(response, data, completion)
             except (ValueError, KeyError, IndexError, TypeError, AttributeError, ResponseParseError) as exc:
                 warn_once(("cascade", "untranslatable", self.target.name),
-                          "llmspend: cascade could not translate a %s answer (%s); passed on unchanged", self.target.name, exc)
+                          "llmspend: cascade could not translate a %s answer (%s); passed on unchanged", self.target.name,
+                          error_text(exc, self.secrets))
         self.finish()
         return response
 

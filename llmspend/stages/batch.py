@@ -39,6 +39,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
+from .._redact import error_text
 from .._http import Request, Response, dumps
 from .._version import __version__
 from ..attribution import current_attribution
@@ -262,7 +263,7 @@ class BatchStage(Stage):
                 if not member.future.done():
                     member.request.context.record_fault(self.name, exc)
             warn_once(("batch_fault", type(exc).__name__),
-                      "llmspend: batching failed (%s: %s); the calls were sent one by one", type(exc).__name__, exc)
+                      "llmspend: batching failed (%s); the calls were sent one by one", error_text(exc))
         finally:
             for member in members:
                 if not member.future.done():

@@ -29,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from .._redact import error_text
 from .._http import Request, Response
 from ..attribution import current_attribution
 from ..budgets import ActiveBudget
@@ -89,7 +90,7 @@ class _Hold:
             except Exception as exc:  # the answer is paid for: never fail the call now
                 self.request.context.record_fault("budget", exc)
                 warn_once(("budget_settle", ledger.url), "llmspend: could not settle a budget reservation in "
-                          "ledger %s (%s); this call's cost is missing from the ledger", ledger.url, exc)
+                          "ledger %s (%s); this call's cost is missing from the ledger", ledger.url, error_text(exc))
 
 
 class BudgetStage(Stage):

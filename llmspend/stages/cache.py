@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, NamedTuple
 
+from .._redact import error_text
 from .._http import Headers, Request, Response
 from ..cache.base import CacheBackend
 from ..cache.config import CacheConfig, open_backend
@@ -182,10 +183,9 @@ class CacheStage(Stage):
         self._counts.add("errors")
         warn_once(
             ("cache", self.backend.kind, self.backend.describe()),
-            "llmspend: cache fault at %s (%s: %s); calls go on to the provider without the cache",
+            "llmspend: cache fault at %s (%s); calls go on to the provider without the cache",
             self.backend.describe(),
-            type(exc).__name__,
-            exc,
+            error_text(exc),
         )
 
     def _read(self, request: Request, data: bytes | None, error: BaseException | None) -> tuple[Response | None, bool, dict[str, float] | None]:

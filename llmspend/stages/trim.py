@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .._redact import error_text
 from .._http import Request, Response
 from ..attribution import current_attribution
 from ..context import CallContext
@@ -162,7 +163,7 @@ class TrimStage(Stage):
         except Exception as exc:  # a fault in trimming never fails the call
             request.context.record_fault(self.name, exc)
             warn_once(("trim_fault", type(exc).__name__),
-                      "llmspend: trimming failed (%s: %s); the prompt was sent untrimmed", type(exc).__name__, exc)
+                      "llmspend: trimming failed (%s); the prompt was sent untrimmed", error_text(exc))
             return request
         self._record(request.context, call, result)
         if result.overflow:

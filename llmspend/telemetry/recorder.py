@@ -18,6 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
+from .._redact import error_text
 from ..attribution import UNATTRIBUTED, current_attribution
 from ..pricing.cost import NO_USAGE, UNKNOWN_MODEL, Cost, price_usage, unknown_cost
 from ..providers.base import Call, Outcome, Usage
@@ -105,8 +106,7 @@ def start_span(tracer: Tracer, name: str, **options: Any) -> Span:
         return tracer.start_span(name, **options)
     except Exception as exc:
         warn_once(("start_span", type(exc).__name__),
-                  "llmspend: the tracer failed to start a span (%s: %s); the call goes on without it",
-                  type(exc).__name__, exc)
+                  "llmspend: the tracer failed to start a span (%s); the call goes on without it", error_text(exc))
         return INVALID_SPAN
 
 
@@ -117,7 +117,7 @@ def end_span(span: Span) -> None:
         span.end()
     except Exception as exc:
         warn_once(("end_span", type(exc).__name__),
-                  "llmspend: telemetry failed while ending a span (%s: %s); the call goes on", type(exc).__name__, exc)
+                  "llmspend: telemetry failed while ending a span (%s); the call goes on", error_text(exc))
 
 
 def mark_sdk_parent(parent: Any) -> None:
