@@ -18,7 +18,7 @@ import llmspend
 from llmspend.telemetry import recorder
 from llmspend.testing import FakeLLMServer
 
-from .conftest import API_KEY, Spans
+from .conftest import API_KEY, Metrics, Spans
 
 MESSAGES = [{"role": "user", "content": "How long does a refund take?"}]
 ASK = dict(model="gpt-4o-mini", temperature=0, messages=MESSAGES)
@@ -72,6 +72,21 @@ def test_repeat_is_served_from_cache_at_no_cost(make: Wrap, server: FakeLLMServe
     assert hit["llmspend.cost.saved_usd"] == miss["llmspend.cost.usd"]
     assert "gen_ai.usage.input_tokens" not in hit  # nothing was bought
     assert hit["gen_ai.response.id"] == miss["gen_ai.response.id"]
+
+
+def test_a_hit_is_its_own_series_in_the_metrics(make: Wrap, metrics: Metrics) -> None:
+    """A hit's duration (a millisecond) must not pull down the provider's latency figures."""
+    client = make(meter_provider=metrics.provider)
+    for _ in range(3):
+        client.chat.completions.create(**ASK)  # type: ignore[call-overload]
+    found = metrics.collect()
+    durations = {p.attributes.get("llmspend.served_from"): p.count
+                 for p in found["gen_ai.client.operation.duration"].data.data_points}
+    assert durations == {None: 1, "cache": 2}
+    tokens = found["gen_ai.client.token.usage"].data.data_points
+    assert all("llmspend.served_from" not in p.attributes and p.count == 1 for p in tokens)  # hits bought none
+    saved = {p.attributes.get("llmspend.served_from"): p.value for p in found["llmspend.cost.saved"].data.data_points}
+    assert set(saved) == {"cache"} and saved["cache"] > 0
 
 
 async def test_async_repeat_is_served_from_cache(server: FakeLLMServer, spans: Spans, cache_dir: Path) -> None:

@@ -417,7 +417,7 @@ class CallRecorder:
         call, feature = self.call, self.attribution.metric_feature
         # everything _metric_attributes reads: the same kind, the same attributes
         kind = (call.operation, call.provider, call.server_address, call.server_port, call.model,
-                response_model, error_type, feature)
+                response_model, error_type, feature, self.context.served_from)
         self.instruments.record_call(
             self.instruments.attribute_sets(kind, self._metric_attributes, response_model, error_type),
             duration_s=time.perf_counter() - self.started,
@@ -444,6 +444,9 @@ class CallRecorder:
             attrs[A.RESPONSE_MODEL] = response_model
         if error_type:
             attrs[A.ERROR_TYPE] = error_type
+        served_from = self.context.served_from
+        if served_from is not None:  # a hit's duration is not the provider's: keep them apart
+            attrs[A.SERVED_FROM] = served_from
         attrs.update(self.attribution.metric_attributes())
         return attrs
 
