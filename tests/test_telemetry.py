@@ -45,6 +45,30 @@ def test_metrics_follow_the_conventions(server: FakeLLMServer, spans: Spans, met
     assert cost.data.data_points[0].value == pytest.approx(spans.attrs()["llmspend.cost.usd"])
 
 
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_streams_record_the_time_to_their_first_chunk(server: FakeLLMServer, spans: Spans, metrics: Metrics,
+                                                            is_async: bool) -> None:
+    """`gen_ai.client.operation.time_to_first_chunk`: for streaming calls only, the same value
+    as the span's `gen_ai.response.time_to_first_chunk`, under the conventions' attributes."""
+    sdk = openai.AsyncOpenAI if is_async else openai.OpenAI
+    client = llmspend.wrap(sdk(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider,
+                           meter_provider=metrics.provider)
+    if is_async:
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[misc]
+        async for _ in await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):  # type: ignore[misc]
+            pass
+    else:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):  # type: ignore[union-attr]
+            pass
+    metric = metrics.collect()[A.METRIC_TIME_TO_FIRST_CHUNK]
+    (point,) = metric.data.data_points  # the plain call recorded none
+    assert metric.unit == "s" and tuple(point.explicit_bounds) == A.DURATION_BUCKETS
+    assert point.count == 1 and point.sum == pytest.approx(spans.attrs(1)[A.RESPONSE_TIME_TO_FIRST_CHUNK])
+    assert point.attributes["gen_ai.operation.name"] == "chat" and point.attributes["gen_ai.request.model"] == "gpt-4o"
+    assert "error.type" not in point.attributes and "gen_ai.token.type" not in point.attributes
+
+
 def test_cost_counter_adds_every_wrapped_client_on_one_provider(server: FakeLLMServer, spans: Spans,
                                                                 metrics: Metrics) -> None:
     """The SDK keeps the first observable counter of a name and drops a second one's callback:

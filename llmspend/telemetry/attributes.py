@@ -60,6 +60,7 @@ SCORER_PROVIDER = "llmspend.scorer.provider"
 # -- metrics -----------------------------------------------------------------------------
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
 METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_COST = "llmspend.cost"
 METRIC_SAVED = "llmspend.cost.saved"
 

@@ -49,6 +49,8 @@ class AttributeSets(NamedTuple):
     call: dict[str, str | int]
     input_tokens: dict[str, str | int]
     output_tokens: dict[str, str | int]
+    #: for the time to a stream's first chunk (the conventions give it no error.type)
+    first_chunk: dict[str, str | int]
     #: the key of ``call`` in the USD sums
     sums_key: frozenset[tuple[str, str | int]]
     #: the same per saving stage (``llmspend.stage``), filled as stages save
@@ -63,6 +65,7 @@ class AttributeSets(NamedTuple):
             call,
             {**tokens, A.TOKEN_TYPE: "input"},
             {**tokens, A.TOKEN_TYPE: "output"},
+            tokens,
             frozenset(call.items()),
             {},
         )
@@ -131,6 +134,12 @@ class Instruments:
             description="GenAI operation duration",
             explicit_bucket_boundaries_advisory=list(A.DURATION_BUCKETS),
         )
+        self.time_to_first_chunk = meter.create_histogram(
+            A.METRIC_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time to receive the first chunk of a streamed answer",
+            explicit_bucket_boundaries_advisory=list(A.DURATION_BUCKETS),
+        )
         # The USD counters are summed here and read by the SDK when it collects: a dict update
         # per call instead of one more SDK measurement on every call's path.
         self.cost, self.saved = _usd_sums(meter_provider, meter)
@@ -156,6 +165,7 @@ class Instruments:
         attributes: Mapping[str, str | int] | AttributeSets,
         *,
         duration_s: float,
+        first_chunk_s: float | None = None,
         input_tokens: int | None,
         output_tokens: int | None,
         cost_usd: float | None,
@@ -163,6 +173,8 @@ class Instruments:
     ) -> None:
         sets = attributes if isinstance(attributes, AttributeSets) else AttributeSets.of(attributes)
         self.duration.record(duration_s, sets.call)
+        if first_chunk_s is not None:
+            self.time_to_first_chunk.record(first_chunk_s, sets.first_chunk)
         if input_tokens is not None:
             self.token_usage.record(input_tokens, sets.input_tokens)
         if output_tokens is not None:

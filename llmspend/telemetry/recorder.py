@@ -421,6 +421,7 @@ class CallRecorder:
         self.instruments.record_call(
             self.instruments.attribute_sets(kind, self._metric_attributes, response_model, error_type),
             duration_s=time.perf_counter() - self.started,
+            first_chunk_s=self._first_chunk_at - self.started if self._first_chunk_at is not None else None,
             # Counted locally, not reported: the conventions' token histogram is for reported
             # usage only (the span carries the estimate, marked llmspend.cost.estimated)
             input_tokens=usage.input_tokens if usage and not usage.estimated else None,
