@@ -71,6 +71,9 @@ def test_legacy_completions(client: openai.OpenAI, spans: Spans) -> None:
     assert spans.one().name == "text_completion gpt-3.5-turbo-instruct"
     assert a["gen_ai.operation.name"] == "text_completion"
     assert a["gen_ai.usage.input_tokens"] == r.usage.prompt_tokens  # type: ignore[union-attr]
+    # $1.50 in / $2.00 out per million, from the model's page
+    usd = r.usage.prompt_tokens * 1.5e-6 + r.usage.completion_tokens * 2.0e-6  # type: ignore[union-attr]
+    assert a["llmspend.cost.status"] == "ok" and a["llmspend.cost.usd"] == pytest.approx(usd)
 
 
 def test_embeddings(client: openai.OpenAI, spans: Spans) -> None:

@@ -126,6 +126,8 @@ AN = "https://platform.claude.com/docs/en/about-claude/pricing"
 AN_OLD = "https://docs.anthropic.com/en/docs/about-claude/pricing"
 GG = "https://ai.google.dev/gemini-api/docs/pricing"
 FW = "https://docs.fireworks.ai/serverless/pricing"
+AN_NOTES = "https://platform.claude.com/docs/en/release-notes/overview"
+MD = "https://docs.mistral.ai/models/"  # model cards, from Mistral's docs repo (platform-docs-public)
 PUBLISHED: list[tuple[str, str, str, float, str]] = [
     # OpenAI model pages and the models overview
     ("openai", "gpt-4", "input", 30.0, OA + "gpt-4"),
@@ -147,6 +149,13 @@ PUBLISHED: list[tuple[str, str, str, float, str]] = [
     ("openai", "gpt-5.6-luna", "input", 0.20, "https://developers.openai.com/api/docs/models"),
     ("openai", "gpt-6.1-terra", "input", 1.0, "https://developers.openai.com/ko-KR/api/docs/models"),
     ("openai", "gpt-6-luna", "output", 0.5, "https://developers.openai.com/ko-KR/api/docs/models"),
+    ("openai", "gpt-3.5-turbo-instruct", "input", 1.5, OA + "gpt-3.5-turbo-instruct"),
+    ("openai", "gpt-3.5-turbo-instruct", "output", 2.0, OA + "gpt-3.5-turbo-instruct"),
+    ("openai", "gpt-3.5-turbo-instruct", "context_window", 4096, OA + "gpt-3.5-turbo-instruct"),
+    ("openai", "gpt-3.5-turbo-instruct", "max_output_tokens", 4096, OA + "gpt-3.5-turbo-instruct"),
+    ("openai", "davinci-002", "input", 2.0, OA + "davinci-002"),
+    ("openai", "davinci-002", "output", 2.0, OA + "davinci-002"),
+    ("openai", "davinci-002", "max_output_tokens", 16_384, OA + "davinci-002"),  # the page gives no window
     # Anthropic pricing page and model overview pages
     ("anthropic", "claude-fable-5-1", "cache_read", 0.25, AN),
     ("anthropic", "claude-fable-5-1", "cache_write", 12.50, AN),
@@ -158,6 +167,12 @@ PUBLISHED: list[tuple[str, str, str, float, str]] = [
     ("anthropic", "claude-opus-5-5", "cache_write", 5.0, "https://platform.claude.com/docs/zh-CN/models/opus-5-5/overview"),
     ("anthropic", "claude-opus-5-5", "cache_write_1h", 8.0, "https://platform.claude.com/docs/zh-CN/models/opus-5-5/overview"),
     ("anthropic", "claude-opus-5-5", "cache_read", 0.20, "https://platform.claude.com/docs/zh-CN/models/opus-5-5/overview"),
+    # the Sonnet 5.5 overview pages still print $0.20; the release notes of 2026-10-07 cut it
+    ("anthropic", "claude-sonnet-5-5", "cache_read", 0.10, AN_NOTES),
+    ("anthropic", "claude-sonnet-5-5", "input", 2.0, "https://platform.claude.com/docs/zh-CN/models/sonnet-5-5/overview"),
+    ("anthropic", "claude-sonnet-5-5", "cache_write", 2.50, "https://platform.claude.com/docs/zh-CN/models/sonnet-5-5/overview"),
+    ("anthropic", "claude-sonnet-5-5", "cache_write_1h", 4.0, "https://platform.claude.com/docs/zh-CN/models/sonnet-5-5/overview"),
+    ("anthropic", "claude-sonnet-5-5", "output", 10.0, "https://platform.claude.com/docs/zh-CN/models/sonnet-5-5/overview"),
     ("anthropic", "claude-sonnet-5", "cache_write_1h", 4.0, "https://platform.claude.com/docs/zh-CN/models/sonnet-5/overview"),
     ("anthropic", "claude-sonnet-4-5", "context_window", 200_000, "https://platform.claude.com/docs/zh-CN/models/sonnet-4-5/overview.md"),
     ("anthropic", "claude-sonnet-4-5", "max_output_tokens", 64_000, "https://platform.claude.com/docs/zh-CN/models/sonnet-4-5/overview.md"),
@@ -205,6 +220,11 @@ PUBLISHED: list[tuple[str, str, str, float, str]] = [
     ("deepseek", "deepseek-flash", "cache_read", 0.006, "https://api-docs.deepseek.com/quick_start/pricing"),
     ("deepseek", "deepseek-flash", "input", 0.30, "https://api-docs.deepseek.com/quick_start/pricing"),
     ("deepseek", "deepseek-v4-pro", "output", 3.96, "https://api-docs.deepseek.com/quick_start/pricing"),
+    # Mistral's own model cards
+    ("mistral_ai", "mistral-small-2603", "input", 0.15, MD + "mistral-small-4-0-26-03"),
+    ("mistral_ai", "mistral-small-2603", "output", 0.60, MD + "mistral-small-4-0-26-03"),
+    ("mistral_ai", "mistral-small-2506", "input", 0.10, MD + "mistral-small-3-2-25-06"),
+    ("mistral_ai", "mistral-small-2506", "output", 0.30, MD + "mistral-small-3-2-25-06"),
     # Mistral's price for Mistral Large 3 as listed by Vercel's gateway (provider: mistral).
     ("mistral_ai", "mistral-large-2512", "input", 0.5, "https://vercel.com/ai-gateway/models/mistral-large-3.md"),
     ("mistral_ai", "mistral-large-2512", "output", 1.5, "https://vercel.com/ai-gateway/models/mistral-large-3.md"),
@@ -276,6 +296,7 @@ def test_snapshot_priced_differently_has_its_own_row(table: PriceTable) -> None:
         ("gpt-4-1106-preview", "gpt-4-turbo"),
         ("mistral-large-latest", "mistral-large-2512"),
         ("gpt-5.6", "gpt-5.6-sol"),
+        ("mistral-small-latest", "mistral-small-2603"),  # Small 4 since 2026-04-30 (Small 3.2's card)
     ],
 )
 def test_names_resolve(table: PriceTable, name: str, model: str) -> None:
@@ -303,6 +324,30 @@ def test_unknown_model_is_none_never_zero(table: PriceTable) -> None:
 
 
 # -- pricing rules on shipped rows -------------------------------------------------------
+
+# (provider, model, usage, USD worked out by hand from the page's per-million prices)
+HAND_PRICED: list[tuple[str, str, Usage, float]] = [
+    # 12,000 in x $1.50 + 3,000 out x $2.00
+    ("openai", "gpt-3.5-turbo-instruct", Usage(input_tokens=12_000, output_tokens=3_000), 0.018 + 0.006),
+    # 50,000 in x $2.00 + 10,000 out x $2.00
+    ("openai", "davinci-002", Usage(input_tokens=50_000, output_tokens=10_000), 0.10 + 0.02),
+    # 200,000 in x $0.15 + 40,000 out x $0.60 (no cached rate on the card: none charged apart)
+    ("mistral_ai", "mistral-small-latest", Usage(input_tokens=200_000, output_tokens=40_000), 0.030 + 0.024),
+    # 200,000 in x $0.10 + 40,000 out x $0.30
+    ("mistral_ai", "mistral-small-2506", Usage(input_tokens=200_000, output_tokens=40_000), 0.020 + 0.012),
+    # 100,000 in of which 80,000 cache reads: 20,000 x $2 + 80,000 x $0.10 + 5,000 out x $10
+    ("anthropic", "claude-sonnet-5-5", Usage(input_tokens=100_000, cache_read_tokens=80_000, output_tokens=5_000),
+     0.040 + 0.008 + 0.050),
+]
+
+
+@pytest.mark.parametrize(("provider", "model", "usage", "usd"), HAND_PRICED, ids=[m for _, m, _, _ in HAND_PRICED])
+def test_row_prices_a_known_usage_to_the_hand_worked_figure(
+    table: PriceTable, provider: str, model: str, usage: Usage, usd: float
+) -> None:
+    row = table.lookup(model, provider=provider)
+    assert row is not None
+    assert price_usage(usage, row).total_usd == pytest.approx(usd, rel=1e-12)
 
 
 def test_long_context_and_batch_combine(table: PriceTable) -> None:
