@@ -11,11 +11,13 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llmspend
 from llmspend.providers.base import Call
 from llmspend.providers.openai import OpenAIAdapter, sse_from_completion
-from llmspend.providers.openai_content import chat_output
+from llmspend.providers.openai_content import chat_output, choices_from_deltas, input_content, responses_output
 from llmspend.telemetry import attributes as A
 from llmspend.telemetry.content import MAX_CONTENT_CHARS, content_json
 from llmspend.testing import FakeLLMServer
@@ -240,4 +242,32 @@ def test_an_adapter_that_cannot_read_content_costs_the_span_its_content_only(
     assert r.choices[0].message.content and attrs["llmspend.cost.status"] == "ok" and attrs["llmspend.cost.usd"] > 0
     assert A.INPUT_MESSAGES not in attrs
     assert json.loads(attrs[A.OUTPUT_MESSAGES]) == _text_answers(r)  # the outcome's text still goes on
-    assert "could not read a openai request's content" in caplog.text
+    assert "could not read the content of a openai request" in caplog.text
+
+
+# -- odd shapes: a conversion that raised inside a stream reader would lose the call's cost ----
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.sampled_from(["text", "image_url", "input_audio", "file", "tool", "function", "message", "function_call",
+                       "reasoning", "data:image/png;base64,AA==", "choices", "tool_calls", "delta", "content"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["type", "role", "content", "text", "tool_calls", "function", "image_url", "url", "input_audio",
+                         "file", "index", "delta", "finish_reason", "output", "summary", "call_id", "arguments",
+                         "messages", "input", "instructions", "prompt", "choices"]), inner, max_size=5),
+    max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON)
+def test_odd_shapes_never_raise(value: Any) -> None:
+    endpoints = ("chat.completions", "responses", "completions", "embeddings")
+    body = value if isinstance(value, dict) else {"messages": value, "input": value, "choices": value}
+    for endpoint in endpoints:
+        input_content(endpoint, body)
+    chat_output(value)
+    responses_output(body)
+    deltas = [d for d in (value if isinstance(value, list) else [value]) if isinstance(d, dict)]
+    chat_output(choices_from_deltas(deltas))
+    messages = chat_output(value)
+    text = content_json(messages, limit=200)
+    assert json.loads(text) == messages if len(json.dumps(messages, ensure_ascii=False)) <= 200 else len(text) <= 200

@@ -238,7 +238,7 @@ class OpenAIAdapter(ProviderAdapter):
             return None
         if call.endpoint == "responses":
             return openai_content.responses_output(data)
-        return openai_content.chat_output(data.get("choices") or ())
+        return openai_content.chat_output(data.get("choices"))
 
     # -- prompt rewriting ----------------------------------------------------------------
     def get_messages(self, call: Call) -> list[Any] | None:

@@ -56,6 +56,11 @@ def content_parts(content: Any) -> list[Part]:
     return parts_of(content, _part)
 
 
+def _items(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else none: a field of an odd shape is skipped."""
+    return value if isinstance(value, list) else []
+
+
 def _part(item: Mapping[str, Any]) -> Part:
     kind = item.get("type")
     if kind in _TEXT_TYPES and isinstance(item.get("text"), str):
@@ -89,7 +94,7 @@ def _assistant_parts(found: Mapping[str, Any]) -> list[Part]:
     parts = content_parts(found.get("content"))
     if isinstance(found.get("refusal"), str):
         parts.append({"type": "refusal", "content": found["refusal"]})
-    for call in found.get("tool_calls") or ():
+    for call in _items(found.get("tool_calls")):
         if not isinstance(call, Mapping):
             continue
         function = call.get("function") or call.get("custom")  # custom tools: {"name", "input"}
@@ -118,11 +123,11 @@ def chat_input(messages: Iterable[Any]) -> list[Message]:
     return found
 
 
-def chat_output(choices: Iterable[Any]) -> list[Message]:
-    """The choices of a chat completion (``message``) or a completion (``text``) as
+def chat_output(choices: Any) -> list[Message]:
+    """The ``choices`` of a chat completion (``message``) or a completion (``text``) as
     ``gen_ai.output.messages``, one message per choice."""
     found = []
-    for choice in choices:
+    for choice in _items(choices):
         if not isinstance(choice, Mapping):
             continue
         if isinstance(choice.get("text"), str):
@@ -158,7 +163,7 @@ def choices_from_deltas(deltas: Iterable[Mapping[str, Any]]) -> list[dict[str, A
         for key in ("content", "refusal"):
             if isinstance(piece.get(key), str) and piece[key]:  # the opening delta's "" is no text
                 answer[key] = (answer.get(key) or "") + piece[key]
-        for call in piece.get("tool_calls") or ():
+        for call in _items(piece.get("tool_calls")):
             if not isinstance(call, Mapping):
                 continue
             number = call.get("index", 0)
@@ -213,7 +218,7 @@ def _output_item_parts(item: Mapping[str, Any]) -> list[Part]:
     if kind in ("function_call", "custom_tool_call"):
         return [tool_call_part(item.get("call_id"), item.get("name"), item.get("arguments", item.get("input")))]
     if kind == "reasoning":
-        summary = [str(s["text"]) for s in item.get("summary") or () if isinstance(s, Mapping) and isinstance(s.get("text"), str)]
+        summary = [str(s["text"]) for s in _items(item.get("summary")) if isinstance(s, Mapping) and isinstance(s.get("text"), str)]
         return [reasoning_part("\n".join(summary))] if summary else []
     return [generic_part(item)]  # the provider's own tools (web search, code interpreter, ...)
 
@@ -221,5 +226,5 @@ def _output_item_parts(item: Mapping[str, Any]) -> list[Part]:
 def responses_output(response: Mapping[str, Any]) -> list[Message]:
     """A Response's ``output`` items as one output message (a Response is one generation);
     its finish reason is the Response's ``status``, as on ``gen_ai.response.finish_reasons``."""
-    parts = [part for item in response.get("output") or () if isinstance(item, Mapping) for part in _output_item_parts(item)]
+    parts = [part for item in _items(response.get("output")) if isinstance(item, Mapping) for part in _output_item_parts(item)]
     return [output_message(parts, response.get("status"))]

@@ -179,7 +179,7 @@ class CallRecorder:
             self.span.set_attributes(attrs)
         except Exception as exc:
             warn_once(("input_content", adapter.name, type(exc).__name__),
-                      "llmspend: could not read a %s request's content for its span (%s); the call goes on without it",
+                      "llmspend: could not read the content of a %s request for its span (%s); the call goes on without it",
                       adapter.name or type(adapter).__name__, error_text(exc))
 
     def activate(self) -> object:
