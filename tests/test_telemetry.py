@@ -110,8 +110,9 @@ def test_long_captured_content_stays_valid_json(server: FakeLLMServer, spans: Sp
     text = spans.attrs()["gen_ai.input.messages"]
     assert len(text) <= 64_000
     messages = json.loads(text)  # cut inside the strings, never the JSON
-    assert messages[0] == {"role": "system", "content": "Be brief."}
-    assert messages[1]["content"].startswith("word word") and messages[1]["content"].endswith("more characters]")
+    assert messages[0] == {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]}
+    (part,) = messages[1]["parts"]
+    assert part["type"] == "text" and part["content"].startswith("word word") and part["content"].endswith("more characters]")
 
 
 def test_errors_carry_error_type_on_metrics(server: FakeLLMServer, spans: Spans, metrics: Metrics) -> None:
@@ -133,8 +134,9 @@ def test_content_only_when_opted_in(server: FakeLLMServer, spans: Spans) -> None
     opted = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider, capture_content=True)
     r = opted.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     a = spans.attrs()
-    assert json.loads(a[A.INPUT_MESSAGES]) == MESSAGES
-    assert json.loads(a[A.OUTPUT_MESSAGES])[0]["content"] == r.choices[0].message.content
+    assert json.loads(a[A.INPUT_MESSAGES]) == [{"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]}
+                                               for m in MESSAGES]
+    assert json.loads(a[A.OUTPUT_MESSAGES])[0]["parts"] == [{"type": "text", "content": r.choices[0].message.content}]
 
 
 def test_api_key_never_in_spans_metrics_or_logs(server: FakeLLMServer, spans: Spans, metrics: Metrics, caplog: pytest.LogCaptureFixture) -> None:
@@ -239,4 +241,4 @@ def test_configure_telemetry_otlp_posts_to_the_endpoint(server: FakeLLMServer) -
 def test_streamed_content_captured_when_opted_in(server: FakeLLMServer, spans: Spans) -> None:
     client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider, capture_content=True)
     text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
-    assert json.loads(spans.attrs()[A.OUTPUT_MESSAGES])[0]["content"] == text
+    assert json.loads(spans.attrs()[A.OUTPUT_MESSAGES])[0]["parts"] == [{"type": "text", "content": text}]

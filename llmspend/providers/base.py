@@ -19,6 +19,10 @@ Contract for implementers (first-party and third-party plugins alike):
   (``to_``/``from_openai_chat_request``, ``to_``/``from_openai_chat_response``) and re-tells a
   whole answer as its event stream (``stream_from_answer``). Pure functions of parsed JSON;
   what one API has and the other lacks is dropped, never guessed.
+- Content capture (``wrap(capture_content=True)``) is optional: ``input_content`` gives what a
+  request tells the model and ``output_messages`` what an answer says, in the GenAI
+  conventions' shapes (:mod:`llmspend.telemetry.content`). They run only when capture is on;
+  the defaults read the chat-completions form and the outcome's text.
 - Prompt rewriting (the trim stage) is optional: ``get_messages`` returns the conversation as a
   list (oldest first) in a shape ``llmspend.trim`` reads (OpenAI chat messages, Responses API
   input items, or messages of Anthropic-style content blocks), or ``None`` when the request has
@@ -42,6 +46,7 @@ from .._frozen import quick_init
 if TYPE_CHECKING:
     from .._http import Headers, Request
     from ..exceptions import LLMSpendError
+    from ..telemetry.content import InputContent
 
 __all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "json_object_body", "number_params"]
 
@@ -127,6 +132,10 @@ class Outcome:
     error_type: str | None = None
     #: provider-specific span attributes the answer carries (e.g. server-side tool use counts)
     attributes: Mapping[str, str | bool | int | float] = field(default_factory=dict)
+    #: the answer as the GenAI conventions' output messages (one per choice), for opt-in content
+    #: capture: filled only when it is on (see :meth:`ProviderAdapter.output_messages` and
+    #: ``StreamReader``); None: read no further than ``output_text``
+    output_messages: tuple[Mapping[str, Any], ...] | None = None
 
     def with_usage(self, usage: Usage) -> Outcome:
         return replace(self, usage=usage)
@@ -138,7 +147,9 @@ class StreamReader(Protocol):
     ``feed`` runs once per chunk on the caller's path, so it should do as little as possible
     (split and keep); the parsing can wait for :meth:`outcome`. ``output_text`` of the outcome
     must be filled when it has no usage (the cost is then estimated from it) and when the
-    telemetry stage set ``capture_text = True`` on the reader; otherwise it may be empty.
+    telemetry stage set ``capture_text = True`` on the reader; otherwise it may be empty. With
+    ``capture_text`` a reader may also fill the outcome's ``output_messages`` (the answer's
+    parts: tool calls, one message per choice); without it, it must not spend time on them.
     """
 
     def feed(self, chunk: bytes) -> bytes:
@@ -199,6 +210,29 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def estimate_input_tokens(self, call: Call) -> int:
         """Input tokens of ``call`` counted locally, for when the provider reports none."""
+
+    # -- content capture (optional; see the module docstring) -------------------------------
+    def input_content(self, call: Call) -> InputContent | None:
+        """What ``call`` tells the model, for ``gen_ai.input.messages`` and
+        ``gen_ai.system_instructions``; None: nothing to record. Default: a body with
+        chat-completions ``messages`` (llmspend's common form), a top-level ``system`` (a string)
+        as system instructions, or a plain ``prompt``/``input``."""
+        from .openai_content import chat_input
+        from ..telemetry.content import InputContent, prompt_messages, text_part
+
+        body = call.body if isinstance(call.body, Mapping) else {}
+        system = body.get("system")
+        instructions = [text_part(system)] if isinstance(system, str) else None
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            return InputContent(messages=chat_input(messages), system_instructions=instructions)
+        return InputContent(messages=prompt_messages(body.get("prompt", body.get("input"))), system_instructions=instructions)
+
+    def output_messages(self, call: Call, body: bytes) -> list[dict[str, Any]] | None:
+        """The answer ``body`` (already read into an outcome by :meth:`parse_response`) as
+        ``gen_ai.output.messages``, one message per choice; None: the span gets the outcome's
+        ``output_text`` as one assistant message. Called only when content capture is on."""
+        return None
 
     # -- prompt rewriting (optional; see the module docstring) ------------------------------
     def get_messages(self, call: Call) -> list[Any] | None:

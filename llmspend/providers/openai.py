@@ -25,6 +25,8 @@ from typing import Any
 from .._http import Headers, Request, dumps, loads
 from ..exceptions import ResponseParseError
 from ..tokens import count_chat_messages, count_text
+from ..telemetry.content import InputContent
+from . import openai_content
 from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage, json_object_body, number_params
 from .sse import EventSplitter, event_data
 
@@ -221,6 +223,22 @@ class OpenAIAdapter(ProviderAdapter):
         if isinstance(source, list):
             return sum(count_text(s, call.model) if isinstance(s, str) else len(s) for s in source)
         return 0
+
+    # -- content capture -----------------------------------------------------------------
+    def input_content(self, call: Call) -> InputContent | None:
+        body = call.body if isinstance(call.body, Mapping) else {}
+        return openai_content.input_content(call.endpoint, body)
+
+    def output_messages(self, call: Call, body: bytes) -> list[dict[str, Any]] | None:
+        try:
+            data = loads(body)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or call.endpoint == "embeddings":
+            return None
+        if call.endpoint == "responses":
+            return openai_content.responses_output(data)
+        return openai_content.chat_output(data.get("choices"))
 
     # -- prompt rewriting ----------------------------------------------------------------
     def get_messages(self, call: Call) -> list[Any] | None:
@@ -487,6 +505,7 @@ class _OpenAIStreamReader:
         reasons: dict[int, str] = {}
         texts: list[str] = []
         want_text = usage is None or self.capture_text
+        deltas: list[Mapping[str, Any]] | None = [] if self.capture_text else None
         for data in self._payloads if want_text else self._matching(_FINISH):
             payload = _loads(data)
             choices = payload.get("choices") if payload else None
@@ -495,6 +514,8 @@ class _OpenAIStreamReader:
             for choice in choices:
                 if not isinstance(choice, Mapping):
                     continue
+                if deltas is not None:
+                    deltas.append(choice)
                 if want_text:
                     texts.append(_choice_text(choice))
                 if isinstance(choice.get("finish_reason"), str):
@@ -509,14 +530,18 @@ class _OpenAIStreamReader:
             output_text="".join(texts),
             # a caller (the SDK) may close the stream right after the provider's last event
             complete=complete or done,
+            output_messages=None if deltas is None else tuple(
+                openai_content.chat_output(openai_content.choices_from_deltas(deltas))),
         )
 
     def _responses_outcome(self, complete: bool) -> Outcome:
         final: Outcome | None = None
+        final_response: Mapping[str, Any] = {}
         for data in self._last_matching(_RESPONSE_END, _RESPONSE_END_LITERAL):
             payload = _loads(data)
             if payload is not None and isinstance(payload.get("response"), Mapping):
-                final = _responses_outcome(payload["response"])
+                final_response = payload["response"]
+                final = _responses_outcome(final_response)
             break
         if final is not None and final.usage is not None and not self.capture_text:
             return replace(final, complete=True)
@@ -535,7 +560,8 @@ class _OpenAIStreamReader:
                 response_id = response.get("id") if isinstance(response.get("id"), str) else response_id
                 model = response.get("model") if isinstance(response.get("model"), str) else model
         if final is not None:
-            return replace(final, output_text=final.output_text or "".join(texts), complete=True)
+            return replace(final, output_text=final.output_text or "".join(texts), complete=True,
+                           output_messages=tuple(openai_content.responses_output(final_response)) if self.capture_text else None)
         return Outcome(response_id=response_id, response_model=model, output_text="".join(texts), complete=complete)
 
 

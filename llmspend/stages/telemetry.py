@@ -8,6 +8,7 @@ provider adapter does not recognise pass through untouched, with no span.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from .._http import Request, Response
@@ -72,7 +73,7 @@ class TelemetryStage(Stage):
         except BaseException as exc:
             recorder.fail(exc, answered=True)
             raise
-        recorder.finish(_parse(adapter, call, body))
+        recorder.finish(_parse(adapter, call, body, self.capture_content))
         return response
 
     async def ahandle(self, request: Request, call_next: AsyncCallNext) -> Response:
@@ -100,15 +101,16 @@ class TelemetryStage(Stage):
         except BaseException as exc:
             recorder.fail(exc, answered=True)
             raise
-        recorder.finish(_parse(adapter, call, body))
+        recorder.finish(_parse(adapter, call, body, self.capture_content))
         return response
 
 
-def _parse(adapter: ProviderAdapter, call: Call, body: bytes) -> Outcome | None:
+def _parse(adapter: ProviderAdapter, call: Call, body: bytes, capture_content: bool = False) -> Outcome | None:
     """The outcome, or None (logged once per endpoint) when the body is not what we expect.
-    The caller still gets the body unchanged."""
+    The caller still gets the body unchanged. With ``capture_content``, the outcome carries
+    the answer's output messages too."""
     try:
-        return adapter.parse_response(call, body)
+        outcome = adapter.parse_response(call, body)
     except Exception as exc:  # any shape an adapter did not foresee: never the caller's error
         warn_once(
             ("unparsed", call.provider, call.endpoint),
@@ -119,6 +121,16 @@ def _parse(adapter: ProviderAdapter, call: Call, body: bytes) -> Outcome | None:
             exc if isinstance(exc, ResponseParseError) else type(exc).__name__,
         )
         return None
+    if capture_content:
+        try:
+            messages = adapter.output_messages(call, body)
+        except Exception as exc:  # the span goes without the answer's parts; the cost stays
+            warn_once(("output_content", call.provider, type(exc).__name__),
+                      "llmspend: could not read a %s answer's content for its span (%s)", call.provider, type(exc).__name__)
+            messages = None
+        if messages is not None:
+            outcome = replace(outcome, output_messages=tuple(messages))
+    return outcome
 
 
 def _build(value: Any, context: BuildContext) -> Stage:

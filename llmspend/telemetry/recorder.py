@@ -7,11 +7,10 @@ and never reaches the caller.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -24,6 +23,7 @@ from ..pricing.cost import NO_USAGE, UNKNOWN_MODEL, Cost, price_usage, unknown_c
 from ..providers.base import Call, Outcome, Usage
 from ..tokens import count_text
 from . import attributes as A
+from .content import content_json, text_output
 
 if TYPE_CHECKING:
     from .._http import Request
@@ -37,10 +37,6 @@ logger = logging.getLogger("llmspend")
 
 _warned: set[tuple[str, ...]] = set()
 _warned_lock = threading.Lock()
-
-# Content on spans is opt-in; when on, cap it so one huge prompt cannot swamp an exporter.
-_MAX_CONTENT_CHARS = 64_000
-
 
 def warn_once(key: tuple[str, ...], message: str, *args: object) -> None:
     """Log ``message`` at WARNING the first time ``key`` is seen in this process."""
@@ -85,19 +81,6 @@ def usage_or_estimate(adapter: ProviderAdapter, call: Call, outcome: Outcome) ->
     )
 
 
-def _input_content(call: Call) -> Any:
-    body = call.body if isinstance(call.body, Mapping) else {}
-    for key in ("messages", "input", "prompt"):
-        if key in body:
-            value = body[key]
-            if key == "input" and body.get("instructions"):
-                return [{"role": "system", "content": body["instructions"]}, {"role": "user", "content": value}]
-            if key == "messages" and body.get("system") and isinstance(value, list):  # Anthropic's top-level system
-                return [{"role": "system", "content": body["system"]}, *value]
-            return value
-    return None
-
-
 def start_span(tracer: Tracer, name: str, **options: Any) -> Span:
     """``tracer.start_span(name, **options)``, or a non-recording span when the tracing SDK
     fails (a span processor's ``on_start`` that raises runs inside ``start_span``): telemetry
@@ -132,58 +115,6 @@ def mark_sdk_parent(parent: Any) -> None:
             parent.set_attribute(A.PRICED_IN_CHILD, True)
     except Exception:  # pragma: no cover - someone else's span: never fail the call over it
         logger.debug("llmspend: could not mark the parent span", exc_info=True)
-
-
-def _content_json(value: Any, limit: int = _MAX_CONTENT_CHARS) -> str:
-    """``value`` as JSON of at most ``limit`` characters, still valid JSON: when too long, the
-    longest strings in it are cut (each ending in ``…[N more characters]``) and, if that is not
-    enough, the oldest items of a list are left out (the latest message is the one to keep)."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    if len(text) <= limit:
-        return text
-    lengths = sorted(_string_lengths(value), reverse=True)
-    # The largest cap whose cut strings fit, from the lengths alone (one json.dumps to check,
-    # not one per guess: this runs on the call's path).
-    low, high = 16, lengths[0] if lengths else 16
-    while low < high:
-        cap = (low + high + 1) // 2
-        if len(text) - sum(n - cap - 30 for n in lengths if n > cap) <= limit:
-            low = cap
-        else:
-            high = cap - 1
-    items = value
-    for _ in range(32):
-        text = json.dumps(_cut_strings(items, low), ensure_ascii=False, default=str)
-        if len(text) <= limit:
-            return text
-        if isinstance(items, list | tuple) and len(items) > 1:
-            items = list(items)[len(items) // 2:]  # drop the older half
-        elif low > 16:
-            low //= 2
-        else:
-            break
-    return json.dumps({"truncated": True, "characters": len(json.dumps(value, ensure_ascii=False, default=str))})
-
-
-def _string_lengths(value: Any) -> Iterator[int]:
-    if isinstance(value, str):
-        yield len(value)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _string_lengths(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _string_lengths(item)
-
-
-def _cut_strings(value: Any, cap: int) -> Any:
-    if isinstance(value, str):
-        return value if len(value) <= cap else f"{value[:cap]}…[{len(value) - cap} more characters]"
-    if isinstance(value, Mapping):
-        return {k: _cut_strings(v, cap) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_cut_strings(v, cap) for v in value]
-    return value
 
 
 class CallRecorder:
@@ -231,9 +162,25 @@ class CallRecorder:
         self.span = start_span(instruments.tracer, call.span_name, kind=SpanKind.CLIENT, attributes=attrs)
         self.context.span = self.span
         if capture_content and self.span.is_recording():
-            content = _input_content(call)
-            if content is not None:
-                self.span.set_attribute(A.INPUT_MESSAGES, _content_json(content))
+            self._record_input(adapter, call)
+
+    def _record_input(self, adapter: ProviderAdapter, call: Call) -> None:
+        """``gen_ai.system_instructions`` and ``gen_ai.input.messages`` (content capture is on);
+        an adapter that cannot read the request costs the span its content, never the call."""
+        try:
+            content = adapter.input_content(call)
+            if content is None:
+                return
+            attrs = {}
+            if content.system_instructions:
+                attrs[A.SYSTEM_INSTRUCTIONS] = content_json(content.system_instructions)
+            if content.messages:
+                attrs[A.INPUT_MESSAGES] = content_json(content.messages)
+            self.span.set_attributes(attrs)
+        except Exception as exc:
+            warn_once(("input_content", adapter.name, type(exc).__name__),
+                      "llmspend: could not read the content of a %s request for its span (%s); the call goes on without it",
+                      adapter.name or type(adapter).__name__, error_text(exc))
 
     def activate(self) -> object:
         """Make the span current while the rest of the chain runs (so spans below nest);
@@ -368,8 +315,11 @@ class CallRecorder:
             if call.stream:
                 attrs[A.STREAM_COMPLETE] = outcome.complete
             attrs.update(outcome.attributes)
-            if self.capture_content and outcome.output_text:
-                attrs[A.OUTPUT_MESSAGES] = _content_json([{"role": "assistant", "content": outcome.output_text}])
+            if self.capture_content:
+                if outcome.output_messages is not None:
+                    attrs[A.OUTPUT_MESSAGES] = content_json(outcome.output_messages)
+                elif outcome.output_text:
+                    attrs[A.OUTPUT_MESSAGES] = content_json(text_output(outcome.output_text, outcome.finish_reasons))
         if context.served_from is not None:
             attrs[A.SERVED_FROM] = context.served_from
         if usage is not None:

@@ -22,8 +22,9 @@ from typing import Any
 from llmspend import Headers, Request
 from llmspend.exceptions import LLMSpendError, ResponseParseError
 from llmspend.providers.base import Call, Outcome, ProviderAdapter, StreamReader, json_object_body, number_params
+from llmspend.telemetry.content import InputContent
 
-from . import convert
+from . import convert, parts
 from .errors import passable
 from .content import block_text, estimate_overhead_tokens, estimate_request_tokens, without_cache_control
 from .stream import AnthropicStreamReader, encode_events, events_from_message
@@ -126,6 +127,18 @@ class AnthropicAdapter(ProviderAdapter):
 
     def stream_reader(self, call: Call, request: Request) -> StreamReader:
         return AnthropicStreamReader(call)
+
+    # -- content capture (only with capture_content=True) ---------------------------------
+    def input_content(self, call: Call) -> InputContent | None:
+        """The top-level ``system`` as system instructions, ``messages`` as input messages."""
+        return parts.input_content(call.body) if isinstance(call.body, Mapping) else None
+
+    def output_messages(self, call: Call, body: bytes) -> list[dict[str, Any]] | None:
+        try:
+            answer = _json_object(body)
+        except ResponseParseError:
+            return None
+        return parts.output_messages(answer)
 
     def estimate_input_tokens(self, call: Call) -> int:
         body = call.body if isinstance(call.body, Mapping) else {}

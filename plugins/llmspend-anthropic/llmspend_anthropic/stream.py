@@ -26,6 +26,7 @@ from llmspend.providers.sse import EventSplitter, event_data
 from llmspend.tokens import count_text
 
 from .content import block_text
+from .parts import output_messages
 from .usage import merge_usage, usage_attributes, usage_from_json
 
 __all__ = ["MessageAccumulator", "AnthropicStreamReader", "message_from_events", "events_from_message", "encode_events"]
@@ -278,6 +279,7 @@ class AnthropicStreamReader:
             complete=complete,
             attributes=usage_attributes(raw_usage),
             error_type=acc.failed,
+            output_messages=tuple(output_messages(message)) if self.capture_text and acc.started else None,
         )
 
 

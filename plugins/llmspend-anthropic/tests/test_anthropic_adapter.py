@@ -22,6 +22,7 @@ from llmspend_anthropic.convert import (
     openai_chat_completion,
     openai_chat_request,
 )
+from llmspend_anthropic.parts import input_content, output_messages
 from llmspend_anthropic.stream import AnthropicStreamReader, encode_events, events_from_message, message_from_events
 from llmspend_anthropic.usage import usage_from_json
 
@@ -270,6 +271,44 @@ def test_stream_reader_text_for_content_capture() -> None:
     reader.capture_text = True  # what the telemetry stage sets with capture_content=True
     reader.feed(_body_bytes())
     assert "Checking that one now." in reader.outcome(complete=True).output_text
+
+
+def test_stream_reader_builds_output_parts_only_for_content_capture() -> None:
+    call = _request({**BODY, "stream": True}).call
+    assert call is not None
+    found = []
+    for capture in (False, True):
+        reader = AnthropicStreamReader(call)
+        reader.capture_text = capture
+        reader.feed(_body_bytes())
+        found.append(reader.outcome(complete=True).output_messages)
+    assert found == [None, tuple(output_messages(MESSAGE))]
+
+
+def test_media_and_other_blocks_as_parts() -> None:
+    png = "iVBORw0KGgo="
+    content = input_content({"system": "Be brief.", "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}},
+        {"type": "document", "source": {"type": "file", "file_id": "file_1"}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "The policy."}},
+    ]}, {"role": "assistant", "content": [
+        {"type": "redacted_thinking", "data": "EncryptedBytes"},
+        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}},
+    ]}]})
+    assert content.system_instructions == [{"type": "text", "content": "Be brief."}]
+    assert content.messages == [
+        {"role": "user", "parts": [
+            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "", "byte_size": 8},
+            {"type": "uri", "modality": "image", "uri": "https://example.com/a.jpg"},
+            {"type": "file", "modality": "document", "file_id": "file_1"},
+            {"type": "text", "content": "The policy."},
+        ]},
+        {"role": "assistant", "parts": [
+            {"type": "redacted_thinking"},  # encrypted: left out
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}},
+        ]},
+    ]
 
 
 def test_stream_reader_before_message_delta_estimates_output() -> None:

@@ -188,5 +188,45 @@ def test_content_capture_is_opt_in(server: FakeLLMServer, api: FakeAnthropicAPI,
             text = client.messages.create(model=MODEL, max_tokens=64, system=system, messages=HI).content[0].text  # type: ignore[union-attr]
     off, on = (dict(s.attributes or {}) for s in spans.finished())
     assert "gen_ai.input.messages" not in off and "gen_ai.output.messages" not in off
-    assert json.loads(on["gen_ai.input.messages"]) == [{"role": "system", "content": system}, *HI]  # the top-level system too
-    assert json.loads(on["gen_ai.output.messages"]) == [{"role": "assistant", "content": text}]
+    # the top-level system is given apart from the conversation: the conventions' system instructions
+    assert json.loads(on["gen_ai.system_instructions"]) == [{"type": "text", "content": system}]
+    assert json.loads(on["gen_ai.input.messages"]) == [{"role": "user", "parts": [{"type": "text", "content": HI[0]["content"]}]}]
+    assert json.loads(on["gen_ai.output.messages"]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": "end_turn"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_captured_tool_use_and_results_are_tool_parts(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans,
+                                                           stream: bool) -> None:
+    """System blocks, a tool_use turn, its tool_result and thinking, in the conventions' parts;
+    the answer's tool_use a tool_call part, streamed or not (async: the same recorder)."""
+    client = async_client(server, spans, capture_content=True)
+    system = [{"type": "text", "text": "You are a weather desk."}, {"type": "text", "text": "Use the tool."}]
+    history = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "Call the tool.", "signature": "sig"},
+                                          {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "4 C, rain"}]}]},
+        {"role": "assistant", "content": "4 C and rain."},
+        {"role": "user", "content": [{"type": "text", "text": "And in Bergen?"}]},
+    ]
+    body = {"model": MODEL, "max_tokens": 256, "system": system, "tools": [WEATHER], "messages": history}
+    if stream:
+        async with client.messages.stream(**body) as events:
+            answer = await events.get_final_message()
+    else:
+        answer = await client.messages.create(**body)
+    (call,) = [b for b in answer.content if b.type == "tool_use"]
+    attrs = spans.attrs()
+    assert json.loads(attrs["gen_ai.system_instructions"]) == [
+        {"type": "text", "content": "You are a weather desk."}, {"type": "text", "content": "Use the tool."}]
+    assert json.loads(attrs["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Oslo?"}]},
+        {"role": "assistant", "parts": [{"type": "reasoning", "content": "Call the tool."},
+                                        {"type": "tool_call", "id": "toolu_1", "name": "get_weather", "arguments": {"city": "Oslo"}}]},
+        {"role": "user", "parts": [{"type": "tool_call_response", "id": "toolu_1", "response": "4 C, rain"}]},
+        {"role": "assistant", "parts": [{"type": "text", "content": "4 C and rain."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "And in Bergen?"}]},
+    ]
+    assert json.loads(attrs["gen_ai.output.messages"]) == [{"role": "assistant", "finish_reason": "tool_use", "parts": [
+        {"type": "tool_call", "id": call.id, "name": "get_weather", "arguments": call.input}]}]
