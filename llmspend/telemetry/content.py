@@ -83,10 +83,18 @@ def tool_arguments(raw: Any) -> Any:
     examples record them); otherwise as given (a model may stream half an object)."""
     if isinstance(raw, str):
         try:
-            return json.loads(raw)
-        except ValueError:
+            return _ARGUMENTS.decode(raw)
+        except (ValueError, RecursionError):  # model output: nothing bounds its nesting ([[[[...)
             return raw
     return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: json.dumps would write them back
+
+
+# NaN/Infinity kept as the text they came in: read as floats, they would make the attribute invalid JSON
+_ARGUMENTS = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def tool_call_part(call_id: Any, name: Any, arguments: Any) -> Part:
@@ -217,6 +225,13 @@ def content_json(value: Any, limit: int = MAX_CONTENT_CHARS) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     if len(text) <= limit:
         return text
+    try:
+        return _cut_to(value, text, limit)
+    except RecursionError:  # nested deeper than the walks below go (a model's tool arguments)
+        return json.dumps(_truncated(value, len(text)))
+
+
+def _cut_to(value: Any, text: str, limit: int) -> str:
     lengths = sorted(_string_lengths(value), reverse=True)
     # The largest cap whose cut strings fit, from the lengths alone (one json.dumps to check,
     # not one per guess).

@@ -316,10 +316,9 @@ class CallRecorder:
                 attrs[A.STREAM_COMPLETE] = outcome.complete
             attrs.update(outcome.attributes)
             if self.capture_content:
-                if outcome.output_messages is not None:
-                    attrs[A.OUTPUT_MESSAGES] = content_json(outcome.output_messages)
-                elif outcome.output_text:
-                    attrs[A.OUTPUT_MESSAGES] = content_json(text_output(outcome.output_text, outcome.finish_reasons))
+                content = self._output_content(outcome)
+                if content is not None:
+                    attrs[A.OUTPUT_MESSAGES] = content
         if context.served_from is not None:
             attrs[A.SERVED_FROM] = context.served_from
         if usage is not None:
@@ -355,6 +354,21 @@ class CallRecorder:
         if error_type is not None:
             attrs[A.ERROR_TYPE] = error_type
         return attrs
+
+    def _output_content(self, outcome: Outcome) -> str | None:
+        """``gen_ai.output.messages`` as JSON, or None. Runs after the cost is known and before
+        the metrics and attribution are recorded: a fault here (an answer nested too deep for
+        the size cap's walk) costs the span its content, never the call's cost."""
+        try:
+            if outcome.output_messages is not None:
+                return content_json(outcome.output_messages)
+            if outcome.output_text:
+                return content_json(text_output(outcome.output_text, outcome.finish_reasons))
+        except Exception as exc:
+            warn_once(("output_content_json", self.call.provider, type(exc).__name__),
+                      "llmspend: could not record a %s answer's content on its span (%s); its cost is recorded",
+                      self.call.provider, type(exc).__name__)
+        return None
 
     def _metrics(
         self,

@@ -110,7 +110,7 @@ class MessageAccumulator:
         raw = self._json.pop(index)
         try:
             block["input"] = json.loads(raw) if raw else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # model output: nothing bounds its nesting
             block["input"] = {}
 
     def generated_text(self) -> str:
