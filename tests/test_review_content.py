@@ -114,3 +114,17 @@ def test_an_unwritable_answer_costs_the_span_its_content_not_the_calls_cost(serv
     assert attrs.get("llmspend.cost.status") == "ok" and attrs["llmspend.cost.usd"] > 0
     assert A.OUTPUT_MESSAGES not in attrs
     assert A.METRIC_COST in metrics.collect()
+
+
+def test_a_long_value_under_a_users_name_key_is_cut_not_the_whole_message() -> None:
+    # Structural keys (type, id, name, ...) are never cut, but inside tool arguments a "name"
+    # is the user's data: left whole it forced the last resort and the answer's text was lost.
+    from llmspend.telemetry.content import content_json, output_message, text_part, tool_call_part
+
+    messages = [output_message([text_part("hello"), tool_call_part("c1", "save_note", {"name": "n" * 100_000})], "stop")]
+    found = json.loads(content_json(messages))
+    (message,) = found
+    assert message["parts"][0] == {"type": "text", "content": "hello"}
+    call = message["parts"][1]
+    assert (call["type"], call["id"], call["name"]) == ("tool_call", "c1", "save_note")
+    assert call["arguments"]["name"].endswith("more characters]")
