@@ -265,23 +265,27 @@ def _truncated(value: Any, characters: int) -> Any:
     return [marker]
 
 
-def _string_lengths(value: Any) -> Iterator[int]:
+def _string_lengths(value: Any, shaped: bool = True) -> Iterator[int]:
+    # ``shaped``: a message or a part (an item of the top-level list or of a ``parts`` list),
+    # whose structural keys are kept whole; below them (tool arguments, a tool's response, a
+    # provider's block) a key named "name" or "id" is the user's data and is cut like any other.
     if isinstance(value, str):
         yield len(value)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            if key not in _STRUCTURAL_KEYS or not isinstance(item, str):
-                yield from _string_lengths(item)
+            if not (shaped and key in _STRUCTURAL_KEYS and isinstance(item, str)):
+                yield from _string_lengths(item, shaped and key == "parts")
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _string_lengths(item)
+            yield from _string_lengths(item, shaped)
 
 
-def _cut_strings(value: Any, cap: int) -> Any:
+def _cut_strings(value: Any, cap: int, shaped: bool = True) -> Any:
     if isinstance(value, str):
         return value if len(value) <= cap else f"{value[:cap]}…[{len(value) - cap} more characters]"
     if isinstance(value, Mapping):
-        return {k: v if k in _STRUCTURAL_KEYS and isinstance(v, str) else _cut_strings(v, cap) for k, v in value.items()}
+        return {k: v if shaped and k in _STRUCTURAL_KEYS and isinstance(v, str) else _cut_strings(v, cap, shaped and k == "parts")
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_cut_strings(v, cap) for v in value]
+        return [_cut_strings(v, cap, shaped) for v in value]
     return value
