@@ -1,5 +1,5 @@
-"""Review regressions for opt-in content capture: capture must never lose a call's cost, and
-what goes on the span must be valid JSON in the conventions' shapes."""
+"""Content capture never loses a call's cost, and what goes on the span is valid JSON in the
+conventions' shapes, whatever the answer holds (deep nesting, NaN, long values under any key)."""
 
 from __future__ import annotations
 

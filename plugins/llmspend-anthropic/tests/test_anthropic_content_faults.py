@@ -1,4 +1,4 @@
-"""Review regression: content capture must never lose a streamed call's cost."""
+"""Content capture never loses a streamed Claude call's cost (deeply nested tool input)."""
 
 from __future__ import annotations
 
