@@ -150,6 +150,9 @@ def test_vary_headers_are_part_of_the_key() -> None:
 def test_entries_round_trip(body: bytes | None, chunks: tuple[bytes, ...] | None) -> None:
     entry = Entry(200, (("content-type", "application/json"),), body=body, chunks=chunks, created=5.0, cost_usd=0.25)
     assert decode_entry(encode_entry(entry)) == entry
+    # what a backend may hand back instead of bytes (a memoryview-backed client, a text store)
+    assert decode_entry(bytearray(encode_entry(entry))) == entry
+    assert decode_entry(encode_entry(entry).decode("utf-8")) == entry
 
 
 def test_a_cost_that_is_not_a_number_is_stored_as_unknown() -> None:

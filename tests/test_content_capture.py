@@ -20,7 +20,7 @@ from llmspend.providers.openai import OpenAIAdapter, sse_from_completion
 from llmspend.providers.openai_content import chat_output, choices_from_deltas, input_content, responses_output
 from llmspend.telemetry import attributes as A
 from llmspend.telemetry.content import MAX_CONTENT_CHARS, content_json
-from llmspend.testing import FakeLLMServer
+from llmspend.testing import FakeLLMServer, FakeResponse
 
 from .conftest import API_KEY, Spans
 
@@ -139,6 +139,34 @@ def test_responses_function_items(server: FakeLLMServer, spans: Spans) -> None:
         {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_9", "response": "found"}]},
     ]
     assert A.SYSTEM_INSTRUCTIONS not in spans.attrs()
+
+
+def test_responses_server_tools_are_server_tool_parts(server: FakeLLMServer, spans: Spans) -> None:
+    """Tools OpenAI runs itself: `server_tool_call` parts typed by the tool; a generated image
+    by its size, never its base64 bytes (megabytes, which would fill the attribute)."""
+    image = base64.b64encode(bytes(range(256)) * 4000).decode()  # 1,024,000 bytes
+    answer = {"id": "resp_1", "object": "response", "model": "gpt-4o", "status": "completed", "output": [
+        {"id": "ws_1", "type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "oslo"}},
+        {"id": "ig_1", "type": "image_generation_call", "status": "completed", "output_format": "webp", "result": image},
+        {"id": "mcp_1", "type": "mcp_call", "name": "get_forecast", "server_label": "weather", "arguments": "{}",
+         "output": "rain"},
+        {"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Rain."}]},
+    ], "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}}
+    server.route("POST", "/v1/responses", lambda request: FakeResponse.json(answer))
+    _client(server, spans).responses.create(model="gpt-4o", input="Weather in Oslo?", tools=[{"type": "web_search"}])
+    attrs = spans.attrs()
+    assert attrs["llmspend.cost.usd"] > 0
+    assert image not in attrs[A.OUTPUT_MESSAGES]
+    assert _content(spans)[A.OUTPUT_MESSAGES] == [{"role": "assistant", "finish_reason": "completed", "parts": [
+        {"type": "server_tool_call", "id": "ws_1", "name": "web_search", "server_tool_call": {
+            "type": "web_search", "status": "completed", "action": {"type": "search", "query": "oslo"}}},
+        {"type": "server_tool_call", "id": "ig_1", "name": "image_generation", "server_tool_call": {
+            "type": "image_generation", "status": "completed", "output_format": "webp",
+            "result": {"type": "blob", "modality": "image", "mime_type": "image/webp", "content": "", "byte_size": 1_024_000}}},
+        {"type": "server_tool_call", "id": "mcp_1", "name": "get_forecast", "server_tool_call": {
+            "type": "mcp", "name": "get_forecast", "server_label": "weather", "arguments": "{}", "output": "rain"}},
+        {"type": "text", "content": "Rain."},
+    ]}]
 
 
 def test_images_are_blob_and_uri_parts_without_their_bytes(server: FakeLLMServer, spans: Spans) -> None:
@@ -271,3 +299,13 @@ def test_odd_shapes_never_raise(value: Any) -> None:
     messages = chat_output(value)
     text = content_json(messages, limit=200)
     assert json.loads(text) == messages if len(json.dumps(messages, ensure_ascii=False)) <= 200 else len(text) <= 200
+
+
+def test_a_block_of_a_defined_type_without_its_fields_is_not_passed_off_as_that_type() -> None:
+    """The schemas give `text` a required `content`; a provider's `{"type": "text", "text": null}`
+    kept as a generic part would claim to be a TextPart without one."""
+    from llmspend.telemetry.content import generic_part
+
+    assert generic_part({"type": "text", "text": None}) == {"type": "llmspend.unknown", "block_type": "text", "text": None}
+    assert generic_part({"type": "refusal", "refusal": "no"}) == {"type": "refusal", "refusal": "no"}
+    assert generic_part({"value": 1}) == {"type": "unknown", "value": 1}

@@ -120,10 +120,10 @@ def _no_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
-def decode_entry(data: bytes | str) -> Entry:
+def decode_entry(data: bytes | bytearray | str) -> Entry:
     """The entry stored as ``data``; raises ``CorruptCacheEntryError`` for anything else."""
     try:
-        record = _DECODER.decode(data.decode("utf-8") if isinstance(data, bytes) else data)
+        record = _DECODER.decode(data.decode("utf-8") if isinstance(data, bytes | bytearray) else data)
     except (ValueError, TypeError, RecursionError) as exc:  # TypeError: not bytes/str; RecursionError: [[[[...
         raise _fail(f"not JSON ({type(exc).__name__})") from None
     if type(record) is not dict or record.get("v") != FORMAT_VERSION:

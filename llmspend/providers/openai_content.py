@@ -6,7 +6,9 @@ of the chat history there); an assistant's ``tool_calls`` become ``tool_call`` p
 message a ``tool_call_response`` part; images, audio and files become ``uri``/``blob``/``file``
 parts. The Responses API's ``instructions`` go to ``gen_ai.system_instructions``; its input
 items are read like chat messages (``function_call`` and ``function_call_output`` items as tool
-parts). Answers: one output message per choice (chat, completions), or one for a Response.
+parts; the tools OpenAI runs itself, such as web search, as ``server_tool_call`` parts, a
+generated image by its size, not its bytes). Answers: one output message per choice (chat,
+completions), or one for a Response.
 
 Pure functions of parsed JSON (see :mod:`llmspend.telemetry.content`); none raises.
 """
@@ -27,6 +29,7 @@ from ..telemetry.content import (
     parts_of,
     prompt_messages,
     reasoning_part,
+    server_tool_call_part,
     text_part,
     tool_call_part,
     tool_call_response_part,
@@ -63,7 +66,7 @@ def _items(value: Any) -> list[Any]:
 
 def _part(item: Mapping[str, Any]) -> Part:
     kind = item.get("type")
-    if kind in _TEXT_TYPES and isinstance(item.get("text"), str):
+    if isinstance(kind, str) and kind in _TEXT_TYPES and isinstance(item.get("text"), str):
         return text_part(item["text"])
     if kind == "image_url":  # chat: {"image_url": {"url": ...}}
         image = item.get("image_url")
@@ -142,9 +145,11 @@ def chat_output(choices: Any) -> list[Message]:
 def choices_from_deltas(deltas: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The choices a chat or completions stream built, from the ``choices`` entries of its
     chunks in order: text and refusal joined, tool calls put together by their index (the id
-    and name come once, the arguments in pieces)."""
+    and name come once, the arguments in pieces). Pieces are gathered in lists and joined once
+    at the end: a long stream has tens of thousands of them."""
     built: dict[int, dict[str, Any]] = {}
-    calls: dict[int, dict[int, dict[str, Any]]] = {}
+    texts: dict[tuple[int, str], list[str]] = {}  # (choice, "text" | "content" | "refusal") -> pieces
+    calls: dict[int, dict[int, dict[str, Any]]] = {}  # choice -> call index -> id and pieces
     for delta in deltas:
         index = delta.get("index", 0)
         index = index if isinstance(index, int) else 0
@@ -152,7 +157,7 @@ def choices_from_deltas(deltas: Iterable[Mapping[str, Any]]) -> list[dict[str, A
         if isinstance(delta.get("finish_reason"), str):
             choice["finish_reason"] = delta["finish_reason"]
         if isinstance(delta.get("text"), str):  # completions
-            choice["text"] = choice.get("text", "") + delta["text"]
+            texts.setdefault((index, "text"), []).append(delta["text"])
             continue
         piece = delta.get("delta")
         if not isinstance(piece, Mapping):
@@ -162,22 +167,30 @@ def choices_from_deltas(deltas: Iterable[Mapping[str, Any]]) -> list[dict[str, A
             answer["role"] = piece["role"]
         for key in ("content", "refusal"):
             if isinstance(piece.get(key), str) and piece[key]:  # the opening delta's "" is no text
-                answer[key] = (answer.get(key) or "") + piece[key]
+                texts.setdefault((index, key), []).append(piece[key])
         for call in _items(piece.get("tool_calls")):
             if not isinstance(call, Mapping):
                 continue
             number = call.get("index", 0)
             slot = calls.setdefault(index, {}).setdefault(number if isinstance(number, int) else 0,
-                                                          {"id": None, "function": {"name": "", "arguments": ""}})
+                                                          {"id": None, "name": [], "arguments": []})
             if isinstance(call.get("id"), str):
                 slot["id"] = call["id"]
             function = call.get("function")
             if isinstance(function, Mapping):
                 for key in ("name", "arguments"):
                     if isinstance(function.get(key), str):
-                        slot["function"][key] += function[key]
+                        slot[key].append(function[key])
+    for (index, key), pieces in texts.items():
+        if key == "text":
+            built[index]["text"] = "".join(pieces)
+        else:
+            built[index]["message"][key] = "".join(pieces)
     for index, slots in calls.items():
-        built[index].setdefault("message", {"role": "assistant"})["tool_calls"] = [slots[n] for n in sorted(slots)]
+        built[index].setdefault("message", {"role": "assistant"})["tool_calls"] = [
+            {"id": slots[n]["id"], "function": {"name": "".join(slots[n]["name"]), "arguments": "".join(slots[n]["arguments"])}}
+            for n in sorted(slots)
+        ]
     return [built[i] for i in sorted(built)]
 
 
@@ -220,7 +233,25 @@ def _output_item_parts(item: Mapping[str, Any]) -> list[Part]:
     if kind == "reasoning":
         summary = [str(s["text"]) for s in _items(item.get("summary")) if isinstance(s, Mapping) and isinstance(s.get("text"), str)]
         return [reasoning_part("\n".join(summary))] if summary else []
-    return [generic_part(item)]  # the provider's own tools (web search, code interpreter, ...)
+    if isinstance(kind, str) and kind in _SERVER_TOOLS:
+        return [_server_tool_call(kind, item)]
+    return [generic_part(item)]  # what this module has no part for (computer use, ...)
+
+
+# The Responses API's tools that OpenAI runs itself: an output item is the call and its outcome.
+_SERVER_TOOLS = frozenset({"web_search_call", "file_search_call", "code_interpreter_call", "image_generation_call",
+                           "mcp_call"})
+
+
+def _server_tool_call(kind: str, item: Mapping[str, Any]) -> Part:
+    details = {k: v for k, v in item.items() if k not in ("id", "type")}
+    details["type"] = kind.removesuffix("_call")
+    result = details.get("result")
+    if kind == "image_generation_call" and isinstance(result, str):
+        # the image in base64: megabytes that would fill the attribute's cap; its size is kept
+        details["result"] = media_part("image", data=result, mime_type=f"image/{item.get('output_format') or 'png'}")
+    name = item.get("name") if kind == "mcp_call" else details["type"]  # an MCP call names its remote tool
+    return server_tool_call_part(item.get("id"), name, details)
 
 
 def responses_output(response: Mapping[str, Any]) -> list[Message]:

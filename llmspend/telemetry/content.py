@@ -40,6 +40,8 @@ __all__ = [
     "parts_of",
     "prompt_messages",
     "reasoning_part",
+    "server_tool_call_part",
+    "server_tool_response_part",
     "text_output",
     "text_part",
     "tool_arguments",
@@ -130,11 +132,47 @@ def tool_response(content: Any, parts: list[Part]) -> Any:
     return parts
 
 
+def server_tool_call_part(call_id: Any, name: Any, details: Mapping[str, Any]) -> Part:
+    """A tool the provider ran itself (web search, code interpreter, ...): ``details`` is the
+    provider's own description of the call, typed by the tool (its ``type``)."""
+    part: Part = {"type": "server_tool_call", "name": name if isinstance(name, str) else "unknown",
+                  "server_tool_call": _typed(details, name)}
+    if isinstance(call_id, str):
+        part["id"] = call_id
+    return part
+
+
+def server_tool_response_part(call_id: Any, details: Mapping[str, Any]) -> Part:
+    """What a tool the provider ran returned."""
+    part: Part = {"type": "server_tool_call_response", "server_tool_call_response": _typed(details, None)}
+    if isinstance(call_id, str):
+        part["id"] = call_id
+    return part
+
+
+def _typed(details: Mapping[str, Any], fallback: Any) -> dict[str, Any]:
+    found = dict(details)
+    if not isinstance(found.get("type"), str):
+        found["type"] = fallback if isinstance(fallback, str) else "unknown"
+    return found
+
+
+# The part types the conventions define, each with fields of its own: a block of one of these
+# types that reached generic_part lacks them, and kept under its type it would not match the schema.
+_DEFINED_TYPES = frozenset({"text", "tool_call", "tool_call_response", "server_tool_call", "server_tool_call_response",
+                            "blob", "file", "uri", "reasoning", "compaction"})
+
+
 def generic_part(block: Mapping[str, Any]) -> Part:
-    """A block this module has no part for, kept as it is (its ``type`` preserved)."""
+    """A block this module has no part for, kept as it is (its ``type`` preserved, unless it is
+    one of the conventions' own types without that type's fields: then ``llmspend.unknown``,
+    the block's type under ``block_type``)."""
     part = dict(block)
-    if not isinstance(part.get("type"), str):
+    kind = part.get("type")
+    if not isinstance(kind, str):
         part["type"] = "unknown"
+    elif kind in _DEFINED_TYPES:
+        part["type"], part["block_type"] = "llmspend.unknown", kind
     return part
 
 

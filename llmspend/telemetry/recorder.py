@@ -180,7 +180,8 @@ class CallRecorder:
         except Exception as exc:
             warn_once(("input_content", adapter.name, type(exc).__name__),
                       "llmspend: could not read the content of a %s request for its span (%s); the call goes on without it",
-                      adapter.name or type(adapter).__name__, error_text(exc))
+                      # the type only: a message could quote the prompt, which stays off logs
+                      adapter.name or type(adapter).__name__, type(exc).__name__)
 
     def activate(self) -> object:
         """Make the span current while the rest of the chain runs (so spans below nest);

@@ -4,8 +4,10 @@ The top-level ``system`` (a string or text blocks) is given apart from the conve
 goes to ``gen_ai.system_instructions``; ``messages`` go to ``gen_ai.input.messages`` in order,
 each block a part: ``text`` a text part, ``tool_use`` a ``tool_call``, ``tool_result`` a
 ``tool_call_response`` (in the user turn that carries it, as sent), ``thinking`` a reasoning
-part, images and documents ``blob``/``uri``/``file`` parts, anything else (server tools,
-``redacted_thinking``, ...) a generic part of its own type. An answer is one output message.
+part, images and documents ``blob``/``uri``/``file`` parts, ``server_tool_use`` and the
+``*_tool_result`` blocks of tools Anthropic runs itself ``server_tool_call`` /
+``server_tool_call_response`` parts, anything else (``redacted_thinking``, ...) a generic part
+of its own type. An answer is one output message.
 
 Pure functions of parsed JSON (see :mod:`llmspend.telemetry.content`); none raises.
 """
@@ -25,6 +27,8 @@ from llmspend.telemetry.content import (
     output_message,
     parts_of,
     reasoning_part,
+    server_tool_call_part,
+    server_tool_response_part,
     text_part,
     tool_call_part,
     tool_call_response_part,
@@ -70,8 +74,12 @@ def _part(block: Mapping[str, Any]) -> Part:
         return reasoning_part(block["thinking"])
     if kind == "redacted_thinking":
         return {"type": "redacted_thinking"}  # its data is encrypted: nothing a reader can use
-    if kind in _MEDIA and isinstance(block.get("source"), Mapping):
+    if isinstance(kind, str) and kind in _MEDIA and isinstance(block.get("source"), Mapping):
         return _media(_MEDIA[kind], block["source"])
+    if kind == "server_tool_use":  # a tool Anthropic runs itself (web search, code execution, ...)
+        return server_tool_call_part(block.get("id"), block.get("name"), {"type": block.get("name"), "input": block.get("input")})
+    if isinstance(kind, str) and kind.endswith("_tool_result") and "tool_use_id" in block:  # what it returned
+        return server_tool_response_part(block.get("tool_use_id"), {k: v for k, v in block.items() if k != "tool_use_id"})
     return generic_part(block)
 
 

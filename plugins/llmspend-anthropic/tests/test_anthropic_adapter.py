@@ -295,6 +295,8 @@ def test_media_and_other_blocks_as_parts() -> None:
     ]}, {"role": "assistant", "content": [
         {"type": "redacted_thinking", "data": "EncryptedBytes"},
         {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}},
+        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+         "content": [{"type": "web_search_result", "url": "https://example.com", "title": "X"}]},
     ]}]})
     assert content.system_instructions == [{"type": "text", "content": "Be brief."}]
     assert content.messages == [
@@ -306,7 +308,12 @@ def test_media_and_other_blocks_as_parts() -> None:
         ]},
         {"role": "assistant", "parts": [
             {"type": "redacted_thinking"},  # encrypted: left out
-            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}},
+            # tools Anthropic runs itself: the conventions' server tool parts
+            {"type": "server_tool_call", "id": "srvtoolu_1", "name": "web_search",
+             "server_tool_call": {"type": "web_search", "input": {"query": "x"}}},
+            {"type": "server_tool_call_response", "id": "srvtoolu_1", "server_tool_call_response": {
+                "type": "web_search_tool_result",
+                "content": [{"type": "web_search_result", "url": "https://example.com", "title": "X"}]}},
         ]},
     ]
 
