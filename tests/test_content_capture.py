@@ -309,3 +309,35 @@ def test_a_block_of_a_defined_type_without_its_fields_is_not_passed_off_as_that_
     assert generic_part({"type": "text", "text": None}) == {"type": "llmspend.unknown", "block_type": "text", "text": None}
     assert generic_part({"type": "refusal", "refusal": "no"}) == {"type": "refusal", "refusal": "no"}
     assert generic_part({"value": 1}) == {"type": "unknown", "value": 1}
+
+
+def test_streamed_legacy_function_call_and_spoken_answer(server: FakeLLMServer, spans: Spans) -> None:
+    """A stream's legacy `function_call` pieces and an audio answer give the same parts as the
+    whole answer would: one tool call; a blob of the audio's size with its transcript (never its bytes)."""
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-audio-preview"}
+    audio = base64.b64encode(bytes(3000)).decode()
+    events = [
+        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "function_call": {"name": "lookup", "arguments": ""}},
+                               "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 0, "delta": {"function_call": {"arguments": '{"q": '}}, "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 0, "delta": {"function_call": {"arguments": '"x"}'}}, "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 1, "delta": {"role": "assistant", "audio": {"id": "au_1", "transcript": "Hel"}},
+                               "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 1, "delta": {"audio": {"data": audio[:2000], "transcript": "lo."}}, "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 1, "delta": {"audio": {"data": audio[2000:]}}, "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "function_call"},
+                              {"index": 1, "delta": {}, "finish_reason": "stop"}]},
+        {**chunk, "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 40, "total_tokens": 49}},
+        "data: [DONE]\n\n",
+    ]
+    server.route("POST", "/v1/chat/completions", lambda request: FakeResponse.events(events))
+    for _ in _client(server, spans).chat.completions.create(model="gpt-4o-audio-preview", messages=[
+            {"role": "user", "content": "Say hello."}], stream=True, n=2):
+        pass
+    assert audio[:500] not in spans.attrs()[A.OUTPUT_MESSAGES]
+    assert _content(spans)[A.OUTPUT_MESSAGES] == [
+        {"role": "assistant", "finish_reason": "function_call",
+         "parts": [{"type": "tool_call", "id": None, "name": "lookup", "arguments": {"q": "x"}}]},
+        {"role": "assistant", "finish_reason": "stop",
+         "parts": [{"type": "blob", "modality": "audio", "content": "", "byte_size": 3000, "transcript": "Hello."}]},
+    ]

@@ -22,6 +22,7 @@ from ..telemetry.content import (
     InputContent,
     Message,
     Part,
+    decoded_size,
     generic_part,
     media_part,
     message,
@@ -106,6 +107,14 @@ def _assistant_parts(found: Mapping[str, Any]) -> list[Part]:
     legacy = found.get("function_call")
     if isinstance(legacy, Mapping):
         parts.append(tool_call_part(None, legacy.get("name"), legacy.get("arguments")))
+    audio = found.get("audio")
+    if isinstance(audio, Mapping) and ("data" in audio or "transcript" in audio or "byte_size" in audio):  # a spoken answer
+        size = audio.get("byte_size")
+        part = media_part("audio", data=audio.get("data") if isinstance(audio.get("data"), str) else None,
+                          byte_size=size if isinstance(size, int) else 0)
+        if isinstance(audio.get("transcript"), str):
+            part["transcript"] = audio["transcript"]  # the conventions' BlobPart field for it
+        parts.append(part)
     return parts
 
 
@@ -168,6 +177,19 @@ def choices_from_deltas(deltas: Iterable[Mapping[str, Any]]) -> list[dict[str, A
         for key in ("content", "refusal"):
             if isinstance(piece.get(key), str) and piece[key]:  # the opening delta's "" is no text
                 texts.setdefault((index, key), []).append(piece[key])
+        legacy = piece.get("function_call")  # the functions API: one call, in pieces like a tool call's
+        if isinstance(legacy, Mapping):
+            slot = calls.setdefault(index, {}).setdefault(-1, {"id": None, "name": [], "arguments": []})
+            for key in ("name", "arguments"):
+                if isinstance(legacy.get(key), str):
+                    slot[key].append(legacy[key])
+        audio = piece.get("audio")
+        if isinstance(audio, Mapping):  # a spoken answer: its transcript in pieces, its bytes only counted
+            if isinstance(audio.get("transcript"), str):
+                texts.setdefault((index, "audio.transcript"), []).append(audio["transcript"])
+            if isinstance(audio.get("data"), str):
+                sound = answer.setdefault("audio", {})
+                sound["byte_size"] = sound.get("byte_size", 0) + decoded_size(audio["data"])
         for call in _items(piece.get("tool_calls")):
             if not isinstance(call, Mapping):
                 continue
@@ -184,13 +206,17 @@ def choices_from_deltas(deltas: Iterable[Mapping[str, Any]]) -> list[dict[str, A
     for (index, key), pieces in texts.items():
         if key == "text":
             built[index]["text"] = "".join(pieces)
+        elif key.startswith("audio."):
+            built[index]["message"].setdefault("audio", {})[key[6:]] = "".join(pieces)
         else:
             built[index]["message"][key] = "".join(pieces)
     for index, slots in calls.items():
-        built[index].setdefault("message", {"role": "assistant"})["tool_calls"] = [
-            {"id": slots[n]["id"], "function": {"name": "".join(slots[n]["name"]), "arguments": "".join(slots[n]["arguments"])}}
-            for n in sorted(slots)
-        ]
+        answer = built[index].setdefault("message", {"role": "assistant"})
+        joined = {n: {"name": "".join(slot["name"]), "arguments": "".join(slot["arguments"])} for n, slot in slots.items()}
+        if -1 in joined:
+            answer["function_call"] = joined.pop(-1)
+        if joined:
+            answer["tool_calls"] = [{"id": slots[n]["id"], "function": joined[n]} for n in sorted(joined)]
     return [built[i] for i in sorted(built)]
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "Message",
     "Part",
     "content_json",
+    "decoded_size",
     "generic_part",
     "media_part",
     "message",
@@ -176,7 +177,8 @@ def generic_part(block: Mapping[str, Any]) -> Part:
     return part
 
 
-def media_part(modality: str, *, url: Any = None, data: Any = None, mime_type: Any = None, file_id: Any = None) -> Part:
+def media_part(modality: str, *, url: Any = None, data: Any = None, mime_type: Any = None, file_id: Any = None,
+               byte_size: int | None = None) -> Part:
     """An image, audio clip or document given by URL (a ``data:`` URL is inline data), by
     inline base64 ``data``, or by a provider ``file_id``.
 
@@ -187,13 +189,15 @@ def media_part(modality: str, *, url: Any = None, data: Any = None, mime_type: A
     if isinstance(url, str) and url.startswith("data:"):
         header, _, payload = url[5:].partition(",")
         mime = header.split(";", 1)[0] or mime
-        return _blob(modality, mime, _decoded_size(payload) if header.endswith(";base64") else len(payload))
+        return _blob(modality, mime, decoded_size(payload) if header.endswith(";base64") else len(payload))
     if isinstance(url, str):
         part: Part = {"type": "uri", "modality": modality, "uri": url}
     elif isinstance(data, str):
-        return _blob(modality, mime, _decoded_size(data))
+        return _blob(modality, mime, decoded_size(data))
     elif isinstance(file_id, str):
         part = {"type": "file", "modality": modality, "file_id": file_id}
+    elif byte_size is not None:  # inline data already counted (a stream's pieces)
+        return _blob(modality, mime, byte_size)
     else:
         return {"type": modality}  # nothing to point to: say what it was
     if mime:
@@ -201,7 +205,8 @@ def media_part(modality: str, *, url: Any = None, data: Any = None, mime_type: A
     return part
 
 
-def _decoded_size(base64: str) -> int:
+def decoded_size(base64: str) -> int:
+    """How many bytes the base64 text ``base64`` holds (without decoding it)."""
     padding = len(base64) - len(base64.rstrip("="))
     return max(0, len(base64) * 3 // 4 - padding)
 
