@@ -28,16 +28,21 @@ ANSWER = json.dumps({
 
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=3000)
-    args = parser.parse_args()
+def canned_client() -> openai.OpenAI:
+    """The ``openai`` SDK over a mock transport that answers every call with ``ANSWER``."""
 
     def answer(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers=[("content-type", "application/json")], content=ANSWER)
 
-    client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-bench",
-                           http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))
+    return openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-bench",
+                         http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=3000)
+    args = parser.parse_args()
+    client = canned_client()
     with tempfile.TemporaryDirectory() as directory:
         wrapped = llmspend.wrap(client, cache=directory)
         messages = [{"role": "user", "content": "hi"}]

@@ -11,25 +11,17 @@ under a microsecond a call).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 import timeit
 from collections.abc import Callable
 from typing import Any
 
-import httpx2
-import openai
-
 import llmspend
 from llmspend.cache import disk as disk_module
 from llmspend.stages import cache as stage_module
+from profile_cache_hit import canned_client  # the same canned answer and client, next to this file
 
-ANSWER = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
-}).encode()
 MESSAGES = [{"role": "user", "content": "hi"}]
 PARTS = {  # what the stage calls, by the name it imported it under
     "read the control headers": (stage_module, "read_controls"),
@@ -43,9 +35,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=4000)
     args = parser.parse_args()
-
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers=[("content-type", "application/json")], content=ANSWER)
 
     spent: dict[str, int] = dict.fromkeys(PARTS, 0)
     seen: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
@@ -64,8 +53,7 @@ def main() -> None:
     for label, (owner, name) in PARTS.items():
         setattr(owner, name, timed(label, originals[label]))
     try:
-        client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-bench",
-                               http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))
+        client = canned_client()
         with tempfile.TemporaryDirectory() as directory:
             wrapped = llmspend.wrap(client, cache=directory)
             for _ in range(200):
