@@ -11,31 +11,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import pstats
 import tempfile
 
-import httpx2
-import openai
-
 import llmspend
 
-ANSWER = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
-}).encode()
-
-
-
-def canned_client() -> openai.OpenAI:
-    """The ``openai`` SDK over a mock transport that answers every call with ``ANSWER``."""
-
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers=[("content-type", "application/json")], content=ANSWER)
-
-    return openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-bench",
-                         http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))
+# the SDK over a mock transport that gives every call the same chat completion (next to this file)
+from bench_overhead_split import client as canned_client
 
 
 def main() -> int:
