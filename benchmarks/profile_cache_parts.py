@@ -20,7 +20,7 @@ from typing import Any
 import llmspend
 from llmspend.cache import disk as disk_module
 from llmspend.stages import cache as stage_module
-from profile_cache_hit import canned_client  # the same canned answer and client, next to this file
+from bench_overhead_split import client as canned_client  # the canned SDK client, next to this file
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 PARTS = {  # what the stage calls, by the name it imported it under
