@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -74,3 +75,36 @@ def test_demo_section_shows_the_savings(capsys: pytest.CaptureFixture[str]) -> N
     assert rounds[1]["saved_usd"] == pytest.approx(rounds[0]["paid_usd"] + rounds[0]["saved_usd"])
     hits = [s for s in result.spans if s["attributes"].get("llmspend.cache.hit")]
     assert hits and all(s["attributes"]["llmspend.cost.usd"] == 0.0 for s in hits)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_no_count_is_lost_when_a_fault_comes_due(server: FakeLLMServer, tmp_path: Path, use_async: bool,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A fault counted when the counters were due to be written out (about once a second in a
+    running app; every time here) must not take the counts pending with it."""
+    import asyncio
+
+    from llmspend.stages import cache as cache_stage
+
+    monkeypatch.setattr(cache_stage, "_FLUSH_INTERVAL_S", 0.0)
+    directory = str(tmp_path / "c")
+    ask: dict[str, Any] = dict(model="gpt-4o", temperature=0, messages=[{"role": "user", "content": "q"}])
+    bad = {"x-llmspend-cache-ttl": "soon"}
+    if use_async:
+        async def run() -> None:
+            client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), cache=directory)
+            await client.chat.completions.create(**ask)
+            await client.chat.completions.create(**ask, extra_headers=bad)
+            await client.chat.completions.create(**ask)
+            await client.close()
+        asyncio.run(run())
+    else:
+        client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache=directory)
+        client.chat.completions.create(**ask)
+        client.chat.completions.create(**ask, extra_headers=bad)
+        client.chat.completions.create(**ask)
+        client.close()
+    assert main(["cache", "stats", "--dir", directory, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["hits"], stats["misses"], stats["stores"], stats["errors"]) == (1, 1, 1, 1)

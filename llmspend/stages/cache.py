@@ -100,6 +100,12 @@ class _Counts:
             due, self._pending = self._pending, {}
             return due
 
+    def note(self, name: str) -> None:
+        """Count one ``name`` without writing out: for callers that have no way to write (a
+        fault, counted where the stage cannot wait on the backend); the next due add takes it."""
+        with self._lock:
+            self._pending[name] = self._pending.get(name, 0) + 1
+
     def take(self) -> dict[str, float]:
         with self._lock:
             due, self._pending = self._pending, {}
@@ -180,7 +186,7 @@ class CacheStage(Stage):
     # -- shared bookkeeping ------------------------------------------------------------
     def _fault(self, request: Request, exc: BaseException) -> None:
         request.context.record_fault(self.name, exc)
-        self._counts.add("errors")
+        self._counts.note("errors")  # add() could return counts due, and they would be lost
         warn_once(
             ("cache", self.backend.kind, self.backend.describe()),
             "llmspend: cache fault at %s (%s); calls go on to the provider without the cache",
