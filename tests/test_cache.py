@@ -462,6 +462,41 @@ def test_responses_stream_replay(make: Wrap, server: FakeLLMServer, spans: Spans
     assert len(server.requests) == 1 and spans.attrs()["llmspend.cache.hit"] is True
 
 
+def _failed_response_stream(request: Any) -> Any:
+    """A Responses stream that ends with ``response.failed``: the provider's own end event, but
+    of an answer that failed."""
+    from llmspend.testing.server import FakeResponse
+
+    failed = {"id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-4o-mini", "status": "failed",
+              "output": [], "usage": None, "error": {"code": "server_error", "message": "The server had an error"}}
+    started = {**failed, "status": "in_progress", "error": None}
+    return FakeResponse.events([
+        f"event: response.created\ndata: {json.dumps({'type': 'response.created', 'sequence_number': 0, 'response': started})}\n\n",
+        f"event: response.failed\ndata: {json.dumps({'type': 'response.failed', 'sequence_number': 1, 'response': failed})}\n\n",
+    ])
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_failed_response_stream_is_not_stored(server: FakeLLMServer, spans: Spans, cache_dir: Path,
+                                                      use_async: bool) -> None:
+    server.route("POST", "/v1/responses", _failed_response_stream)
+    ask: dict[str, Any] = dict(model="gpt-4o-mini", input="hi", temperature=0, stream=True)
+    for _ in range(2):
+        if use_async:
+            aclient = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY),
+                                    cache=str(cache_dir), tracer_provider=spans.provider)
+            events = [e.type async for e in await aclient.responses.create(**ask)]
+            await aclient.close()
+        else:
+            client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                                   cache=str(cache_dir), tracer_provider=spans.provider)
+            events = [e.type for e in client.responses.create(**ask)]
+            client.close()
+        assert events == ["response.created", "response.failed"]
+    assert len(server.requests) == 2  # the failure was not served again from the cache
+    assert spans.attrs()["llmspend.cache.stored"] is False and spans.attrs()["error.type"] == "server_error"
+
+
 # -- failing open ------------------------------------------------------------------------
 def _raw_shards(cache_dir: Path) -> Any:
     """The cache's database opened with diskcache's defaults, as an attacker or a bug would."""

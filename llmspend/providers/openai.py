@@ -365,6 +365,7 @@ def _responses_outcome(data: Mapping[str, Any]) -> Outcome:
         if isinstance(item.get("arguments"), str):
             texts.append(item["arguments"])
     status = data.get("status")
+    error = data.get("error")
     return Outcome(
         usage=_chat_usage(usage) if isinstance(usage, Mapping) else None,
         response_id=data.get("id") if isinstance(data.get("id"), str) else None,
@@ -372,7 +373,15 @@ def _responses_outcome(data: Mapping[str, Any]) -> Outcome:
         finish_reasons=(status,) if isinstance(status, str) else (),
         service_tier=data.get("service_tier") if isinstance(data.get("service_tier"), str) else None,
         output_text="".join(texts),
+        # a failed response (a stream's response.failed) is an error inside a 200 answer
+        error_type=_failure(error) if status == "failed" else None,
     )
+
+
+def _failure(error: Any) -> str:
+    """What a failed Responses answer says went wrong: its ``error.code``, else ``failed``."""
+    code = error.get("code") if isinstance(error, Mapping) else None
+    return code if isinstance(code, str) and code else "failed"
 
 
 # Cheap byte checks that decide which events are worth parsing: a stream has one event per

@@ -227,7 +227,8 @@ class CacheStage(Stage):
 
     def _encode(self, request: Request, response: Response, body: bytes | None, chunks: list[bytes] | None) -> bytes | None:
         """The entry to store for an answer, or None when it should not be stored: too large,
-        a stream that did not end with the provider's end event, a body we cannot read."""
+        a stream that did not end with the provider's end event, a body we cannot read, an
+        answer that reports an error of the provider's."""
         call, adapter = request.call, request.adapter
         if call is None or adapter is None or (body is None and chunks is None):
             return None
@@ -242,6 +243,8 @@ class CacheStage(Stage):
                 outcome = adapter.parse_response(call, body)
             except ResponseParseError:
                 return None  # not what the provider normally says: do not keep it
+        if outcome.error_type is not None:
+            return None  # an error inside a 2xx answer (a failed response): not an answer to keep
         cost = None
         if outcome.usage is not None:
             cost = price_call(self.prices, call, outcome, outcome.usage).total_usd
