@@ -497,6 +497,38 @@ async def test_a_failed_response_stream_is_not_stored(server: FakeLLMServer, spa
     assert spans.attrs()["llmspend.cache.stored"] is False and spans.attrs()["error.type"] == "server_error"
 
 
+def _chat_stream_with_an_error_event(request: Any) -> Any:
+    """A chat stream that reports an error and then ends with ``[DONE]`` (as vLLM and LiteLLM
+    do), all in one read: the SDK raises, but the end event has passed the cache."""
+    from llmspend.testing.server import FakeResponse
+
+    chunk = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+             "choices": [{"index": 0, "delta": {"content": "half"}, "finish_reason": None}]}
+    error = {"error": {"message": "The server had an error", "type": "server_error", "code": None}}
+    return FakeResponse.events([f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(error)}\n\ndata: [DONE]\n\n".encode()])
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_chat_stream_with_an_error_event_is_not_stored(server: FakeLLMServer, spans: Spans, cache_dir: Path,
+                                                               use_async: bool) -> None:
+    server.route("POST", "/v1/chat/completions", _chat_stream_with_an_error_event)
+    for _ in range(2):
+        with pytest.raises(openai.APIError, match="The server had an error"):
+            if use_async:
+                aclient = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY),
+                                        cache=str(cache_dir), tracer_provider=spans.provider)
+                try:
+                    [c async for c in await aclient.chat.completions.create(**ASK, stream=True)]  # type: ignore[call-overload]
+                finally:
+                    await aclient.close()
+            else:
+                with llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                                   cache=str(cache_dir), tracer_provider=spans.provider) as client:
+                    list(client.chat.completions.create(**ASK, stream=True))  # type: ignore[call-overload]
+    assert len(server.requests) == 2  # the error was not served again from the cache
+    assert spans.attrs()["llmspend.cache.stored"] is False and spans.attrs()["error.type"] == "server_error"
+
+
 # -- failing open ------------------------------------------------------------------------
 def _raw_shards(cache_dir: Path) -> Any:
     """The cache's database opened with diskcache's defaults, as an attacker or a bug would."""

@@ -374,14 +374,18 @@ def _responses_outcome(data: Mapping[str, Any]) -> Outcome:
         service_tier=data.get("service_tier") if isinstance(data.get("service_tier"), str) else None,
         output_text="".join(texts),
         # a failed response (a stream's response.failed) is an error inside a 200 answer
-        error_type=_failure(error) if status == "failed" else None,
+        error_type=_error_type(error, "failed") if status == "failed" else None,
     )
 
 
-def _failure(error: Any) -> str:
-    """What a failed Responses answer says went wrong: its ``error.code``, else ``failed``."""
-    code = error.get("code") if isinstance(error, Mapping) else None
-    return code if isinstance(code, str) and code else "failed"
+def _error_type(error: Any, default: str) -> str:
+    """What an error object inside a 2xx answer says went wrong: its ``type`` (a chat stream's
+    error event) or ``code`` (a failed Responses answer), else ``default``."""
+    for name in ("type", "code"):
+        found = error.get(name) if isinstance(error, Mapping) else None
+        if isinstance(found, str) and found:
+            return found
+    return default
 
 
 # Cheap byte checks that decide which events are worth parsing: a stream has one event per
@@ -398,6 +402,9 @@ _USAGE_LITERAL = b'"usage"'
 # bytes the provider sends when usage is not asked for.
 _NULL_USAGE = re.compile(rb',[ \t]*"usage"[ \t]*:[ \t]*null(?=[ \t]*[,}])|"usage"[ \t]*:[ \t]*null[ \t]*,[ \t]*')
 _RESPONSE_END_LITERAL = b'"type"'
+# An error event in a chat stream (``data: {"error": {...}}``, which the SDK raises as an
+# APIError; vLLM and LiteLLM send one and then ``[DONE]``). As for usage: a key, not text.
+_ERROR_EVENT = re.compile(rb'"error"\s*:')
 
 
 class _OpenAIStreamReader:
@@ -509,6 +516,13 @@ class _OpenAIStreamReader:
                 except ResponseParseError:
                     pass
                 break
+        error_type = None
+        if b'"error"' in buf:
+            for data in self._matching(_ERROR_EVENT):
+                payload = _loads(data)
+                if payload is not None and payload.get("error"):  # the SDK's own test
+                    error_type = _error_type(payload["error"], "error")
+                    break
         end = buf.find(b"\n\n")
         first = _loads(event_data(buf if end < 0 else buf[: end + 2])) or {}
         reasons: dict[int, str] = {}
@@ -539,6 +553,7 @@ class _OpenAIStreamReader:
             output_text="".join(texts),
             # a caller (the SDK) may close the stream right after the provider's last event
             complete=complete or done,
+            error_type=error_type,
             output_messages=None if deltas is None else tuple(
                 openai_content.chat_output(openai_content.choices_from_deltas(deltas))),
         )
