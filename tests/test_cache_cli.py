@@ -108,3 +108,18 @@ def test_no_count_is_lost_when_a_fault_comes_due(server: FakeLLMServer, tmp_path
     assert main(["cache", "stats", "--dir", directory, "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert (stats["hits"], stats["misses"], stats["stores"], stats["errors"]) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("command", ["stats", "clear"])
+def test_a_directory_that_holds_no_cache_is_left_as_it_was(command: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``--dir`` naming a directory of the user's (a typo, a parent of the cache) must not
+    turn it into a cache: no shards written into it, its permissions not narrowed."""
+    directory = tmp_path / "project"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    (directory / "notes.txt").write_text("mine")
+    assert main(["cache", command, "--dir", str(directory)]) == 0
+    assert "no llmspend cache in" in capsys.readouterr().out
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
+    assert directory.stat().st_mode & 0o777 == 0o755

@@ -43,7 +43,7 @@ from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN  # type: ignore[import
 from ..exceptions import CacheError, ConfigError, CorruptCacheEntryError
 from .base import COUNTERS, CacheBackend
 
-__all__ = ["DiskCache", "default_cache_dir", "secure_directory", "secure_contents"]
+__all__ = ["DiskCache", "default_cache_dir", "holds_cache", "secure_directory", "secure_contents"]
 
 DEFAULT_SIZE_LIMIT = 2**30  # 1 GiB
 DEFAULT_SHARDS = 8
@@ -61,6 +61,13 @@ def default_cache_dir() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
     return Path(base).expanduser() / "llmspend"
+
+
+def holds_cache(directory: str | os.PathLike[str]) -> bool:
+    """Whether ``directory`` holds a disk cache: the counters' database, which opening a
+    :class:`DiskCache` creates. Looking into a directory that does not must leave it alone:
+    opening a cache there would write shards into it and narrow its permissions."""
+    return (Path(directory).expanduser() / "stats" / "cache.db").is_file()
 
 
 def secure_directory(path: str | os.PathLike[str]) -> Path:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..cache import CacheBackend, default_cache_dir, open_backend
+from ..cache.disk import holds_cache
 from ..exceptions import CacheError
 from ..ledger import redact_url
 from ._table import usd
@@ -43,7 +44,8 @@ def _on_backend(
     args: argparse.Namespace, doing: str, action: Callable[[CacheBackend], T]
 ) -> tuple[CacheBackend, T] | None:
     """Open the cache the arguments name, run ``action`` on it and close it; None (said so)
-    when the default or given directory does not exist (looking must not create it). A fault of
+    when the default or given directory does not exist or holds no cache (looking must not
+    create one). A fault of
     the backend (a Redis that is down, a wrong password) becomes a :class:`CacheError` naming
     the cache and the reason, printed as one line rather than a traceback."""
     if args.url:
@@ -52,6 +54,9 @@ def _on_backend(
         directory = args.dir or default_cache_dir()
         if not os.path.isdir(os.path.expanduser(str(directory))):
             print(f"no cache in {directory} (nothing has been stored there yet)")
+            return None
+        if not holds_cache(directory):  # a directory of the user's: do not make it a cache
+            print(f"no llmspend cache in {directory} (it holds none of a cache's files; left as it is)")
             return None
         backend = open_backend(str(directory))
     try:
