@@ -14,6 +14,7 @@ give the server a ``maxmemory`` and an LRU ``maxmemory-policy`` (``allkeys-lru``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,11 @@ DEFAULT_PREFIX = "llmspend:cache:"
 DEFAULT_TIMEOUT_S = 0.1
 DEFAULT_RETRY_AFTER_S = 1.0
 _SCAN_BATCH = 1000
+
+
+def _glob_literal(text: str) -> str:
+    """``text`` as a SCAN pattern that matches itself only (a prefix may hold ``*?[]\\``)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def _text(value: bytes | str) -> str:
@@ -72,6 +78,7 @@ class RedisCache(CacheBackend):
         self._clients = RedisClients(url, timeout_s=self.timeout_s, **client_options)
         self._breaker = Breaker(redact_url(url), seconds("RedisCache retry_after_s", retry_after_s))
         self._stats_key = prefix + "stats"
+        self._entries_pattern = _glob_literal(prefix) + "e:*"
 
     def describe(self) -> str:
         return redact_url(self.url)
@@ -109,7 +116,7 @@ class RedisCache(CacheBackend):
         client = self._clients.sync
         removed = 0
         batch: list[bytes] = []
-        for name in client.scan_iter(match=self.prefix + "e:*", count=_SCAN_BATCH):
+        for name in client.scan_iter(match=self._entries_pattern, count=_SCAN_BATCH):
             batch.append(name)
             if len(batch) >= _SCAN_BATCH:
                 removed += int(client.unlink(*batch))
@@ -121,7 +128,7 @@ class RedisCache(CacheBackend):
 
     def stats(self) -> dict[str, Any]:
         client = self._clients.sync
-        entries = sum(1 for _ in client.scan_iter(match=self.prefix + "e:*", count=_SCAN_BATCH))
+        entries = sum(1 for _ in client.scan_iter(match=self._entries_pattern, count=_SCAN_BATCH))
         counters = {_text(k): _text(v) for k, v in client.hgetall(self._stats_key).items()}
         memory = client.info("memory")
         found: dict[str, Any] = {

@@ -241,3 +241,18 @@ def test_values_are_stored_as_json(wrap: Any, redis_server: RedisServer) -> None
     assert entry["status"] == 200 and json.loads(entry["body"])["object"] == "chat.completion"
     assert API_KEY not in raw.get(key).decode() and "Where is my order" not in raw.get(key).decode()
     assert isinstance(redis.Redis, type)
+
+
+def test_a_prefix_with_glob_characters_clears_and_counts_its_own_entries_only(redis_server: RedisServer) -> None:
+    """``clear`` and ``stats`` find entries by a SCAN pattern: the prefix in it is taken
+    literally, so a cache never removes (or counts) another prefix's entries."""
+    mine, other = RedisCache(redis_server.url, prefix="app[1]*:"), RedisCache(redis_server.url, prefix="app1-x:")
+    try:
+        mine.set("a" * 64, b"{}", 60)
+        other.set("b" * 64, b"{}", 60)
+        assert (mine.stats()["entries"], other.stats()["entries"]) == (1, 1)
+        assert mine.clear() == 1
+        assert other.get("b" * 64) == b"{}" and mine.get("a" * 64) is None
+    finally:
+        mine.close()
+        other.close()
