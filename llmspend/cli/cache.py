@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from ..cache import CacheBackend, default_cache_dir, open_backend
 from ..cache.disk import holds_cache
-from ..exceptions import CacheError
+from ..exceptions import CacheError, ConfigError
 from ..ledger import redact_url
 from ._table import usd
 
@@ -35,6 +35,8 @@ def register(sub: Any) -> None:
         where = command.add_mutually_exclusive_group()
         where.add_argument("--dir", help=f"a disk cache directory (default {default_cache_dir()})")
         where.add_argument("--url", help="a cache URL handled by a plugin, e.g. redis://localhost:6379/0")
+        command.add_argument("--prefix", help="with --url: the key prefix the app's cache was given "
+                             "(CacheConfig options={'prefix': ...}), if not the backend's default")
         if name == "stats":
             command.add_argument("--json", action="store_true", help="print JSON")
         command.set_defaults(func=func, parser=command)
@@ -48,8 +50,10 @@ def _on_backend(
     create one). A fault of
     the backend (a Redis that is down, a wrong password) becomes a :class:`CacheError` naming
     the cache and the reason, printed as one line rather than a traceback."""
+    if args.prefix is not None and not args.url:
+        raise ConfigError("--prefix goes with --url (a disk cache has no key prefix)")
     if args.url:
-        backend = open_backend(args.url)
+        backend = open_backend(args.url, **({"prefix": args.prefix} if args.prefix is not None else {}))
     else:
         directory = args.dir or default_cache_dir()
         if not os.path.isdir(os.path.expanduser(str(directory))):

@@ -170,6 +170,21 @@ def test_cli_stats_and_clear(wrap: Any, redis_server: RedisServer, capsys: pytes
     assert unrelated.get("app:session:1") == b"keep me"  # only the cache's own keys go
 
 
+def test_cli_reads_a_cache_of_another_prefix(wrap: Any, redis_server: RedisServer,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    client = wrap(RedisCache(redis_server.url, prefix="team-a:"))
+    client.chat.completions.create(model="gpt-4o", temperature=0, messages=[{"role": "user", "content": "a"}])
+    client.close()
+    assert main(["cache", "stats", "--url", redis_server.url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 0  # the default prefix holds nothing
+    assert main(["cache", "stats", "--url", redis_server.url, "--prefix", "team-a:", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 1
+    assert main(["cache", "clear", "--url", redis_server.url, "--prefix", "team-a:"]) == 0
+    assert "removed 1 entr" in capsys.readouterr().out
+    assert main(["cache", "stats", "--prefix", "team-a:"]) == 2  # a disk cache has no prefix
+    assert "--prefix goes with --url" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["stats", "clear"])
 def test_cli_says_in_one_line_when_redis_cannot_be_reached(command: str, redis_server: RedisServer,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
