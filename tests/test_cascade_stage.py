@@ -234,6 +234,22 @@ def test_a_tracked_feature_runs_the_plan(quiz: FakeLLMServer, spans: Spans) -> N
     assert sent_models(quiz) == [STRONG]  # outside the feature: untouched
 
 
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_tracked_feature_leaves_its_other_requests_alone(quiz: FakeLLMServer, spans: Spans, is_async: bool) -> None:
+    # The plan serves the feature's chat requests; an embedding or a legacy completion made in
+    # the same feature is no chat and was sent with the plan's last (chat) model instead.
+    c = client(quiz, spans, is_async=is_async, cascade=two_step_plan().with_route(feature="faq"))
+    with llmspend.track("faq"):
+        embed = c.embeddings.create(model="text-embedding-3-small", input="an easy one")
+        legacy = c.completions.create(model="gpt-3.5-turbo-instruct", prompt="an easy one", max_tokens=5)
+        if is_async:
+            embed, legacy = await embed, await legacy
+    assert [(r.path, r.json()["model"]) for r in quiz.requests] == [
+        ("/v1/embeddings", "text-embedding-3-small"), ("/v1/completions", "gpt-3.5-turbo-instruct")]
+    assert embed.model == "text-embedding-3-small" and legacy.model.startswith("gpt-3.5-turbo-instruct")
+    assert not [s for s in spans.finished if s.name.startswith("cascade ")]
+
+
 def test_unsupported_requests_go_to_the_last_model(quiz: FakeLLMServer, spans: Spans) -> None:
     c = client(quiz, spans)
     r = c.chat.completions.create(model="support-bot", n=2, messages=[{"role": "user", "content": "an easy one"}])
