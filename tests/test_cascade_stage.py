@@ -3,6 +3,7 @@ accept at step 1, escalate, scorer failure, streaming, spans and costs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -170,6 +171,44 @@ async def test_last_step_error_reaches_the_caller(quiz: FakeLLMServer, spans: Sp
         await ask(c, "an easy one", is_async=is_async)
     parent, _ = parent_and_steps(spans)
     assert parent.attributes["llmspend.cascade.accepted_step"] == 2
+
+
+async def test_cancelled_mid_cascade_ends_every_span(quiz: FakeLLMServer, spans: Spans) -> None:
+    quiz.latency_s = 0.3
+    c = client(quiz, spans, is_async=True)
+    task = asyncio.ensure_future(ask(c, "a hard one", is_async=True))
+    while len(quiz.requests) < 2:  # the cheap answer came back low; gpt-4o is being asked
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    parent, steps = parent_and_steps(spans)
+    assert sorted(s.name for s in steps) == sorted([f"chat {CHEAP}", f"chat {STRONG}"])
+    a = dict(parent.attributes or {})
+    assert a["error.type"] == "CancelledError" and parent.status.status_code.name == "ERROR"
+    # Before, the parent said gpt-4o (the step in flight) had been accepted.
+    assert "llmspend.cascade.accepted_step" not in a and "llmspend.cascade.accepted_model" not in a
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+class InterruptedScorer(BrokenScorer):
+    def score(self, queries: Sequence[str], answers: Sequence[str], *, model: str | None = None,
+              features: Sequence[Sequence[float]] | None = None) -> list[float]:
+        raise KeyboardInterrupt
+
+
+def test_interrupted_while_scoring_ends_the_parent_without_an_answer(quiz: FakeLLMServer, spans: Spans) -> None:
+    scorer = LogisticScorer(features=("conf", "text_score"), weights=(0.0, 10.0), bias=-5.0, mean=(0.0, 0.0),
+                            scale=(1.0, 1.0), models=(CHEAP,))
+    plan = Plan(steps=(Step(CHEAP, 0.5, "a"), Step(STRONG)), scorers={"a": scorer}, alias="support-bot",
+                text_scorer={"kind": "onnx", "path": "unused"})
+    c = client(quiz, spans, cascade={"plan": plan, "text_scorer": InterruptedScorer()})
+    with pytest.raises(KeyboardInterrupt):
+        c.chat.completions.create(model="support-bot", messages=[{"role": "user", "content": "an easy one"}])
+    parent, _ = parent_and_steps(spans)
+    a = dict(parent.attributes or {})
+    assert a["error.type"] == "KeyboardInterrupt" and "llmspend.cascade.accepted_step" not in a
+    assert a["llmspend.cascade.steps_called"] == 1
 
 
 async def _collect(stream: Any, is_async: bool) -> list[Any]:
