@@ -324,6 +324,11 @@ def test_plan_file_and_config_errors(quiz: FakeLLMServer, spans: Spans, tmp_path
     broken["chain"][0]["scorer"] = "nope"
     with pytest.raises(llmspend.ConfigError, match="names scorer 'nope'"):
         llmspend.wrap(raw, cascade=broken)
+    for empty in ({"alias": ""}, {"alias": None, "feature": " "}):  # before: loaded, and never run
+        with pytest.raises(llmspend.ConfigError, match="non-empty string"):
+            llmspend.wrap(raw, cascade={**json.loads(path.read_text()), **empty})
+    with pytest.raises(llmspend.ConfigError, match="non-empty string"):
+        two_step_plan().with_route(alias="")
     with pytest.raises(llmspend.ConfigError, match="cascade= takes a plan"):
         llmspend.wrap(raw, cascade=42)
     with pytest.raises(llmspend.ConfigError, match="text_scorer"):
