@@ -329,6 +329,11 @@ def test_plan_file_and_config_errors(quiz: FakeLLMServer, spans: Spans, tmp_path
             llmspend.wrap(raw, cascade={**json.loads(path.read_text()), **empty})
     with pytest.raises(llmspend.ConfigError, match="non-empty string"):
         two_step_plan().with_route(alias="")
+    # a plan's JSON as a dict has no file beside which its relative scorer paths lie: say so
+    onnx = {**json.loads(path.read_text()), "scorers": {"cheap": {
+        "kind": "onnx", "path": "plan.scorers/cheap-0123456789", "features": ["conf"], "models": [CHEAP]}}}
+    with pytest.raises(llmspend.ConfigError, match=r"read from the current directory .*cascade='plan.json'"):
+        llmspend.wrap(raw, cascade=onnx)
     with pytest.raises(llmspend.ConfigError, match="cascade= takes a plan"):
         llmspend.wrap(raw, cascade=42)
     with pytest.raises(llmspend.ConfigError, match="text_scorer"):
