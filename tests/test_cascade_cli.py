@@ -108,6 +108,24 @@ def test_numeric_scorers_are_held_in_the_plan(inputs: dict[str, Path], tmp_path:
     assert main(["cascade", "eval", "--plan", str(plan), "--test", str(inputs["test"]), "--json"]) == 0
 
 
+def test_eval_says_how_many_queries_it_left_out(inputs: dict[str, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # Before, eval dropped the queries some model had no outcome for without a word (fit says so).
+    plan = tmp_path / "plan.json"
+    assert main(["cascade", "fit", "--train", str(inputs["train"]), "--out", str(plan), "--max-depth", "2",
+                 "--margin", "1", "--numeric-scorers"]) == 0
+    rows = synthetic_rows(40, 4)
+    for row in rows[:7]:
+        row[f"{MID}__correct"] = ""  # not judged
+    test = write_csv(tmp_path / "test.csv", rows)
+    capsys.readouterr()
+    assert main(["cascade", "eval", "--plan", str(plan), "--test", str(test)]) == 0
+    printed = capsys.readouterr()
+    assert "(33 queries)" in printed.out and "7 queries were left out" in printed.err
+    assert main(["cascade", "eval", "--plan", str(plan), "--test", str(test), "--json"]) == 0
+    assert "7 queries were left out" in capsys.readouterr().err  # stdout stays one JSON object
+
+
 def test_errors_are_clear(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     out = str(inputs["root"] / "x.json")
     assert main(["cascade", "fit", "--train", str(inputs["root"] / "nope.csv"), "--out", out]) == 2

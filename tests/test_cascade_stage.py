@@ -3,6 +3,7 @@ accept at step 1, escalate, scorer failure, streaming, spans and costs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -172,6 +173,44 @@ async def test_last_step_error_reaches_the_caller(quiz: FakeLLMServer, spans: Sp
     assert parent.attributes["llmspend.cascade.accepted_step"] == 2
 
 
+async def test_cancelled_mid_cascade_ends_every_span(quiz: FakeLLMServer, spans: Spans) -> None:
+    quiz.latency_s = 0.3
+    c = client(quiz, spans, is_async=True)
+    task = asyncio.ensure_future(ask(c, "a hard one", is_async=True))
+    while len(quiz.requests) < 2:  # the cheap answer came back low; gpt-4o is being asked
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    parent, steps = parent_and_steps(spans)
+    assert sorted(s.name for s in steps) == sorted([f"chat {CHEAP}", f"chat {STRONG}"])
+    a = dict(parent.attributes or {})
+    assert a["error.type"] == "CancelledError" and parent.status.status_code.name == "ERROR"
+    # Before, the parent said gpt-4o (the step in flight) had been accepted.
+    assert "llmspend.cascade.accepted_step" not in a and "llmspend.cascade.accepted_model" not in a
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+class InterruptedScorer(BrokenScorer):
+    def score(self, queries: Sequence[str], answers: Sequence[str], *, model: str | None = None,
+              features: Sequence[Sequence[float]] | None = None) -> list[float]:
+        raise KeyboardInterrupt
+
+
+def test_interrupted_while_scoring_ends_the_parent_without_an_answer(quiz: FakeLLMServer, spans: Spans) -> None:
+    scorer = LogisticScorer(features=("conf", "text_score"), weights=(0.0, 10.0), bias=-5.0, mean=(0.0, 0.0),
+                            scale=(1.0, 1.0), models=(CHEAP,))
+    plan = Plan(steps=(Step(CHEAP, 0.5, "a"), Step(STRONG)), scorers={"a": scorer}, alias="support-bot",
+                text_scorer={"kind": "onnx", "path": "unused"})
+    c = client(quiz, spans, cascade={"plan": plan, "text_scorer": InterruptedScorer()})
+    with pytest.raises(KeyboardInterrupt):
+        c.chat.completions.create(model="support-bot", messages=[{"role": "user", "content": "an easy one"}])
+    parent, _ = parent_and_steps(spans)
+    a = dict(parent.attributes or {})
+    assert a["error.type"] == "KeyboardInterrupt" and "llmspend.cascade.accepted_step" not in a
+    assert a["llmspend.cascade.steps_called"] == 1
+
+
 async def _collect(stream: Any, is_async: bool) -> list[Any]:
     if is_async:
         return [chunk async for chunk in stream]
@@ -234,6 +273,22 @@ def test_a_tracked_feature_runs_the_plan(quiz: FakeLLMServer, spans: Spans) -> N
     assert sent_models(quiz) == [STRONG]  # outside the feature: untouched
 
 
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_tracked_feature_leaves_its_other_requests_alone(quiz: FakeLLMServer, spans: Spans, is_async: bool) -> None:
+    # The plan serves the feature's chat requests; an embedding or a legacy completion made in
+    # the same feature is no chat and was sent with the plan's last (chat) model instead.
+    c = client(quiz, spans, is_async=is_async, cascade=two_step_plan().with_route(feature="faq"))
+    with llmspend.track("faq"):
+        embed = c.embeddings.create(model="text-embedding-3-small", input="an easy one")
+        legacy = c.completions.create(model="gpt-3.5-turbo-instruct", prompt="an easy one", max_tokens=5)
+        if is_async:
+            embed, legacy = await embed, await legacy
+    assert [(r.path, r.json()["model"]) for r in quiz.requests] == [
+        ("/v1/embeddings", "text-embedding-3-small"), ("/v1/completions", "gpt-3.5-turbo-instruct")]
+    assert embed.model == "text-embedding-3-small" and legacy.model.startswith("gpt-3.5-turbo-instruct")
+    assert not [s for s in spans.finished if s.name.startswith("cascade ")]
+
+
 def test_unsupported_requests_go_to_the_last_model(quiz: FakeLLMServer, spans: Spans) -> None:
     c = client(quiz, spans)
     r = c.chat.completions.create(model="support-bot", n=2, messages=[{"role": "user", "content": "an easy one"}])
@@ -269,6 +324,16 @@ def test_plan_file_and_config_errors(quiz: FakeLLMServer, spans: Spans, tmp_path
     broken["chain"][0]["scorer"] = "nope"
     with pytest.raises(llmspend.ConfigError, match="names scorer 'nope'"):
         llmspend.wrap(raw, cascade=broken)
+    for empty in ({"alias": ""}, {"alias": None, "feature": " "}):  # before: loaded, and never run
+        with pytest.raises(llmspend.ConfigError, match="non-empty string"):
+            llmspend.wrap(raw, cascade={**json.loads(path.read_text()), **empty})
+    with pytest.raises(llmspend.ConfigError, match="non-empty string"):
+        two_step_plan().with_route(alias="")
+    # a plan's JSON as a dict has no file beside which its relative scorer paths lie: say so
+    onnx = {**json.loads(path.read_text()), "scorers": {"cheap": {
+        "kind": "onnx", "path": "plan.scorers/cheap-0123456789", "features": ["conf"], "models": [CHEAP]}}}
+    with pytest.raises(llmspend.ConfigError, match=r"read from the current directory .*cascade='plan.json'"):
+        llmspend.wrap(raw, cascade=onnx)
     with pytest.raises(llmspend.ConfigError, match="cascade= takes a plan"):
         llmspend.wrap(raw, cascade=42)
     with pytest.raises(llmspend.ConfigError, match="text_scorer"):

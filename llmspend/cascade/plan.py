@@ -174,6 +174,11 @@ class Plan:
     base_dir: Path | None = None
 
     def __post_init__(self) -> None:
+        for name in ("alias", "feature"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                # "" would match no request: the plan would be loaded and never run
+                raise ConfigError(f"a cascade plan's {name} must be a non-empty string or null, got {value!r}")
         self.check_chain(self.steps)
         for point in self.frontier:
             self.check_chain(point.steps)

@@ -375,8 +375,9 @@ class PlanRun:
 
     def _record(self, error: BaseException | None) -> None:
         span, accepted = self.span, self.step
-        span.set_attribute("llmspend.cascade.accepted_step", accepted + 1)
-        span.set_attribute("llmspend.cascade.accepted_model", self.steps[accepted].model)
+        if error is None:  # a run cut short (cancelled, interrupted) accepted nothing
+            span.set_attribute("llmspend.cascade.accepted_step", accepted + 1)
+            span.set_attribute("llmspend.cascade.accepted_model", self.steps[accepted].model)
         span.set_attribute("llmspend.cascade.steps_called", len(self.costs))
         if self.failed:
             span.set_attribute("llmspend.cascade.failed_steps", self.failed)

@@ -208,6 +208,12 @@ def load_step_scorers(plan: Plan, *, every: bool = False) -> dict[str, Scorer]:
         if not isinstance(spec, OnnxStepScorer):
             continue
         path = spec.resolve(plan.base_dir)
+        if plan.base_dir is None and not path.is_absolute() and not path.exists():
+            raise ConfigError(
+                f"no scorer at {path} (step {key!r}): a plan given as a dict or Plan has no file to read its relative "
+                f"scorer paths from, so they were read from the current directory {Path.cwd()}; give the plan "
+                "file's path (cascade='plan.json') or llmspend.cascade.load_plan(path)"
+            )
         if path not in by_path:
             by_path[path] = load_onnx_scorer(path)
         scorer = by_path[path]

@@ -137,9 +137,13 @@ def run_fit(args: argparse.Namespace) -> int:
         f"best single {cv['best_single']['model']} {cv['best_single']['accuracy']:.3f}, "
         f"{usd(cv['best_single']['cost_usd_per_query'], 7)} per query"
     )
-    if table.dropped:
-        print(f"{table.dropped} queries were left out: some model had no outcome for them", file=sys.stderr)
+    _say_dropped(table.dropped)
     return 0
+
+
+def _say_dropped(dropped: int) -> None:
+    if dropped:
+        print(f"{dropped} queries were left out: some model had no outcome for them", file=sys.stderr)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -150,6 +154,7 @@ def run_eval(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     table = load_table(args.test)
     result = evaluate_plan(plan, table)
+    _say_dropped(table.dropped)
     if args.plot:
         from ..cascade.plot import plot_tradeoff
 

@@ -1,8 +1,9 @@
 """The cascade stage: cheap model first, a scorer decides, escalate only when needed.
 
-``wrap(client, cascade=PLAN)`` runs a plan (:mod:`llmspend.cascade.plan`) for every chat
-request to the plan's alias (``model="cascade"`` by default), or for every request made inside
-``llmspend.track(feature=...)`` when the plan names that feature. Each step sends the caller's
+``wrap(client, cascade=PLAN)`` runs a plan (:mod:`llmspend.cascade.plan`) for every request
+to the plan's alias (``model="cascade"`` by default), or for every chat request made inside
+``llmspend.track(feature=...)`` when the plan names that feature (its other requests, e.g.
+embeddings, pass untouched). Each step sends the caller's
 request with the step's model; its answer is scored and accepted when the score reaches the
 step's threshold, else the next step runs; the last step is always accepted. The caller gets
 one normal response, the accepted model's (its ``model`` field names that model).
@@ -113,7 +114,9 @@ class CascadeStage(Stage):
                 return route
             if route.plan.feature is not None:
                 feature = feature or current_attribution().feature
-                if feature == route.plan.feature:
+                # The feature's chat requests only: its embeddings or completions name models
+                # of their own, which a chain of chat models cannot stand in for.
+                if feature == route.plan.feature and _is_chat(request):
                     return route
         return None
 
@@ -181,6 +184,11 @@ class CascadeStage(Stage):
             run.finish(exc)
             raise
         return run.deliver_last(response, step_request.context, is_async=True)
+
+
+def _is_chat(request: Request) -> bool:
+    adapter, call = request.adapter, request.call
+    return adapter is not None and call is not None and adapter.to_openai_chat_request(call) is not None
 
 
 # -- construction from wrap(cascade=...) --------------------------------------------------

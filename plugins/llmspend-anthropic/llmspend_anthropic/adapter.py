@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmspend import Headers, Request
-from llmspend.exceptions import LLMSpendError, ResponseParseError
+from llmspend.exceptions import ConfigError, LLMSpendError, ResponseParseError
 from llmspend.providers.base import Call, Outcome, ProviderAdapter, StreamReader, json_object_body, number_params
 from llmspend.telemetry.content import InputContent
 
@@ -189,7 +189,14 @@ class AnthropicAdapter(ProviderAdapter):
 
     def from_openai_chat_request(self, body: Mapping[str, Any], model: str, headers: Headers) -> dict[str, Any]:
         """An OpenAI chat-completions body as a Messages request for ``model``; without
-        ``temperature``/``top_p`` when ``headers`` ask for an API version that refuses them."""
+        ``temperature``/``top_p`` when ``headers`` ask for an API version that refuses them.
+        A body in JSON mode without a schema is refused (``ConfigError``): Claude's answer would
+        be sent as plain text to a caller that parses JSON."""
+        if convert.schemaless_json(body):
+            raise ConfigError(
+                f"{model} (Anthropic) cannot be asked for JSON without a schema (response_format json_object): "
+                "give a schema (response_format json_schema, e.g. client.chat.completions.parse(response_format=MyModel))"
+            )
         return convert.messages_request(body, model=model, sampling=convert.takes_sampling(headers.get("anthropic-version")))
 
     def to_openai_chat_response(self, answer: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,11 @@ Mapped: system prompt (Anthropic's top-level ``system`` / OpenAI's system and de
 messages), text and image parts, tool definitions and ``tool_choice``, tool calls
 (``tool_use`` blocks / ``tool_calls``) and their results (``tool_result`` blocks / ``tool``
 messages), ``max_tokens``, ``temperature`` and ``top_p`` (for API versions that still take
-them), stop sequences, ``stream``, finish reasons and usage (cache reads included in
-``prompt_tokens``, as OpenAI counts them).
+them), stop sequences, ``stream``, structured output (OpenAI's ``response_format`` of type
+``json_schema`` / Anthropic's ``output_config.format``), finish reasons and usage (cache reads
+included in ``prompt_tokens``, as OpenAI counts them). OpenAI's ``json_object`` mode has no
+Messages API twin (a schema is required): :func:`schemaless_json` finds it, so a caller can
+refuse the request rather than lose the JSON it asked for.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "NO_SAMPLING_VERSION",
     "takes_sampling",
+    "schemaless_json",
 ]
 
 #: Anthropic requires ``max_tokens``; an OpenAI request often has none.
@@ -64,6 +68,29 @@ def _with_tools(body: dict[str, Any], tools: list[dict[str, Any]], choice: Any) 
         if choice is not None:
             body["tool_choice"] = choice
     return body
+
+
+# -- structured output: the same JSON schema under two names ------------------------------
+def schemaless_json(body: Mapping[str, Any]) -> bool:
+    """Whether an OpenAI chat body asks for JSON without a schema (``json_object``), which the
+    Messages API cannot be asked for."""
+    fmt = body.get("response_format")
+    return isinstance(fmt, Mapping) and fmt.get("type") == "json_object"
+
+
+def _anthropic_output(fmt: Any) -> dict[str, Any] | None:
+    """OpenAI's ``response_format`` json_schema as Anthropic's ``output_config``."""
+    spec = fmt.get("json_schema") if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema" else None
+    schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    return {"format": {"type": "json_schema", "schema": schema}} if isinstance(schema, Mapping) else None
+
+
+def _openai_response_format(config: Any) -> dict[str, Any] | None:
+    """Anthropic's ``output_config.format`` as OpenAI's ``response_format`` (not ``strict``:
+    OpenAI's strict mode refuses schemas that Anthropic takes, e.g. with optional properties)."""
+    fmt = config.get("format") if isinstance(config, Mapping) else None
+    schema = fmt.get("schema") if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema" else None
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}} if isinstance(schema, Mapping) else None
 
 
 # -- requests: Anthropic -> OpenAI ------------------------------------------------------
@@ -128,6 +155,9 @@ def openai_chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = body[key]
     if body.get("stop_sequences"):
         out["stop"] = list(body["stop_sequences"])
+    response_format = _openai_response_format(body.get("output_config"))
+    if response_format is not None:
+        out["response_format"] = response_format
     tools = [
         {"type": "function", "function": {"name": t.get("name"), "description": t.get("description", ""),
                                           "parameters": t.get("input_schema") or {"type": "object"}}}
@@ -212,6 +242,9 @@ def messages_request(body: Mapping[str, Any], *, model: str | None = None, sampl
     stop = body.get("stop")
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    output = _anthropic_output(body.get("response_format"))
+    if output is not None:
+        out["output_config"] = output
     tools = [
         {"name": f.get("name"), "description": f.get("description", ""),
          "input_schema": f.get("parameters") or {"type": "object", "properties": {}}}

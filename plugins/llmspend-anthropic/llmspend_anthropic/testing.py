@@ -337,6 +337,9 @@ class FakeAnthropicAPI:
             words.pop()
             text = " ".join(words)
             stop = "max_tokens"
+        output = body.get("output_config")
+        if isinstance(output, Mapping) and isinstance(output.get("format"), Mapping):
+            text = json.dumps({"answer": text})  # structured output, as the OpenAI fake answers it
         blocks.append({"type": "text", "text": text})
         return blocks, stop, thinking_tokens
 

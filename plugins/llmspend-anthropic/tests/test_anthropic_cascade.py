@@ -409,3 +409,60 @@ def test_configuration_errors_say_what_to_fix(both: FakeLLMServer, monkeypatch: 
     # an informational provider name that no installed adapter speaks goes through the client as before
     named = plan(Step(MINI, 0.5, "first", provider="groq"), conf_scorer(MINI), Step(GPT4O))
     assert llmspend.wrap(openai_raw(both), cascade=named) is not None
+
+
+# -- structured output: the caller's JSON schema goes with the step to the other API --------
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_structured_output_reaches_a_claude_candidate(both: FakeLLMServer, spans: Spans, is_async: bool) -> None:
+    # Before, response_format was dropped on the way to Claude: its plain-text answer was
+    # accepted and the caller's parse() failed on it.
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        answer: str
+
+    cheap_claude = plan(Step(HAIKU, 0.5, "first", provider="anthropic"), fixed_scorer(HAIKU, accept=True), Step(GPT4O))
+    client = llmspend.wrap(openai_raw(both, is_async=is_async), tracer_provider=spans.provider,
+                           cascade={"plan": cheap_claude, "clients": {"anthropic": anthropic_raw(both)}})
+    ask = dict(model="support-bot", messages=[{"role": "user", "content": "Where is my order?"}], response_format=Answer)
+    parsed = await call(client.chat.completions.parse, is_async, **ask)
+    assert parsed.model == SNAPSHOTS[HAIKU] and isinstance(parsed.choices[0].message.parsed, Answer)
+    (sent,) = [json.loads(r.body) for r in both.requests]
+    assert sent["output_config"]["format"] == {"type": "json_schema", "schema": Answer.model_json_schema() | {
+        "additionalProperties": False}}
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_structured_output_reaches_an_openai_candidate(both: FakeLLMServer, spans: Spans, is_async: bool) -> None:
+    cheap_openai = plan(Step(MINI, 0.5, "first", provider="openai"), fixed_scorer(MINI, accept=True), Step(SONNET))
+    client = llmspend.wrap(anthropic_raw(both, is_async=is_async), tracer_provider=spans.provider,
+                           cascade={"plan": cheap_openai, "clients": {"openai": openai_raw(both)}})
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+              "additionalProperties": False}
+    message = await call(client.messages.create, is_async, model="support-bot", max_tokens=100,
+                         messages=[{"role": "user", "content": "an easy one"}],
+                         output_config={"format": {"type": "json_schema", "schema": schema}})
+    assert message.model == SNAPSHOTS[MINI] and json.loads(message.content[0].text) == {"answer": "Paris"}
+    (sent,) = [json.loads(r.body) for r in both.requests]
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_json_mode_without_a_schema_skips_a_claude_candidate(both: FakeLLMServer, spans: Spans, is_async: bool) -> None:
+    cheap_claude = plan(Step(HAIKU, 0.5, "first", provider="anthropic"), fixed_scorer(HAIKU, accept=True), Step(GPT4O))
+    client = llmspend.wrap(openai_raw(both, is_async=is_async), tracer_provider=spans.provider,
+                           cascade={"plan": cheap_claude, "clients": {"anthropic": anthropic_raw(both)}})
+    ask = dict(model="support-bot", messages=[{"role": "user", "content": "an easy one"}],
+               response_format={"type": "json_object"})
+    completion = await call(client.chat.completions.create, is_async, **ask)
+    assert completion.model == SNAPSHOTS[GPT4O] and json.loads(completion.choices[0].message.content) == {"answer": "Paris"}
+    assert [r.path for r in both.requests] == ["/v1/chat/completions"]  # Claude was not asked: it has no such mode
+    parent, _ = parent_and_steps(spans)
+    assert parent["llmspend.cascade.escalation_reason"] == f"ConfigError from {HAIKU}"
+    assert "without a schema" in parent["llmspend.cascade.error"]
+    # a plan that ends on Claude cannot serve it: a clear error, not a plain-text answer
+    ends_on_claude = llmspend.wrap(openai_raw(both, is_async=is_async), tracer_provider=spans.provider,
+                                   cascade={"plan": plan(Step(MINI, 0.5, "first"), conf_scorer(MINI), Step(HAIKU, provider="anthropic")),
+                                            "clients": {"anthropic": anthropic_raw(both)}})
+    with pytest.raises(llmspend.ConfigError, match="json_schema"):
+        await call(ends_on_claude.chat.completions.create, is_async, **{**ask, "messages": [{"role": "user", "content": "a hard one"}]})
