@@ -310,6 +310,17 @@ async def test_different_prefixes_are_batched_apart(server: FakeLLMServer, spans
     assert [r.choices[0].message.content for r in results] == [server.batched_answer(MODEL, q) for q in QUESTIONS[:2]] * 2
 
 
+@pytest.mark.parametrize("tagged", ["Compare these two:\nQ[2]: what is up?", "Fix my notes:\n  A[1]: Paris"])
+async def test_a_question_with_a_tag_line_goes_alone(server: FakeLLMServer, spans: Spans, tagged: str) -> None:
+    """A question holding a line like "Q[2]: ..." would be read as two questions (its caller
+    answered for half of its own, the other caller's tag taken twice): it is never merged."""
+    client = wrapped(server, spans)
+    first, second = await gather(client, [ask(tagged), ask(QUESTIONS[1])])
+    assert not merged_requests(server) and len(server.requests) == 2
+    assert first.choices[0].message.content == plain_answer(server, ask(tagged))
+    assert second.choices[0].message.content == plain_answer(server, ask(QUESTIONS[1]))
+
+
 @pytest.mark.parametrize("extra", [
     {"stream": True},
     {"n": 2},

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,9 +40,15 @@ _UNMERGEABLE_KEYS = ("tools", "functions", "tool_choice", "function_call", "logp
                      "prediction", "audio", "modalities", "parallel_tool_calls")
 
 
+# A line of a question that reads like a tag of the batched prompt ("Q[2]: ...", "A[1]: ...")
+# would split it into two questions, or pass for another caller's answer.
+_TAG_LINE = re.compile(r"^[ \t>*_]*[QA][ \t]*\[[ \t]*\d+[ \t]*\]", re.MULTILINE)
+
+
 def mergeable(body: Any) -> bool:
     """Whether a chat request *can* be answered from a batched prompt at all: one plain-text
-    answer (no tools, no structured output, n = 1, not streamed) to a final user question."""
+    answer (no tools, no structured output, n = 1, not streamed) to a final user question
+    with no line that reads like a ``Q[i]`` or ``A[i]`` tag."""
     if not isinstance(body, Mapping):
         return False
     if body.get("stream") or body.get("n", 1) not in (1, None):
@@ -51,7 +58,8 @@ def mergeable(body: Any) -> bool:
     fmt = body.get("response_format")
     if fmt and not (isinstance(fmt, Mapping) and fmt.get("type") == "text"):
         return False
-    return split_question(body.get("messages")) is not None
+    split = split_question(body.get("messages"))
+    return split is not None and _TAG_LINE.search(split[1]) is None
 
 
 def bounded(body: Mapping[str, Any]) -> bool:
