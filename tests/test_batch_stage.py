@@ -506,3 +506,26 @@ async def test_a_caller_that_gives_up_after_the_merged_request_is_not_asked_for_
     assert len(server.requests) == 1 + 1 + 1  # merged, the patient caller's again, and plain_answer's own
     assert not any("llmspend.batch.error" in (s.attributes or {}) for s in spans.finished)
     assert merged_span(spans).attributes.get("error.type") is None
+
+
+async def test_a_caller_that_gives_up_in_flight_leaves_its_share_to_the_others(
+        server: FakeLLMServer, spans: Spans, caplog: pytest.LogCaptureFixture) -> None:
+    """The merged call is paid in full whoever is still waiting for it: the share of a caller
+    that gave up (its span already ended) goes to those that get an answer, so the callers'
+    costs still add up to the merged call's; and nothing is written on the ended span."""
+    server.latency_s = 0.3
+    client = wrapped(server, spans, batch={"window_ms": 100, "max_size": 3})
+
+    async def impatient() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.chat.completions.create(**ask(QUESTIONS[0])), 0.2)
+
+    with caplog.at_level(logging.WARNING):
+        _, *patient = await asyncio.gather(impatient(), *(client.chat.completions.create(**ask(q)) for q in QUESTIONS[1:3]))
+    assert len(merged_requests(server)) == 1
+    merged = merged_span(spans).attributes
+    assert sum(r.usage.prompt_tokens for r in patient) == merged["llmspend.batch.input_tokens"]
+    assert sum(r.usage.completion_tokens for r in patient) == merged["llmspend.batch.output_tokens"]
+    answered = [s for s in caller_spans(spans) if "llmspend.cost.usd" in s.attributes]
+    assert sum(s.attributes["llmspend.cost.usd"] for s in answered) == pytest.approx(merged["llmspend.batch.cost_usd"], rel=1e-12)
+    assert not [r for r in caplog.records if "ended span" in r.getMessage()]

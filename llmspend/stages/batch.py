@@ -320,9 +320,16 @@ class BatchStage(Stage):
 
         model = first.call.model
         merged_estimate = count_chat_messages(body["messages"], model)
-        shares = caller_shares(usage, [m.question for m in members], parsed.answers, resent_by_index, model)
+        # A caller that gave up meanwhile has ended its span: its share of the merged call,
+        # paid all the same, goes to the callers still waiting, and nothing is written on it.
+        waiting = {i for i, m in enumerate(members, 1) if not m.future.done()}
+        answers = {i: a for i, a in parsed.answers.items() if i in waiting}
+        resent_waiting = {i: r for i, r in resent_by_index.items() if i in waiting}
+        shares = caller_shares(usage, [m.question for m in members], answers, resent_waiting, model)
 
         for i, member in enumerate(members, 1):
+            if i not in waiting:
+                continue
             context = member.request.context
             context.set_attribute(SIZE, len(members))
             context.set_attribute(INDEX, i)
@@ -334,7 +341,7 @@ class BatchStage(Stage):
                 continue
             context.set_attribute(RESENT, parsed.failures[i])
             result = resent_by_index.get(i)
-            if result is None or member.future.done():  # the caller gave up
+            if result is None:
                 continue
             if isinstance(result, asyncio.CancelledError):
                 member.future.cancel()
