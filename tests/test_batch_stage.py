@@ -529,3 +529,20 @@ async def test_a_caller_that_gives_up_in_flight_leaves_its_share_to_the_others(
     answered = [s for s in caller_spans(spans) if "llmspend.cost.usd" in s.attributes]
     assert sum(s.attributes["llmspend.cost.usd"] for s in answered) == pytest.approx(merged["llmspend.batch.cost_usd"], rel=1e-12)
     assert not [r for r in caplog.records if "ended span" in r.getMessage()]
+
+
+async def test_callers_with_other_timeouts_are_not_merged(server: FakeLLMServer, spans: Spans) -> None:
+    """A merged request goes out with its first caller's timeout: a caller that asked for a
+    shorter one must not wait out the other's, so it is grouped apart and times out as asked."""
+    server.latency_s = 0.5
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0),
+                           tracer_provider=spans.provider, batch={"window_ms": 50, "max_size": 2})
+    _open.append(client)
+    patient, hasty = await asyncio.gather(
+        client.chat.completions.create(**ask(QUESTIONS[0]), timeout=30),
+        client.chat.completions.create(**ask(QUESTIONS[1]), timeout=0.2),
+        return_exceptions=True,
+    )
+    assert isinstance(hasty, openai.APITimeoutError)
+    assert not merged_requests(server)
+    assert patient.choices[0].message.content == plain_answer(server, ask(QUESTIONS[0]))

@@ -153,6 +153,15 @@ def wants_batch(body: Any, marked: bool | None, options: BatchOptions, *, budget
     return options.auto and bounded(body)
 
 
+def _timeouts(request: Request) -> str:
+    """The caller's own timeouts (its HTTP library request's ``timeout`` extension). A merged
+    request goes out with its first caller's, so callers with other timeouts are grouped
+    apart: each then waits no longer than it asked to."""
+    extensions = getattr(request.template, "extensions", None)
+    timeout = extensions.get("timeout") if isinstance(extensions, Mapping) else None
+    return repr(sorted(timeout.items())) if isinstance(timeout, Mapping) else repr(timeout)
+
+
 # -- the stage -----------------------------------------------------------------------------
 class _SendAlone:
     """What a waiting caller is told when its call is to go out on its own after all."""
@@ -226,7 +235,7 @@ class BatchStage(Stage):
     async def _join(self, request: Request, call: Call, call_next: AsyncCallNext) -> Response | _SendAlone:
         loop = asyncio.get_running_loop()
         headers = [(k.lower(), v) for k, v in request.headers.items() if k.lower() not in _PER_CALL_HEADERS]
-        key = (loop, call_next, request.url, group_key(call.body, headers))
+        key = (loop, call_next, request.url, group_key(call.body, headers), _timeouts(request))
         _, question = split_question(call.body["messages"]) or ([], "")
         member = _Member(request, call, question, loop.create_future(), contextvars.copy_context())
         group = self._groups.get(key)
