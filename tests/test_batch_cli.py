@@ -79,6 +79,30 @@ def test_submit_wait_collect_matches_by_custom_id(cli: Any, server: FakeLLMServe
     assert "gpt-4o-mini" in out and "(50%)" in out
 
 
+def test_a_line_separator_inside_a_json_line_is_not_a_line_break(cli: Any, server: FakeLLMServer, tmp_path: Path) -> None:
+    """JSONL lines end at \\n only: U+2028 (and U+0085, U+001E...) may stand raw inside a JSON
+    string, in the input as in the provider's output files, and must not split a line."""
+    odd = "First\u2028second\x85third\x1ethe end?"
+    lines = [line("req-0", odd), line("req-1", "Plain?")]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    assert [r.body["messages"][0]["content"] for r in read_requests(source)] == [odd, "Plain?"]
+    assert cli("submit", str(source), "--wait") == 0
+    (job,) = server.batch_api.batches.values()
+    output = server.batch_api.files[job.output_file_id]
+    results = [json.loads(x) for x in output.content.splitlines()]
+    for result in results:
+        result["response"]["body"]["choices"][0]["message"]["content"] += "\u2028" + odd
+    output.content = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results).encode()
+    out = tmp_path / "results.jsonl"
+    assert cli("collect", "--out", str(out)) == 0
+    collected = [json.loads(x) for x in out.read_text(encoding="utf-8").split("\n") if x]
+    assert [r["status"] for r in collected] == ["succeeded", "succeeded"]
+    for request, result in zip(lines, collected):
+        answer = plain_answer(server, request["body"]) + "\u2028" + odd
+        assert result["response"]["choices"][0]["message"]["content"] == answer
+
+
 def test_batch_prices_are_half_where_the_table_has_them(server: FakeLLMServer, tmp_path: Path) -> None:
     lines = [line("a", "one?"), line("b", "two?"), line("c", "three?", model="gpt-3.5-turbo-1106"),
              line("d", "four?", model="my-local-model")]

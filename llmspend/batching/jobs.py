@@ -33,6 +33,7 @@ __all__ = [
     "BATCH_BACKENDS_GROUP",
     "batch_backends",
     "read_requests",
+    "jsonl_lines",
 ]
 
 BATCH_BACKENDS_GROUP = "llmspend.batch_backends"
@@ -101,6 +102,15 @@ class BatchBackend(Protocol):
         ...
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of JSONL ``text``. Lines end at ``\\n`` (``\\r\\n``) only: ``str.splitlines``
+    would also break at U+2028, U+0085 or U+001E, which JSON lets stand raw inside a string."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
 def read_requests(path: str | Path) -> list[BatchRequest]:
     """The requests of a JSONL input file, checked before anything is uploaded: every line a
     JSON request with a unique string ``custom_id``, ``method`` POST, one ``url`` for all, and
@@ -112,7 +122,7 @@ def read_requests(path: str | Path) -> list[BatchRequest]:
         raise ConfigError(f"cannot read the batch input file {path}: {exc.strerror or exc}") from exc
     requests: list[BatchRequest] = []
     seen: set[str] = set()
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(jsonl_lines(text), 1):
         if not raw.strip():
             raise ConfigError(f"{path}:{number}: blank line (the Batch API accepts none)")
         try:
@@ -182,7 +192,7 @@ class OpenAIBatchBackend:
                 continue
             with _api_errors(f"downloading the {kind} file {file_id}"):
                 text = self.client.files.content(file_id).text
-            for raw in text.splitlines():
+            for raw in jsonl_lines(text):
                 if raw.strip():
                     yield _openai_result(json.loads(raw))
 
