@@ -310,6 +310,18 @@ async def test_different_prefixes_are_batched_apart(server: FakeLLMServer, spans
     assert [r.choices[0].message.content for r in results] == [server.batched_answer(MODEL, q) for q in QUESTIONS[:2]] * 2
 
 
+async def test_calls_with_stop_sequences_go_alone(server: FakeLLMServer, spans: Spans) -> None:
+    """A stop sequence ends the whole reply, not one answer: merged, stop="\\n" (common for
+    one-line labels) would cut the reply after A[1] and every other question would be asked
+    again, costing more than not batching. Such calls go alone."""
+    client = wrapped(server, spans)
+    requests = [ask(q, stop=["\n"]) for q in QUESTIONS[:3]]
+    results = await gather(client, requests)
+    assert not merged_requests(server) and len(server.requests) == 3
+    for request, result in zip(requests, results):
+        assert result.choices[0].message.content == plain_answer(server, request)
+
+
 @pytest.mark.parametrize("tagged", ["Compare these two:\nQ[2]: what is up?", "Fix my notes:\n  A[1]: Paris"])
 async def test_a_question_with_a_tag_line_goes_alone(server: FakeLLMServer, spans: Spans, tagged: str) -> None:
     """A question holding a line like "Q[2]: ..." would be read as two questions (its caller

@@ -35,9 +35,10 @@ BOUND_KEYS = ("max_completion_tokens", "max_tokens")
 TAG_ALLOWANCE = 8
 
 # Body keys whose presence makes a request impossible to merge: tools and structured output
-# shape the whole reply, logprobs and predictions are per request.
+# shape the whole reply, logprobs and predictions are per request, and a stop sequence ends
+# the whole reply where it should end one answer.
 _UNMERGEABLE_KEYS = ("tools", "functions", "tool_choice", "function_call", "logprobs", "top_logprobs",
-                     "prediction", "audio", "modalities", "parallel_tool_calls")
+                     "prediction", "audio", "modalities", "parallel_tool_calls", "stop")
 
 
 # A line of a question that reads like a tag of the batched prompt ("Q[2]: ...", "A[1]: ...")

@@ -383,8 +383,9 @@ class FakeLLMServer:
                 finish = "tool_calls"
                 texts.append(name + arguments)
             else:
-                message = {"role": "assistant", "content": text, "refusal": None}
                 finish = "length" if limit is not None and len(words) >= limit else "stop"
+                text, finish = _apply_stop(text, finish, body.get("stop"))
+                message = {"role": "assistant", "content": text, "refusal": None}
                 texts.append(text)
             logprobs = None
             if body.get("logprobs") is True and not wants_tool:
@@ -537,6 +538,13 @@ class FakeLLMServer:
             yield f"event: response.completed\ndata: {json.dumps({'type': 'response.completed', 'sequence_number': seq, 'response': response})}\n\n"
 
         return FakeResponse.events(events())
+
+
+def _apply_stop(text: str, finish: str, stop: Any) -> tuple[str, str]:
+    """``text`` cut before the first of the request's ``stop`` sequences, as OpenAI does."""
+    stops = [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return (text[:min(cuts)], "stop") if cuts else (text, finish)
 
 
 def _logprobs(model: str, text: str, mean: float | None) -> dict[str, Any]:
