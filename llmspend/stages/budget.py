@@ -139,13 +139,10 @@ class BudgetStage(Stage):
                 continue
             bound = self._bound(candidate, call, adapter)
             held: list[tuple[Ledger, Reservation]] = []
-            refused = None
+            refused = _refuses_unknown(budgets) if bound.usd is None else None
+            accounts = _accounts(budgets) if refused is None else []
             try:
-                for active in budgets:
-                    limited = active.limit_usd is not None
-                    if bound.usd is None and limited and active.budget.on_unknown == "refuse":
-                        refused = active
-                        break
+                for active in accounts:
                     window = period_window(active.budget.period, now)
                     reservation = active.ledger.reserve(active.key, bound.usd or 0.0, active.limit_usd, window)
                     if reservation is None:
@@ -286,6 +283,27 @@ async def _offload(hold: _Hold, fn: Callable[..., None], *args: Any) -> None:
         await asyncio.to_thread(fn, *args)
     else:
         fn(*args)
+
+
+def _refuses_unknown(budgets: Sequence[ActiveBudget]) -> ActiveBudget | None:
+    """The first budget with a limit that refuses a call whose most possible cost is unknown."""
+    for active in budgets:
+        if active.limit_usd is not None and active.budget.on_unknown == "refuse":
+            return active
+    return None
+
+
+def _accounts(budgets: Sequence[ActiveBudget]) -> list[ActiveBudget]:
+    """One budget per ledger account, outermost first. Nested tracks naming the same feature
+    and period (a recursive tracked function, a helper tracked like its caller) share one
+    account: a call is reserved and charged there once, against the tightest of their limits."""
+    chosen: dict[tuple[int, str], ActiveBudget] = {}
+    for active in budgets:
+        account = (id(active.ledger), active.key)
+        kept = chosen.get(account)
+        if kept is None or (active.limit_usd is not None and (kept.limit_usd is None or active.limit_usd < kept.limit_usd)):
+            chosen[account] = active
+    return list(chosen.values())
 
 
 def _candidates(call: Call | None, budgets: Sequence[ActiveBudget]) -> list[str | None]:
