@@ -190,8 +190,11 @@ class BudgetStage(Stage):
     def _stream_cost(self, hold: _Hold, reader: StreamReader, complete: bool) -> float | None:
         try:
             outcome = reader.outcome(complete=complete)
-            if not outcome.complete and outcome.usage is None and hold.request.context.served_from is None:
-                return None  # cut short: charge the whole reservation (see the module docstring)
+            final_usage = outcome.usage is not None and not outcome.usage.estimated
+            if not outcome.complete and not final_usage and hold.request.context.served_from is None:
+                # Cut short before the final usage (none yet, or a partial count such as
+                # Anthropic's message_start): charge the whole reservation (module docstring).
+                return None
             return self._actual_usd(hold, outcome)
         except Exception:  # unreadable events: unknown, charged as reserved
             return self._actual_usd(hold, None)
