@@ -366,7 +366,10 @@ def test_set_max_metric_features_validates() -> None:
         ({"feature": "f", "tags": ["k"]}, "dict of str"),
         ({"feature": "f", "budget_usd": 5}, "needs a period"),
         ({"feature": "f", "budget_usd": 5, "period": "week"}, "period must be one of"),
-        ({"feature": "f", "budget_usd": -1, "period": "day"}, ">= 0"),
+        ({"feature": "f", "budget_usd": -1, "period": "day"}, "from 0 to"),
+        # before, these passed construction and every call failed with OverflowError
+        ({"feature": "f", "budget_usd": float("inf"), "period": "day"}, "from 0 to 1,000,000,000"),
+        ({"feature": "f", "budget_usd": 10**30, "period": "day"}, "from 0 to 1,000,000,000"),
         ({"budget_usd": 5, "period": "day"}, "pass feature="),
         ({"feature": "f", "per_user": True}, "only apply to a budget"),
         ({"feature": "f", "fallback_model": "gpt-4o-mini"}, "only apply to a budget"),
