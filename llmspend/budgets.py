@@ -26,11 +26,16 @@ __all__ = [
     "ActiveBudget",
     "BudgetStatus",
     "ON_UNKNOWN",
+    "MAX_LIMIT_USD",
     "budget_key",
     "parse_budget_key",
     "budget_status",
     "spent",
 ]
+
+#: the largest limit a budget takes: ledgers keep integer nano-dollars in 64-bit integers
+#: (SQLite, Redis), which end at about $9.2 billion
+MAX_LIMIT_USD = 1e9
 
 #: what a budget does with a call whose most possible cost cannot be known
 ON_UNKNOWN = ("refuse", "allow")
@@ -77,8 +82,10 @@ class Budget:
 
     def __post_init__(self) -> None:
         limit = self.limit_usd
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float) or not limit >= 0):
-            raise ConfigError(f"budget_usd must be a number of USD >= 0, got {limit!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)
+                                  or not 0 <= limit <= MAX_LIMIT_USD):
+            raise ConfigError(f"budget_usd must be a number of USD from 0 to {MAX_LIMIT_USD:,.0f}, got {limit!r} "
+                              f"(leave it out to count spending without a limit)")
         check_period(self.period)
         if not isinstance(self.per_user, bool):
             raise ConfigError(f"per_user must be True or False, got {self.per_user!r}")

@@ -31,7 +31,7 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from types import TracebackType
@@ -294,10 +294,34 @@ class track:
 
 def _wrap_function(spec: track, fn: Callable[..., Any], label: str | None) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with TrackedScope(spec, label).running():
-            return fn(*args, **kwargs)
+        scope = TrackedScope(spec, label)
+        scope.start()
+        try:
+            with scope.active():
+                result = fn(*args, **kwargs)
+        except BaseException as exc:
+            scope.finish(exc)
+            raise
+        if inspect.iscoroutine(result):
+            # An async function behind a plain callable (a sync decorator under track, an object
+            # with an async __call__): its LLM calls run when it is awaited, so the scope (and
+            # its budget) must still be in effect then.
+            return _finish_when_awaited(scope, result)
+        scope.finish()
+        return result
 
     return wrapper
+
+
+async def _finish_when_awaited(scope: TrackedScope, coroutine: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        with scope.active():
+            result = await coroutine
+    except BaseException as exc:
+        scope.finish(exc)
+        raise
+    scope.finish()
+    return result
 
 
 def _wrap_coroutine(spec: track, fn: Callable[..., Any], label: str | None) -> Callable[..., Any]:

@@ -264,6 +264,26 @@ def test_nested_budgets_all_apply(client: openai.OpenAI, server: FakeLLMServer) 
     assert refused.value.budget == "team/month" and server.requests == []
 
 
+def test_nested_tracks_of_one_budget_charge_a_call_once(client: openai.OpenAI, server: FakeLLMServer, spans: Spans) -> None:
+    # A recursive tracked function, or a helper tracked like its caller, nests the same budget;
+    # before, each level reserved and charged the same ledger account again.
+    book = MemoryLedger()
+    budget = llmspend.track(feature="bulk", budget_usd=1.0, period="day", ledger=book)
+
+    @budget
+    def answer(depth: int) -> Any:
+        return answer(depth - 1) if depth else ask(client, max_tokens=50)
+
+    with llmspend.track(feature="bulk", period="day", ledger=book):  # counts only, same account
+        answer(2)
+    status = spent_on(book)
+    assert status.calls == 1 and status.spent_usd == pytest.approx(llm_attrs(spans)[0]["llmspend.cost.usd"])
+    with llmspend.track(feature="bulk", budget_usd=status.spent_usd + 0.00001, period="day", ledger=book):
+        with pytest.raises(llmspend.BudgetExceededError):  # the tightest of the nested limits applies
+            answer(1)
+    assert len(server.requests) == 1
+
+
 def test_per_user_budgets_are_separate(client: openai.OpenAI, server: FakeLLMServer) -> None:
     book = MemoryLedger()
 

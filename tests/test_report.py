@@ -121,6 +121,18 @@ def test_a_group_with_no_priced_call_reads_unknown_not_zero(spans: Spans, tmp_pa
     assert models["gpt-4o-mini-2024-07-18"]["cost_usd"] == pytest.approx(0.0010)
 
 
+def test_a_report_with_no_priced_call_reads_unknown_not_zero(spans: Spans, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # Before, the headline said "Cost $0.000000" when every call was of unknown cost.
+    from llmspend.cli import main
+
+    path = tmp_path / "spans.jsonl"
+    path.write_text("".join(s.to_json(indent=None) + "\n" for s in record(spans, [TRAFFIC[3]])))
+    assert main(["report", str(path), "--by", "model"]) == 0
+    (headline,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Cost ")]
+    assert headline.startswith("Cost unknown;") and "1 of unknown cost" in headline
+
+
 def test_indented_console_exporter_output(spans: Spans, tmp_path: Path) -> None:
     """The SDK's ConsoleSpanExporter as it comes (each span indented over many lines)."""
     out = io.StringIO()

@@ -121,6 +121,37 @@ async def test_async_function(aclient: openai.AsyncOpenAI, spans: Spans) -> None
     assert_child_of(call, track_span(spans, "llmspend.track async-reply"))
 
 
+async def test_an_async_function_behind_a_plain_callable_is_tracked_while_awaited(
+        aclient: openai.AsyncOpenAI, server: FakeLLMServer, spans: Spans) -> None:
+    # A sync decorator under track, or an object with an async __call__, returns a coroutine
+    # from a plain call. Before, the scope ended before the coroutine ran: its calls carried no
+    # feature and no budget held them (a call over the budget went out).
+    def plain(fn: Any) -> Any:
+        def call(*args: Any) -> Any:
+            return fn(*args)
+        return call
+
+    @llmspend.track(feature="wrapped", user="u1", tracer_provider=spans.provider)
+    @plain
+    async def reply() -> str:
+        await aclient.chat.completions.create(model="gpt-4o-mini", messages=ASK)
+        return "done"
+
+    class Handler:
+        async def __call__(self) -> None:
+            await aclient.chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=50)
+
+    assert await reply() == "done"
+    (call,) = llm_spans(spans)
+    assert (call.attributes or {})["llmspend.feature"] == "wrapped"
+    parent = track_span(spans, "llmspend.track wrapped")
+    assert_child_of(call, parent) and (parent.attributes or {})["llmspend.calls"] == 1
+    budgeted = llmspend.track(feature="handler", budget_usd=0.000001, period="day", ledger=llmspend.ledger.MemoryLedger())
+    with pytest.raises(llmspend.BudgetExceededError):
+        await budgeted(Handler())()
+    assert len(server.requests) == 1
+
+
 def test_generator_is_tracked_per_step_and_never_leaks_between_items(client: openai.OpenAI, spans: Spans) -> None:
     seen_between: list[str | None] = []
 
@@ -366,7 +397,10 @@ def test_set_max_metric_features_validates() -> None:
         ({"feature": "f", "tags": ["k"]}, "dict of str"),
         ({"feature": "f", "budget_usd": 5}, "needs a period"),
         ({"feature": "f", "budget_usd": 5, "period": "week"}, "period must be one of"),
-        ({"feature": "f", "budget_usd": -1, "period": "day"}, ">= 0"),
+        ({"feature": "f", "budget_usd": -1, "period": "day"}, "from 0 to"),
+        # before, these passed construction and every call failed with OverflowError
+        ({"feature": "f", "budget_usd": float("inf"), "period": "day"}, "from 0 to 1,000,000,000"),
+        ({"feature": "f", "budget_usd": 10**30, "period": "day"}, "from 0 to 1,000,000,000"),
         ({"budget_usd": 5, "period": "day"}, "pass feature="),
         ({"feature": "f", "per_user": True}, "only apply to a budget"),
         ({"feature": "f", "fallback_model": "gpt-4o-mini"}, "only apply to a budget"),

@@ -83,7 +83,7 @@ def render(report: SpendReport, *, dims: list[str] | None = None, top: int = 20)
         parts.append(f"{total.failed_calls:,} failed")
     if total.served_by_stage:
         parts.append(f"{total.served_by_stage:,} answered by a stage without a provider call")
-    out.append(f"\nCost {usd(total.cost_usd)}; saved {usd(total.saved_usd)}; calls: {', '.join(parts)}.")
+    out.append(f"\nCost {_cost(total)[0]}; saved {usd(total.saved_usd)}; calls: {', '.join(parts)}.")
     headers = ["calls", "unknown", "input tok", "cached tok", "output tok", "cost", "share", "saved"]
     for dim in dims or list(DIMENSIONS):
         rows = []

@@ -139,13 +139,10 @@ class BudgetStage(Stage):
                 continue
             bound = self._bound(candidate, call, adapter)
             held: list[tuple[Ledger, Reservation]] = []
-            refused = None
+            refused = _refuses_unknown(budgets) if bound.usd is None else None
+            accounts = _accounts(budgets) if refused is None else []
             try:
-                for active in budgets:
-                    limited = active.limit_usd is not None
-                    if bound.usd is None and limited and active.budget.on_unknown == "refuse":
-                        refused = active
-                        break
+                for active in accounts:
                     window = period_window(active.budget.period, now)
                     reservation = active.ledger.reserve(active.key, bound.usd or 0.0, active.limit_usd, window)
                     if reservation is None:
@@ -193,8 +190,11 @@ class BudgetStage(Stage):
     def _stream_cost(self, hold: _Hold, reader: StreamReader, complete: bool) -> float | None:
         try:
             outcome = reader.outcome(complete=complete)
-            if not outcome.complete and outcome.usage is None and hold.request.context.served_from is None:
-                return None  # cut short: charge the whole reservation (see the module docstring)
+            final_usage = outcome.usage is not None and not outcome.usage.estimated
+            if not outcome.complete and not final_usage and hold.request.context.served_from is None:
+                # Cut short before the final usage (none yet, or a partial count such as
+                # Anthropic's message_start): charge the whole reservation (module docstring).
+                return None
             return self._actual_usd(hold, outcome)
         except Exception:  # unreadable events: unknown, charged as reserved
             return self._actual_usd(hold, None)
@@ -286,6 +286,27 @@ async def _offload(hold: _Hold, fn: Callable[..., None], *args: Any) -> None:
         await asyncio.to_thread(fn, *args)
     else:
         fn(*args)
+
+
+def _refuses_unknown(budgets: Sequence[ActiveBudget]) -> ActiveBudget | None:
+    """The first budget with a limit that refuses a call whose most possible cost is unknown."""
+    for active in budgets:
+        if active.limit_usd is not None and active.budget.on_unknown == "refuse":
+            return active
+    return None
+
+
+def _accounts(budgets: Sequence[ActiveBudget]) -> list[ActiveBudget]:
+    """One budget per ledger account, outermost first. Nested tracks naming the same feature
+    and period (a recursive tracked function, a helper tracked like its caller) share one
+    account: a call is reserved and charged there once, against the tightest of their limits."""
+    chosen: dict[tuple[int, str], ActiveBudget] = {}
+    for active in budgets:
+        account = (id(active.ledger), active.key)
+        kept = chosen.get(account)
+        if kept is None or (active.limit_usd is not None and (kept.limit_usd is None or active.limit_usd < kept.limit_usd)):
+            chosen[account] = active
+    return list(chosen.values())
 
 
 def _candidates(call: Call | None, budgets: Sequence[ActiveBudget]) -> list[str | None]:

@@ -16,6 +16,7 @@ import anthropic
 from helpers_anthropic import MODEL, Spans, async_client, sync_client
 
 import llmspend
+from llmspend.ledger import MemoryLedger
 from llmspend.testing import FakeLLMServer
 from llmspend_anthropic.testing import FakeAnthropicAPI
 
@@ -119,3 +120,37 @@ async def test_budget_refusal_and_fallback_async(server: FakeLLMServer, api: Fak
     refused, sent = (dict(s.attributes or {}) for s in spans.finished())
     assert refused["llmspend.budget.refused"] == "anthropic-support/day"
     assert sent["llmspend.budget.fallback_model"] == MODEL and sent["llmspend.cost.usd"] > 0
+
+
+def _budget_of_a_stream_left_early(spans: Spans, book: MemoryLedger) -> None:
+    (attrs,) = (dict(s.attributes or {}) for s in spans.finished())
+    status = llmspend.spent("anthropic-stream", ledger=book)
+    # message_start's usage is not the final count: the provider may bill tokens generated after
+    # the client stopped reading, so the budget keeps the whole reservation (as for OpenAI).
+    assert status.calls == 1 and status.reserved_usd == 0
+    assert status.spent_usd == pytest.approx(attrs["llmspend.budget.reserved_usd"], abs=1e-9)
+    assert status.spent_usd > attrs["llmspend.cost.usd"]
+
+
+def test_stream_left_before_its_final_usage_is_charged_its_reservation(server: FakeLLMServer, api: FakeAnthropicAPI,
+                                                                       spans: Spans) -> None:
+    # Before, the partial usage of message_start settled the budget: the call was charged less
+    # than the provider could bill.
+    book = MemoryLedger()
+    client = sync_client(server, spans)
+    with llmspend.track(feature="anthropic-stream", budget_usd=1.0, period="day", ledger=book):
+        with client.messages.stream(model=MODEL, max_tokens=100, system=SYSTEM,
+                                    messages=[{"role": "user", "content": "Where is order 1182?"}]) as stream:
+            next(iter(stream))
+    _budget_of_a_stream_left_early(spans, book)
+
+
+async def test_async_stream_left_before_its_final_usage_is_charged_its_reservation(
+        server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans) -> None:
+    book = MemoryLedger()
+    client = async_client(server, spans)
+    async with llmspend.track(feature="anthropic-stream", budget_usd=1.0, period="day", ledger=book):
+        async with client.messages.stream(model=MODEL, max_tokens=100, system=SYSTEM,
+                                          messages=[{"role": "user", "content": "Where is order 1182?"}]) as stream:
+            await stream.__aiter__().__anext__()
+    _budget_of_a_stream_left_early(spans, book)

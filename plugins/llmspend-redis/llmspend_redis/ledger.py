@@ -54,13 +54,16 @@ end
 """
 
 # ARGV: id, amount, limit ('' = none), lease seconds, ttl seconds ('' = keep)
+# Returns {reserved (0|1), fresh (1 when the account did not exist: a new window, or a flushed
+# or restarted server, whose budgets hash must be written again)}.
 _RESERVE = _PURGE + """
 local amount = ARGV[2]
+local fresh = 1 - redis.call('EXISTS', KEYS[1])
 if ARGV[3] ~= '' then
   local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
   if spent + reserved + tonumber(amount) > tonumber(ARGV[3]) then
-    return 0
+    return {0, fresh}
   end
 end
 redis.call('HINCRBY', KEYS[1], 'reserved', amount)
@@ -69,7 +72,7 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
 if ARGV[5] ~= '' then
   for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 end
-return 1
+return {1, fresh}
 """
 
 # ARGV: id
@@ -157,13 +160,18 @@ class RedisLedger(Ledger):
         rid = uuid.uuid4().hex
         registered = (key, window.start, limit)
         if registered not in self._registered:  # once per key, window and limit: saves a round trip
-            record = json.dumps({"period": window.period, "limit": None if limit_usd is None else to_nano(limit_usd)})
-            self._run("register a budget", self.client.hset, f"{self.prefix}:budgets", key, record)
-            self._registered.add(registered)
+            self._register(key, window, limit_usd)
         args = [rid, str(amount), limit, repr(float(self.lease_s)), self._ttl(window)]
-        if not self._run("reserve", self._reserve, keys=self._keys(key, window), args=args):
-            return None
-        return Reservation(key, window, from_nano(amount), rid)
+        reserved, fresh = self._run("reserve", self._reserve, keys=self._keys(key, window), args=args)
+        if fresh and registered in self._registered:  # the server lost its data since (FLUSHDB, restart)
+            self._register(key, window, limit_usd)
+        self._registered.add(registered)
+        return Reservation(key, window, from_nano(amount), rid) if reserved else None
+
+    def _register(self, key: str, window: Window, limit_usd: float | None) -> None:
+        """Record the budget's period and limit, for ``keys()`` (``llmspend budget status``)."""
+        record = json.dumps({"period": window.period, "limit": None if limit_usd is None else to_nano(limit_usd)})
+        self._run("register a budget", self.client.hset, f"{self.prefix}:budgets", key, record)
 
     def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
         charge = to_nano(reservation.amount_usd if actual_usd is None else actual_usd)

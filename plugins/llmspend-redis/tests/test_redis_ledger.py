@@ -92,6 +92,22 @@ def test_abandoned_hold_expires_on_the_server_clock(redis_url: str) -> None:
     assert book.spent("k/none", FOREVER).reserved_usd == pytest.approx(0.1)
 
 
+def test_a_flushed_server_lists_the_budget_again(ledger: RedisLedger, redis_url: str) -> None:
+    # The budgets hash was written once per process; before, after a FLUSHDB (or a restart
+    # without persistence) the budget vanished from keys() and its status showed no limit.
+    window = period_window("day", time.time())
+    first = ledger.reserve("chat/day", 0.1, 1.0, window)
+    assert first is not None
+    ledger.settle(first, 0.05)
+    redis.Redis.from_url(redis_url).flushdb()
+    again = ledger.reserve("chat/day", 0.1, 1.0, window)
+    assert again is not None
+    ledger.settle(again, 0.05)
+    assert [(k.key, k.limit_usd) for k in ledger.keys()] == [("chat/day", 1.0)]
+    totals = ledger.spent("chat/day", window)
+    assert (totals.spent_usd, totals.calls, totals.limit_usd) == (pytest.approx(0.05), 1, 1.0)
+
+
 def test_large_amounts_stay_exact(ledger: RedisLedger) -> None:
     # Lua numbers turn into strings with 14 digits; amounts must never go through that.
     r = ledger.reserve("big/none", 123_456.789012345, 1e7, FOREVER)
