@@ -152,9 +152,11 @@ class TrackedScope:
             reset_attribution(attribution_token)
 
     @contextmanager
-    def lifetime(self) -> Iterator[TrackedScope]:
-        """Start, then finish (marking the span with any error but a generator's close)."""
-        self.start()
+    def lifetime(self, *, started: bool = False) -> Iterator[TrackedScope]:
+        """Start (unless ``started``), then finish (marking the span with any error but a
+        generator's close)."""
+        if not started:
+            self.start()
         try:
             yield self
         except BaseException as exc:
@@ -307,6 +309,8 @@ def _wrap_function(spec: track, fn: Callable[..., Any], label: str | None) -> Ca
             # with an async __call__): its LLM calls run when it is awaited, so the scope (and
             # its budget) must still be in effect then.
             return _finish_when_awaited(scope, result)
+        if inspect.isgenerator(result):  # the same for a generator: its calls run as it is iterated
+            return _drive(scope, result, started=True)
         scope.finish()
         return result
 
@@ -383,10 +387,10 @@ def _check_tags(tags: Mapping[str, str | int | float | bool] | None) -> dict[str
     return checked
 
 
-def _drive(scope: TrackedScope, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+def _drive(scope: TrackedScope, gen: Generator[Any, Any, Any], *, started: bool = False) -> Generator[Any, Any, Any]:
     """Run ``gen`` step by step with the scope active during each step only, so the scope never
-    leaks into the consumer's code between items."""
-    with scope.lifetime():
+    leaks into the consumer's code between items (``started``: the scope was started already)."""
+    with scope.lifetime(started=started):
         sent: Any = None
         thrown: BaseException | None = None
         while True:

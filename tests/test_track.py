@@ -152,6 +152,34 @@ async def test_an_async_function_behind_a_plain_callable_is_tracked_while_awaite
     assert len(server.requests) == 1
 
 
+def test_a_generator_behind_a_plain_callable_is_tracked_while_iterated(client: openai.OpenAI, server: FakeLLMServer,
+                                                                          spans: Spans) -> None:
+    # A sync decorator under track returns the generator from a plain call; its calls run as it
+    # is iterated, after the call returned, and must still carry the feature and its budget.
+    def plain(fn: Any) -> Any:
+        def call(*args: Any) -> Any:
+            return fn(*args)
+        return call
+
+    @llmspend.track(feature="streamed", tracer_provider=spans.provider)
+    @plain
+    def answers(n: int) -> Iterator[str]:
+        for _ in range(n):
+            yield client.chat.completions.create(model="gpt-4o-mini", messages=ASK).choices[0].message.content or ""
+
+    assert len(list(answers(2))) == 2
+    calls = llm_spans(spans)
+    assert [(c.attributes or {}).get("llmspend.feature") for c in calls] == ["streamed", "streamed"]
+    parent = track_span(spans, "llmspend.track streamed")
+    assert (parent.attributes or {})["llmspend.calls"] == 2 and all(c.parent.span_id == parent.context.span_id for c in calls)  # type: ignore[union-attr]
+    budgeted = llmspend.track(feature="capped", budget_usd=0.000001, period="day", ledger=llmspend.ledger.MemoryLedger())
+    sent = len(server.requests)
+    with pytest.raises(llmspend.BudgetExceededError):
+        list(budgeted(plain(lambda: (client.chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=50)
+                                     for _ in range(1))))())
+    assert len(server.requests) == sent  # refused before it was sent
+
+
 def test_generator_is_tracked_per_step_and_never_leaks_between_items(client: openai.OpenAI, spans: Spans) -> None:
     seen_between: list[str | None] = []
 
