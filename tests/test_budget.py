@@ -529,7 +529,15 @@ def test_budget_status_cli(client: openai.OpenAI, tmp_path: Path, capsys: pytest
     assert row["spent_usd"] == pytest.approx(expected.spent_usd) and row["limit_usd"] == 0.5
     assert row["remaining_usd"] == pytest.approx(0.5 - expected.spent_usd) and row["calls"] == 1
     assert main(["budget", "status", "--ledger", path, "--feature", "never-used", "--period", "hour", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["calls"] == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["calls"] == 0
+    assert "no budget 'never-used/hour'" in err  # said, so that nothing recorded does not read as nothing spent
+    # a per-user status of a feature-wide budget: the note names the budget that exists
+    assert main(["budget", "status", "--ledger", path, "--feature", "support-reply", "--period", "day", "--user", "ana"]) == 0
+    err = capsys.readouterr().err
+    assert "no budget 'support-reply/user=ana/day'" in err and "it has support-reply/day" in err
+    assert main(["budget", "status", "--ledger", path, "--feature", "support-reply", "--period", "day"]) == 0
+    assert capsys.readouterr().err == ""  # a budget the ledger has: no note
 
 
 def test_budget_status_needs_a_shared_ledger(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

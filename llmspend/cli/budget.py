@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..budgets import BudgetStatus, budget_status, parse_budget_key, spent
+from ..budgets import BudgetStatus, budget_key, budget_status, parse_budget_key, spent
 from ..exceptions import ConfigError
 from ..ledger import LEDGER_ENV, open_ledger
 from ..ledger.disk import DB_NAME
@@ -55,6 +56,7 @@ def _statuses(args: argparse.Namespace) -> list[BudgetStatus]:
             f"that names it (track(..., ledger={spec!r}) or ${LEDGER_ENV}); check the path"
         )
     if args.feature and args.period:  # one budget, even one that has not spent anything yet
+        _say_if_unknown(spec, budget_key(args.feature, args.period, args.user))
         return [spent(args.feature, user=args.user, period=args.period, ledger=spec)]
     ledger = open_ledger(spec)
     now = time.time()
@@ -65,6 +67,23 @@ def _statuses(args: argparse.Namespace) -> list[BudgetStatus]:
             continue
         found.append(budget_status(ledger, known.key, period_window(period, now)))
     return found
+
+
+def _say_if_unknown(spec: str, key: str) -> None:
+    """A note on stderr when the ledger has never seen ``key``: the status printed is then of a
+    budget nothing has written to (a per-user key asked of a feature-wide budget, a typo), and
+    should not read as "nothing spent"."""
+    ledger = open_ledger(spec)
+    try:
+        known = [k.key for k in ledger.keys()]
+    finally:
+        ledger.close()
+    if key in known:
+        return
+    feature = parse_budget_key(key)[0]
+    same = sorted(k for k in known if parse_budget_key(k)[0] == feature)
+    print(f"note: this ledger has no budget {key!r}" + (f"; it has {', '.join(same)}" if same else "")
+          + " (the figures below are of nothing recorded)", file=sys.stderr)
 
 
 def run_status(args: argparse.Namespace) -> int:
