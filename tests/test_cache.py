@@ -585,6 +585,25 @@ def test_corrupt_or_planted_entry_fails_open(make: Wrap, server: FakeLLMServer, 
     assert len([r for r in caplog.records if "cache fault" in r.getMessage()]) == 1
 
 
+def test_a_bad_control_header_does_not_hide_a_later_backend_fault(make: Wrap, cache_dir: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Warnings are once per place: the request's headers are a place of their own, so the
+    caller's typo cannot use up the one warning a broken cache gets."""
+    client = make()
+    recorder._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="llmspend"):
+        client.chat.completions.create(**ASK, extra_headers={"x-llmspend-cache-ttl": "soon"})  # type: ignore[call-overload]
+        client.chat.completions.create(**ASK)  # type: ignore[call-overload]
+        raw = _raw_shards(cache_dir)
+        (key,) = list(raw)
+        raw.set(key, BAD_ENTRIES["garbage"])
+        raw.close()
+        client.chat.completions.create(**ASK)  # type: ignore[call-overload]
+    faults = [r.getMessage() for r in caplog.records if "cache fault" in r.getMessage()]
+    assert len(faults) == 2
+    assert "the request's cache headers" in faults[0] and str(cache_dir) in faults[1]
+
+
 class MemoryBackend(llmspend.CacheBackend):
     """A backend of the user's own, in a dict (the contract's simplest implementation)."""
 

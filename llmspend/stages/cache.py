@@ -157,8 +157,8 @@ class CacheStage(Stage):
         call = request.call
         if call is None or not isinstance(call.body, Mapping):
             return None if not controls.present else _Plan("", False, False, None, outgoing)
-        if controls.error is not None:
-            self._fault(request, ConfigError(controls.error))
+        if controls.error is not None:  # the caller's mistake, not the backend's: warned apart
+            self._fault(request, ConfigError(controls.error), where="the request's cache headers")
         wanted = False
         if controls.mode is None:
             try:
@@ -184,13 +184,16 @@ class CacheStage(Stage):
         return scope_digest(controls.credential, self.config.namespace, controls.namespace)
 
     # -- shared bookkeeping ------------------------------------------------------------
-    def _fault(self, request: Request, exc: BaseException) -> None:
+    def _fault(self, request: Request, exc: BaseException, *, where: str | None = None) -> None:
+        """Record a fault on the call's span, count it, and warn once per backend (or once per
+        ``where``: a fault of the request's own, so that it cannot hide a later backend outage)."""
         request.context.record_fault(self.name, exc)
         self._counts.note("errors")  # add() could return counts due, and they would be lost
+        place = where if where is not None else self.backend.describe()
         warn_once(
-            ("cache", self.backend.kind, self.backend.describe()),
+            ("cache", self.backend.kind, place),
             "llmspend: cache fault at %s (%s); calls go on to the provider without the cache",
-            self.backend.describe(),
+            place,
             error_text(exc),
         )
 
