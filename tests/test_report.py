@@ -318,6 +318,39 @@ async def test_a_merged_batch_request_is_not_one_more_call(server: FakeLLMServer
     assert total.cost_usd == pytest.approx(sum(a["llmspend.cost.usd"] for a in callers))
 
 
+async def test_a_merged_batch_request_whose_callers_all_gave_up_is_counted(server: FakeLLMServer, spans: Spans,
+                                                                            tmp_path: Path) -> None:
+    """Every caller timed out while the merged request was in flight: no caller's span carries
+    a share, yet the provider answered and billed it. The merged request's span carries the
+    cost then, and the report counts it as the one call it was."""
+    import asyncio
+
+    server.latency_s = 0.3
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0),
+                           tracer_provider=spans.provider, batch={"window_ms": 50, "max_size": 3})
+    system = "You answer quiz questions briefly. " * 30
+
+    async def impatient(question: str) -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.chat.completions.create(
+                model="gpt-4o-mini", max_tokens=40,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": question}]), 0.15)
+
+    await asyncio.gather(*(impatient(q) for q in ("Capital of France?", "Author of Hamlet?", "7 times 6?")))
+    for _ in range(50):  # the merged request is still in flight: let it answer
+        if any(s.name.startswith("batch ") for s in spans.finished):
+            break
+        await asyncio.sleep(0.05)
+    await client.close()
+    (merged,) = [dict(s.attributes or {}) for s in spans.finished if s.name.startswith("batch ")]
+    assert merged["llmspend.batch.unclaimed"] is True
+    assert merged["llmspend.cost.usd"] == merged["llmspend.batch.cost_usd"] > 0
+    path = tmp_path / "abandoned.jsonl"
+    path.write_text("".join(s.to_json(indent=None) + "\n" for s in spans.finished))
+    total = build_report(path).total
+    assert total.cost_usd == pytest.approx(merged["llmspend.cost.usd"])  # paid, so counted
+
+
 def test_configure_telemetry_console_output_with_metrics(server: FakeLLMServer, tmp_path: Path) -> None:
     """What ``configure_telemetry("console", out=f)`` writes: spans and metrics on one stream."""
     path = tmp_path / "console.jsonl"

@@ -27,7 +27,7 @@ from ..tokens import count_chat_messages
 
 __all__ = [
     "SIZE", "INDEX", "RESENT", "SAVED_INPUT_TOKENS", "MERGED_INPUT_TOKENS", "MERGED_OUTPUT_TOKENS",
-    "MERGED_CACHED_TOKENS", "MERGED_COST_USD", "ANSWERED", "NOT_MERGED", "MERGED",
+    "MERGED_CACHED_TOKENS", "MERGED_COST_USD", "ANSWERED", "NOT_MERGED", "MERGED", "UNCLAIMED",
     "start_merged_span", "end_merged_span", "end_failed", "link", "note_saving",
 ]
 
@@ -40,6 +40,9 @@ MERGED_INPUT_TOKENS = "llmspend.batch.input_tokens"
 MERGED_OUTPUT_TOKENS = "llmspend.batch.output_tokens"
 MERGED_CACHED_TOKENS = "llmspend.batch.cache_read.input_tokens"
 MERGED_COST_USD = "llmspend.batch.cost_usd"
+#: on a merged request whose every caller gave up before it answered: no caller's span carries
+#: a share, so this span carries the cost (as ``llmspend.cost.usd``) and reports count it
+UNCLAIMED = "llmspend.batch.unclaimed"
 ANSWERED = "llmspend.batch.answered"
 #: why a call that could have been merged was sent on its own ("budget": held to a limit)
 NOT_MERGED = "llmspend.batch.not_merged"
@@ -82,9 +85,13 @@ def end_merged_span(
     call: Call | None,
     outcome: Outcome | None,
     data: Mapping[str, Any],
+    unclaimed: bool = False,
 ) -> None:
-    """Record what the merged request answered, asked again and cost, and end its span."""
+    """Record what the merged request answered, asked again and cost, and end its span.
+    ``unclaimed``: every caller gave up, so the cost is this span's to report (it was paid)."""
     span.set_attribute(ANSWERED, len(answers))
+    if unclaimed:
+        span.set_attribute(UNCLAIMED, True)
     if isinstance(data.get("id"), str):
         span.set_attribute(A.RESPONSE_ID, data["id"])
     for index, kind in sorted(failures.items()):
@@ -97,6 +104,12 @@ def end_merged_span(
             cost = price_call(prices, call, outcome, usage)
             if cost.total_usd is not None:
                 span.set_attribute(MERGED_COST_USD, cost.total_usd)
+                if unclaimed:
+                    span.set_attribute(A.COST_USD, cost.total_usd)
+            if unclaimed:
+                span.set_attribute(A.COST_STATUS, cost.status)
+    elif unclaimed:
+        span.set_attribute(A.COST_STATUS, "no_usage")  # paid, at a cost nobody can know
     end_span(span)
 
 

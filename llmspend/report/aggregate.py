@@ -35,6 +35,7 @@ OTHER = "(other)"
 _OPERATION = "gen_ai.operation.name"
 _PRICED_IN_CHILD = "llmspend.priced_in_child"
 _BATCH_MERGED = "llmspend.batch.merged"
+_BATCH_UNCLAIMED = "llmspend.batch.unclaimed"
 _COST = ("llmspend.cost.usd", "gen_ai.usage.cost")
 _DEFAULT_MAX_KEYS = 10_000
 
@@ -153,7 +154,9 @@ class SpendReport:
         """Count one span; returns whether it was an LLM call."""
         attrs = record.attributes
         # the child llmspend span counts it; a merged batch request's callers count their shares
-        if _OPERATION not in attrs or attrs.get(_PRICED_IN_CHILD) or attrs.get(_BATCH_MERGED):
+        # (unless every one of them gave up: then the merged request counts as the call it was)
+        merged = attrs.get(_BATCH_MERGED) and not attrs.get(_BATCH_UNCLAIMED)
+        if _OPERATION not in attrs or attrs.get(_PRICED_IN_CHILD) or merged:
             self.other_spans += 1
             return False
         cost = None

@@ -361,7 +361,7 @@ class BatchStage(Stage):
             deliver(member.future, resent_response(result, shares.get(i)))
 
         end_merged_span(span, self.prices, answers=parsed.answers, failures=parsed.failures,
-                        usage=usage, call=merged_call, outcome=outcome, data=data)
+                        usage=usage, call=merged_call, outcome=outcome, data=data, unclaimed=not waiting)
 
     async def _resend(self, member: _Member, call_next: AsyncCallNext) -> Response:
         """The caller's own request, sent on its behalf (in its context) and read."""
