@@ -240,6 +240,23 @@ def test_long_context_and_tiers() -> None:
     assert price_usage(Usage(input_tokens=10, output_tokens=10), row, service_tier="flex").total_usd == pytest.approx((10 * 0.5 + 10 * 1) / 1e6)
 
 
+def test_tier_rates_rise_above_the_long_context_threshold() -> None:
+    # OpenAI: prompts over the threshold are "priced at 2x input and 1.5x output for the full
+    # session for standard, batch, and flex"; before, a flex answer above it was priced at the
+    # flat short-context flex rates (half what it costs).
+    table = PriceTable.from_dict({"providers": {"p": {"m": {
+        "input": 2.0, "output": 10.0, "cache_read": 0.2,
+        "long_context": {"threshold": 1000, "input": 4.0, "output": 15.0, "cache_read": 0.4},
+        "tiers": {"flex": {"input": 1.0, "output": 5.0, "cache_read": 0.1}},
+    }}}})
+    row = table.lookup("m")
+    assert row is not None
+    short = Usage(input_tokens=1000, output_tokens=10, cache_read_tokens=200)
+    assert price_usage(short, row, service_tier="flex").total_usd == pytest.approx((800 * 1.0 + 200 * 0.1 + 10 * 5.0) / 1e6)
+    long = Usage(input_tokens=1001, output_tokens=10, cache_read_tokens=200)
+    assert price_usage(long, row, service_tier="flex").total_usd == pytest.approx((801 * 2.0 + 200 * 0.2 + 10 * 7.5) / 1e6)
+
+
 def test_bad_price_rows_are_config_errors() -> None:
     with pytest.raises(llmspend.ConfigError, match="needs 'output'"):
         PriceTable.from_dict({"providers": {"p": {"m": {"input": 1}}}})
