@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from .._http import Headers, Request, dumps, loads
 from ..exceptions import ResponseParseError
@@ -100,6 +100,10 @@ _MESSAGES_KEY = {"chat.completions": "messages", "responses": "input"}
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class OpenAIAdapter(ProviderAdapter):
@@ -324,8 +328,12 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
     if not isinstance(in_details, dict) or not isinstance(out_details, dict):
         raise ResponseParseError("usage details are not objects")
+    # A count that is missing or not a whole number >= 0 says nothing: read as 0, it would
+    # price the call at $0 with status "ok". (Embeddings report no output count: 0.)
+    if not _is_count(prompt) or not (completion is None or _is_count(completion)):
+        raise ResponseParseError("usage has no readable token counts")
     return Usage(
-        input_tokens=_int(prompt),
+        input_tokens=prompt,
         output_tokens=_int(completion),
         cache_read_tokens=_int(in_details.get("cached_tokens")),
         # GPT-5.6 and later bill prompt-cache writes above plain input; like cached reads they
