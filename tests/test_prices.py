@@ -276,6 +276,19 @@ def test_an_override_moves_every_name_of_the_row_it_replaces(table: PriceTable) 
     assert dated.lookup("gpt-4o") == table.lookup("gpt-4o")  # the alias keeps its own row
 
 
+def test_an_any_provider_override_serves_every_provider(table: PriceTable) -> None:
+    # Before, a {"provider": "*"} row for a shipped name was found only for providers without
+    # a row of their own (groq): an openai call, or an Azure one, kept the shipped price.
+    custom = table.with_overrides({"gpt-4o": {"input": 1.0, "output": 4.0, "provider": "*"}})
+    for provider in ("openai", "azure.ai.openai", "groq", None):
+        row = custom.lookup("gpt-4o-2024-08-06", provider=provider)
+        assert row is not None and (row.input, row.output) == (1.0, 4.0), provider
+    # a provider's own row given after it wins for that provider only
+    scoped = custom.with_overrides({"gpt-4o": {"input": 3.0, "provider": "openai"}})
+    assert scoped.lookup("gpt-4o", provider="openai").input == 3.0  # type: ignore[union-attr]
+    assert scoped.lookup("gpt-4o", provider="azure.ai.openai").input == 1.0  # type: ignore[union-attr]
+
+
 def test_dated_snapshot_resolves_to_its_alias(table: PriceTable) -> None:
     row = table.lookup("gpt-4o-2024-08-06", provider="openai")
     assert row is not None and (row.model, row.input, row.output, row.cache_read) == ("gpt-4o", 2.5, 10.0, 1.25)

@@ -331,11 +331,14 @@ class PriceTable:
             rows = self._by_model.get(name)
             if not rows:
                 continue
+            # A bucket holds its rows in the order they were added (a replaced row moves to
+            # the end), so the latest of a provider's own row and a user's any-provider row is
+            # the one the user asked for last: a "*" override serves every provider, as it says.
+            for row in reversed(rows):
+                if row.provider == ANY_PROVIDER or (scoped and row.provider == provider):
+                    return row
             if not scoped:
                 return rows[0]
-            for row in rows:
-                if row.provider == provider or row.provider == ANY_PROVIDER:
-                    return row
         return None
 
     def to_dict(self) -> dict[str, Any]:
