@@ -122,6 +122,24 @@ def test_streamed_cached_tokens_kept(client: openai.OpenAI, spans: Spans) -> Non
     )
 
 
+def test_reasoning_left_out_of_completion_tokens_is_still_charged(server: FakeLLMServer, spans: Spans) -> None:
+    # A server that reports thought tokens apart (total = prompt + completion + reasoning):
+    # before, reasoning was capped at completion_tokens (0 here) and the call read as input only.
+    usage = {"prompt_tokens": 21, "completion_tokens": 5, "total_tokens": 86,
+             "completion_tokens_details": {"reasoning_tokens": 60}}
+    server.route("POST", "/v1/chat/completions", lambda request: FakeResponse.json({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "gemini-2.5-flash", "usage": usage,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}]}))
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), provider="gcp.gemini",
+                           tracer_provider=spans.provider)
+    client.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "15% of 240?"}])
+    row = PriceTable.default().lookup("gemini-2.5-flash", provider="gcp.gemini")
+    assert row is not None
+    a = spans.attrs()
+    assert (a["gen_ai.usage.output_tokens"], a["gen_ai.usage.reasoning.output_tokens"]) == (65, 60)
+    assert a["llmspend.cost.usd"] == pytest.approx((21 * row.input + 65 * row.output) / 1e6)
+
+
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_streaming_cost_equals_reported_usage(client: openai.OpenAI, spans: Spans, server: FakeLLMServer, include_usage: bool) -> None:
     """Pitfall 5: streams without include_usage must not give zero tokens and $0."""

@@ -332,14 +332,22 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     # price the call at $0 with status "ok". (Embeddings report no output count: 0.)
     if not _is_count(prompt) or not (completion is None or _is_count(completion)):
         raise ResponseParseError("usage has no readable token counts")
+    output = _int(completion)
+    reasoning = _int(out_details.get("reasoning_tokens"))
+    total = usage.get("total_tokens")
+    if reasoning > 0 and total == prompt + output + reasoning:
+        # Some OpenAI-compatible servers and proxies (those translating Gemini's
+        # thoughtsTokenCount, for one) leave reasoning tokens out of completion_tokens but count
+        # them in the total; OpenAI counts them in both. The server's own total says which.
+        output += reasoning
     return Usage(
         input_tokens=prompt,
-        output_tokens=_int(completion),
+        output_tokens=output,
         cache_read_tokens=_int(in_details.get("cached_tokens")),
         # GPT-5.6 and later bill prompt-cache writes above plain input; like cached reads they
         # are part of the input count, reported apart in the details
         cache_write_tokens=_int(in_details.get("cache_write_tokens")),
-        reasoning_tokens=_int(out_details.get("reasoning_tokens")),
+        reasoning_tokens=reasoning,
     )
 
 
