@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import openai
 import pytest
 
 import llmspend
 from llmspend.pricing import PriceTable, price_usage
+from llmspend.pricing.table import ModelPrice
 from llmspend.providers.base import Usage
 from llmspend.testing import FakeLLMServer, FakeResponse
 
@@ -122,20 +124,36 @@ def test_streamed_cached_tokens_kept(client: openai.OpenAI, spans: Spans) -> Non
     )
 
 
+def _priced_answer(server: FakeLLMServer, spans: Spans, provider: str, model: str, usage: dict[str, Any]) -> tuple[ModelPrice, dict[str, Any]]:
+    """The shipped row for ``model`` and the span of one chat call answered with ``usage``."""
+    server.route("POST", "/v1/chat/completions", lambda request: FakeResponse.json({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": model, "usage": usage,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}))
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), provider=provider,
+                           tracer_provider=spans.provider)
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    row = PriceTable.default().lookup(model, provider=provider)
+    assert row is not None
+    return row, spans.attrs()
+
+
+def test_deepseek_cache_hits_priced_at_the_cached_rate(server: FakeLLMServer, spans: Spans) -> None:
+    # DeepSeek reports hits as prompt_cache_hit_tokens, not prompt_tokens_details.cached_tokens;
+    # before, they were charged at the full input rate (10 to 50 times the cached one).
+    row, a = _priced_answer(server, spans, "deepseek", "deepseek-chat", {
+        "prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010,
+        "prompt_cache_hit_tokens": 800, "prompt_cache_miss_tokens": 200})
+    assert row.cache_read is not None
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 800
+    assert a["llmspend.cost.usd"] == pytest.approx((200 * row.input + 800 * row.cache_read + 10 * row.output) / 1e6)
+
+
 def test_reasoning_left_out_of_completion_tokens_is_still_charged(server: FakeLLMServer, spans: Spans) -> None:
     # A server that reports thought tokens apart (total = prompt + completion + reasoning):
-    # before, reasoning was capped at completion_tokens (0 here) and the call read as input only.
-    usage = {"prompt_tokens": 21, "completion_tokens": 5, "total_tokens": 86,
-             "completion_tokens_details": {"reasoning_tokens": 60}}
-    server.route("POST", "/v1/chat/completions", lambda request: FakeResponse.json({
-        "id": "c1", "object": "chat.completion", "created": 1, "model": "gemini-2.5-flash", "usage": usage,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}]}))
-    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), provider="gcp.gemini",
-                           tracer_provider=spans.provider)
-    client.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "15% of 240?"}])
-    row = PriceTable.default().lookup("gemini-2.5-flash", provider="gcp.gemini")
-    assert row is not None
-    a = spans.attrs()
+    # before, reasoning was capped at completion_tokens (5 here) and mostly went unpriced.
+    row, a = _priced_answer(server, spans, "gcp.gemini", "gemini-2.5-flash", {
+        "prompt_tokens": 21, "completion_tokens": 5, "total_tokens": 86,
+        "completion_tokens_details": {"reasoning_tokens": 60}})
     assert (a["gen_ai.usage.output_tokens"], a["gen_ai.usage.reasoning.output_tokens"]) == (65, 60)
     assert a["llmspend.cost.usd"] == pytest.approx((21 * row.input + 65 * row.output) / 1e6)
 

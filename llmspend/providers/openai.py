@@ -3,6 +3,7 @@
 
 Endpoints read: chat completions, legacy completions, embeddings and the Responses API.
 Usage is read as the provider reports it, cached input (``prompt_tokens_details.cached_tokens``,
+``prompt_cache_hit_tokens`` from DeepSeek,
 ``input_tokens_details.cached_tokens``) and reasoning tokens
 (``completion_tokens_details.reasoning_tokens``) included. For streamed chat and completions
 the API reports usage only when ``stream_options.include_usage`` is set, so when the caller did
@@ -343,7 +344,8 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     return Usage(
         input_tokens=prompt,
         output_tokens=output,
-        cache_read_tokens=_int(in_details.get("cached_tokens")),
+        # DeepSeek reports its cache hits in a field of its own (prompt_tokens = hit + miss)
+        cache_read_tokens=_int(in_details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens")),
         # GPT-5.6 and later bill prompt-cache writes above plain input; like cached reads they
         # are part of the input count, reported apart in the details
         cache_write_tokens=_int(in_details.get("cache_write_tokens")),
