@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import openai
 import pytest
 
 import llmspend
 from llmspend.pricing import PriceTable, price_usage
+from llmspend.pricing.table import ModelPrice
 from llmspend.providers.base import Usage
 from llmspend.testing import FakeLLMServer, FakeResponse
 
@@ -120,6 +122,40 @@ def test_streamed_cached_tokens_kept(client: openai.OpenAI, spans: Spans) -> Non
     assert a["llmspend.cost.usd"] == pytest.approx(
         expected_usd("gpt-4o", a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_read.input_tokens"], a["gen_ai.usage.output_tokens"])
     )
+
+
+def _priced_answer(server: FakeLLMServer, spans: Spans, provider: str, model: str, usage: dict[str, Any]) -> tuple[ModelPrice, dict[str, Any]]:
+    """The shipped row for ``model`` and the span of one chat call answered with ``usage``."""
+    server.route("POST", "/v1/chat/completions", lambda request: FakeResponse.json({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": model, "usage": usage,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}))
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), provider=provider,
+                           tracer_provider=spans.provider)
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    row = PriceTable.default().lookup(model, provider=provider)
+    assert row is not None
+    return row, spans.attrs()
+
+
+def test_deepseek_cache_hits_priced_at_the_cached_rate(server: FakeLLMServer, spans: Spans) -> None:
+    # DeepSeek reports hits as prompt_cache_hit_tokens, not prompt_tokens_details.cached_tokens;
+    # before, they were charged at the full input rate (10 to 50 times the cached one).
+    row, a = _priced_answer(server, spans, "deepseek", "deepseek-chat", {
+        "prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010,
+        "prompt_cache_hit_tokens": 800, "prompt_cache_miss_tokens": 200})
+    assert row.cache_read is not None
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 800
+    assert a["llmspend.cost.usd"] == pytest.approx((200 * row.input + 800 * row.cache_read + 10 * row.output) / 1e6)
+
+
+def test_reasoning_left_out_of_completion_tokens_is_still_charged(server: FakeLLMServer, spans: Spans) -> None:
+    # A server that reports thought tokens apart (total = prompt + completion + reasoning):
+    # before, reasoning was capped at completion_tokens (5 here) and mostly went unpriced.
+    row, a = _priced_answer(server, spans, "gcp.gemini", "gemini-2.5-flash", {
+        "prompt_tokens": 21, "completion_tokens": 5, "total_tokens": 86,
+        "completion_tokens_details": {"reasoning_tokens": 60}})
+    assert (a["gen_ai.usage.output_tokens"], a["gen_ai.usage.reasoning.output_tokens"]) == (65, 60)
+    assert a["llmspend.cost.usd"] == pytest.approx((21 * row.input + 65 * row.output) / 1e6)
 
 
 @pytest.mark.parametrize("include_usage", [False, True])
@@ -238,6 +274,23 @@ def test_long_context_and_tiers() -> None:
     assert price_usage(Usage(input_tokens=1000, output_tokens=10), row).total_usd == pytest.approx((1000 * 1 + 10 * 2) / 1e6)
     assert price_usage(Usage(input_tokens=1001, output_tokens=10), row).total_usd == pytest.approx((1001 * 2 + 10 * 4) / 1e6)
     assert price_usage(Usage(input_tokens=10, output_tokens=10), row, service_tier="flex").total_usd == pytest.approx((10 * 0.5 + 10 * 1) / 1e6)
+
+
+def test_tier_rates_rise_above_the_long_context_threshold() -> None:
+    # OpenAI: prompts over the threshold are "priced at 2x input and 1.5x output for the full
+    # session for standard, batch, and flex"; before, a flex answer above it was priced at the
+    # flat short-context flex rates (half what it costs).
+    table = PriceTable.from_dict({"providers": {"p": {"m": {
+        "input": 2.0, "output": 10.0, "cache_read": 0.2,
+        "long_context": {"threshold": 1000, "input": 4.0, "output": 15.0, "cache_read": 0.4},
+        "tiers": {"flex": {"input": 1.0, "output": 5.0, "cache_read": 0.1}},
+    }}}})
+    row = table.lookup("m")
+    assert row is not None
+    short = Usage(input_tokens=1000, output_tokens=10, cache_read_tokens=200)
+    assert price_usage(short, row, service_tier="flex").total_usd == pytest.approx((800 * 1.0 + 200 * 0.1 + 10 * 5.0) / 1e6)
+    long = Usage(input_tokens=1001, output_tokens=10, cache_read_tokens=200)
+    assert price_usage(long, row, service_tier="flex").total_usd == pytest.approx((801 * 2.0 + 200 * 0.2 + 10 * 7.5) / 1e6)
 
 
 def test_bad_price_rows_are_config_errors() -> None:

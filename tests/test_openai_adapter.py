@@ -123,6 +123,38 @@ def test_malformed_response_passes_through_with_one_warning(
     assert "llmspend.cost.usd" not in a and "gen_ai.usage.cost" not in a
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("usage", [
+    {"total_tokens": 120},  # no input count at all
+    {"prompt_tokens": "100", "completion_tokens": 20, "total_tokens": 120},
+    {"prompt_tokens": 100, "completion_tokens": -20, "total_tokens": 80},
+    {"prompt_tokens": 100.5, "completion_tokens": 20, "total_tokens": 120.5},
+])
+def test_usage_without_readable_counts_is_never_zero(server: FakeLLMServer, spans: Spans, usage: dict[str, object], stream: bool) -> None:
+    # Before, a count that was missing, a string or negative was read as 0 (or taken as is):
+    # the call was priced $0 (or less than nothing) with status "ok".
+    from llmspend.testing import FakeResponse
+
+    answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+              "usage": usage}
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+             "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+    server.route("POST", "/v1/chat/completions", lambda request: FakeResponse.events(
+        [chunk, {**chunk, "choices": [], "usage": usage}, "data: [DONE]\n\n"]) if stream else FakeResponse.json(answer))
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider)
+    if stream:
+        assert [c.choices[0].delta.content for c in client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}], stream=True)] == ["hi"]
+    else:
+        assert client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}]).id == "c1"
+    a = spans.attrs()
+    # no number from a usage that says none: unknown, or a local count marked as an estimate
+    assert a["llmspend.cost.status"] in ("no_usage", "estimated")
+    if "llmspend.cost.usd" in a:
+        assert a["llmspend.cost.estimated"] is True and a["llmspend.cost.usd"] > 0
+
+
 def test_provider_name_follows_the_host_or_the_option(server: FakeLLMServer, spans: Spans) -> None:
     from llmspend.providers.openai import provider_for_host
 

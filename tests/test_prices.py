@@ -14,13 +14,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
+import llmspend
 from llmspend.exceptions import ConfigError
 from llmspend.pricing.cost import price_usage
 from llmspend.pricing.litellm import from_litellm
 from llmspend.pricing.table import ModelPrice, PriceTable
 from llmspend.providers.base import Usage
+from llmspend.testing import FakeLLMServer
 
 PROVIDERS = {"openai", "anthropic", "gcp.gemini", "mistral_ai", "deepseek", "together", "fireworks", "groq"}
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -271,6 +274,19 @@ def test_an_override_moves_every_name_of_the_row_it_replaces(table: PriceTable) 
     dated = table.with_overrides({"gpt-4o-2099-01-01": {"input": 9.0}})
     assert dated.lookup("gpt-4o-2099-01-01").input == 9.0  # type: ignore[union-attr]
     assert dated.lookup("gpt-4o") == table.lookup("gpt-4o")  # the alias keeps its own row
+
+
+def test_an_any_provider_override_serves_every_provider(table: PriceTable) -> None:
+    # Before, a {"provider": "*"} row for a shipped name was found only for providers without
+    # a row of their own (groq): an openai call, or an Azure one, kept the shipped price.
+    custom = table.with_overrides({"gpt-4o": {"input": 1.0, "output": 4.0, "provider": "*"}})
+    for provider in ("openai", "azure.ai.openai", "groq", None):
+        row = custom.lookup("gpt-4o-2024-08-06", provider=provider)
+        assert row is not None and (row.input, row.output) == (1.0, 4.0), provider
+    # a provider's own row given after it wins for that provider only
+    scoped = custom.with_overrides({"gpt-4o": {"input": 3.0, "provider": "openai"}})
+    assert scoped.lookup("gpt-4o", provider="openai").input == 3.0  # type: ignore[union-attr]
+    assert scoped.lookup("gpt-4o", provider="azure.ai.openai").input == 1.0  # type: ignore[union-attr]
 
 
 def test_dated_snapshot_resolves_to_its_alias(table: PriceTable) -> None:
@@ -559,6 +575,32 @@ def test_bad_price_file_says_what_is_wrong(tmp_path: Path, content: str, message
     path.write_text(content)
     with pytest.raises(ConfigError, match=message):
         PriceTable.from_file(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"m": {"input": 1, "output": 2, "long_context": {"threshold": "272k", "input": 2, "output": 4}}}, "threshold must be a whole number"),
+        ({"m": {"input": 1, "output": 2, "long_context": {"threshold": 10, "input": 2, "output": "4"}}}, "long_context: output must be a number"),
+        ({"m": {"input": 1, "output": 2, "long_context": 272000}}, "long_context needs"),
+        ({"m": {"input": 1, "output": 2, "tiers": {"flex": {"input": "half"}}}}, "tier 'flex': input must be a number"),
+        ({"m": {"input": 1, "output": 2, "tiers": {"flex": {"inptu": 0.5}}}}, "tier 'flex' has unknown field"),
+        ({"m": {"input": 1, "output": 2, "tiers": ["flex"]}}, "tiers must map"),
+        ({"m": {"input": 1, "output": 2, "aliases": "m-alias"}}, "aliases must be a list"),
+        ({"m": {"input": 1, "output": 2, "context_window": "big"}}, "context_window must be a whole number"),
+        ({"m": {"input": float("nan"), "output": 2}}, "input must be a number >= 0"),
+        ({"m": {"input": 1, "output": float("inf")}}, "output must be a number >= 0"),
+        ({"m": {"input": 1, "output": 2, "provider": 5}}, "provider must be a provider name"),
+        ({5: {"input": 1, "output": 2}}, "keyed by model name"),
+        ({"providers": {"openai": {"_defaults": 5, "m": {"input": 1, "output": 2}}}}, "_defaults must be an object"),
+        ({"providers": {"openai": {"m": 5}}}, "must be an object of prices"),
+    ],
+)
+def test_a_malformed_override_fails_at_wrap_time(server: FakeLLMServer, override: dict[Any, Any], message: str) -> None:
+    # Before, each of these was accepted (or raised a bare TypeError/ValueError) and the row
+    # then failed or priced NaN on every call, its cost silently lost.
+    with pytest.raises(ConfigError, match=message):
+        llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-test"), prices=override)
 
 
 def test_missing_price_file(tmp_path: Path) -> None:

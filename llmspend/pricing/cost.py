@@ -68,10 +68,17 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
     reasoning_rate = row.reasoning if row.reasoning is not None else None
 
     long_context = row.long_context
+    # what the long-context tier multiplies each standard rate by (1: it does not apply)
+    long_in = long_out = long_read = 1.0
     if long_context is not None and usage.input_tokens > long_context.threshold:
         # A write costs a fixed multiple of the input rate (Anthropic: 1.25x for 5 minutes, 2x
         # for an hour; OpenAI: 1.25x): a rate the tier does not give scales as input does.
         ratio = long_context.input / row.input if row.input else None
+        long_in = ratio if ratio is not None else 1.0
+        long_out = long_context.output / row.output if row.output else 1.0
+        long_read = long_in
+        if long_context.cache_read is not None and row.cache_read:
+            long_read = long_context.cache_read / row.cache_read
         input_rate, output_rate = long_context.input, long_context.output
         if long_context.cache_read is not None:
             read_rate = long_context.cache_read
@@ -91,9 +98,12 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
 
     tier = row.tiers.get(service_tier or "") if service_tier else None
     if tier:
-        input_rate = tier.get("input", input_rate)
-        output_rate = tier.get("output", output_rate)
-        read_rate = tier.get("cache_read", read_rate)
+        # A tier's rates are its standard-context rates; above the long-context threshold they
+        # rise as the standard ones do (OpenAI: "2x input and 1.5x output ... for standard,
+        # batch, and flex"), never falling back to the short-context figure.
+        input_rate = tier["input"] * long_in if "input" in tier else input_rate
+        output_rate = tier["output"] * long_out if "output" in tier else output_rate
+        read_rate = tier["cache_read"] * long_read if "cache_read" in tier else read_rate
 
     applied_batch = False
     if batch and row.batch_input is not None and row.batch_output is not None:

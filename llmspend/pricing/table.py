@@ -97,32 +97,83 @@ _NUMERIC = ("input", "output", "cache_read", "cache_write", "cache_write_1h", "b
             "batch_output", "reasoning", "per_request")
 
 
+_LONG_CONTEXT_FIELDS = {f.name for f in fields(LongContextPrice)}
+_TIER_FIELDS = ("input", "output", "cache_read")
+
+
+def _is_price(value: object) -> bool:
+    """A price in USD: a finite number >= 0 (NaN and infinity would make every sum NaN/inf)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf")
+
+
+def _check_prices(where: str, raw: Mapping[str, Any], keys: Iterable[str]) -> None:
+    for key in keys:
+        value = raw.get(key)
+        if value is not None and not _is_price(value):
+            raise ConfigError(f"{where}: {key} must be a number >= 0, got {value!r}")
+
+
+def _long_context(where: str, value: object) -> LongContextPrice | None:
+    if value is None or isinstance(value, LongContextPrice):
+        return value
+    needs = ("long_context needs threshold, input, output "
+             "(optional cache_read, cache_write, cache_write_1h)")
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: {needs}, as an object; got {value!r}")
+    unknown = set(value) - _LONG_CONTEXT_FIELDS
+    missing = {"threshold", "input", "output"} - set(value)
+    if unknown or missing:
+        raise ConfigError(f"{where}: {needs}; got unknown {sorted(unknown)}, missing {sorted(missing)}")
+    threshold = value["threshold"]
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
+        raise ConfigError(f"{where}: long_context threshold must be a whole number of input tokens >= 0, got {threshold!r}")
+    _check_prices(f"{where} long_context", value, _LONG_CONTEXT_FIELDS - {"threshold"})
+    rates: dict[str, Any] = {k: None if v is None else float(v) for k, v in value.items() if k != "threshold"}
+    return LongContextPrice(threshold=threshold, **rates)
+
+
+def _tiers(where: str, value: object) -> dict[str, Mapping[str, float]]:
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f'{where}: tiers must map a service tier to its prices, e.g. {{"flex": {{"input": 1.0}}}}; got {value!r}')
+    tiers: dict[str, Mapping[str, float]] = {}
+    for name, prices in value.items():
+        if not isinstance(name, str) or not isinstance(prices, Mapping):
+            raise ConfigError(f"{where}: tier {name!r} must map {', '.join(_TIER_FIELDS)} to prices, got {prices!r}")
+        unknown = set(prices) - set(_TIER_FIELDS)
+        if unknown:
+            raise ConfigError(f"{where}: tier {name!r} has unknown field(s) {sorted(unknown)}; known: {list(_TIER_FIELDS)}")
+        _check_prices(f"{where} tier {name!r}", prices, _TIER_FIELDS)
+        tiers[name] = {k: float(v) for k, v in prices.items()}
+    return tiers
+
+
 def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelPrice:
+    where = f"price row {provider}/{model}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be an object of prices, got {raw!r}")
     unknown = set(raw) - _PRICE_FIELDS
     if unknown:
-        raise ConfigError(
-            f"price row {provider}/{model} has unknown field(s) {sorted(unknown)}; "
-            f"known fields: {sorted(_PRICE_FIELDS)}"
-        )
+        raise ConfigError(f"{where} has unknown field(s) {sorted(unknown)}; known fields: {sorted(_PRICE_FIELDS)}")
     merged = {**defaults, **raw}
     for key in ("input", "output"):
         if key not in merged:
-            raise ConfigError(f"price row {provider}/{model} needs {key!r} (USD per 1M tokens)")
-    for key in _NUMERIC:
+            raise ConfigError(f"{where} needs {key!r} (USD per 1M tokens)")
+    _check_prices(where, merged, _NUMERIC)
+    for key in ("context_window", "max_output_tokens"):
         value = merged.get(key)
-        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
-            raise ConfigError(f"price row {provider}/{model}: {key} must be a number >= 0, got {value!r}")
-    long_context = merged.get("long_context")
-    if isinstance(long_context, Mapping):
-        try:
-            merged["long_context"] = LongContextPrice(**long_context)
-        except TypeError as exc:
-            raise ConfigError(
-                f"price row {provider}/{model}: long_context needs threshold, input, output "
-                f"(optional cache_read, cache_write, cache_write_1h): {exc}"
-            ) from exc
-    merged["aliases"] = tuple(merged.get("aliases") or ())
-    merged["tiers"] = dict(merged.get("tiers") or {})
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ConfigError(f"{where}: {key} must be a whole number of tokens > 0, got {value!r}")
+    for key in ("source", "checked"):
+        if not isinstance(merged.get(key, ""), str):
+            raise ConfigError(f"{where}: {key} must be a string, got {merged[key]!r}")
+    aliases = merged.get("aliases") or ()
+    if not isinstance(aliases, list | tuple) or not all(isinstance(a, str) and a for a in aliases):
+        raise ConfigError(f"{where}: aliases must be a list of model names, got {aliases!r}")
+    merged["long_context"] = _long_context(where, merged.get("long_context"))
+    merged["aliases"] = tuple(aliases)
+    merged["tiers"] = _tiers(where, merged.get("tiers"))
     for key in _NUMERIC:
         if merged.get(key) is not None:
             merged[key] = float(merged[key])
@@ -169,6 +220,8 @@ class PriceTable:
             if not isinstance(models, Mapping):
                 raise ConfigError(f"price file: provider {provider!r} must map model names to rows")
             defaults = models.get("_defaults", {})
+            if not isinstance(defaults, Mapping):
+                raise ConfigError(f"price file: provider {provider!r} _defaults must be an object of fields, got {defaults!r}")
             for model, raw in models.items():
                 if model != "_defaults":
                     rows.append(_row(provider, model, raw, defaults))
@@ -217,10 +270,14 @@ class PriceTable:
                 table._add(row)
             return table
         for model, raw in overrides.items():
+            if not isinstance(model, str) or not model:
+                raise ConfigError(f"a price override is keyed by model name, got {model!r}")
             if not isinstance(raw, Mapping):
                 raise ConfigError(f"price override for {model!r} must be a dict of prices, got {type(raw).__name__}")
             raw = dict(raw)
             provider = raw.pop("provider", None)
+            if provider is not None and (not isinstance(provider, str) or not provider):
+                raise ConfigError(f"price override for {model!r}: provider must be a provider name, got {provider!r}")
             base = self.lookup(model, provider=provider)
             defaults: dict[str, Any] = {}
             if base is not None:
@@ -274,11 +331,14 @@ class PriceTable:
             rows = self._by_model.get(name)
             if not rows:
                 continue
+            # A bucket holds its rows in the order they were added (a replaced row moves to
+            # the end), so the latest of a provider's own row and a user's any-provider row is
+            # the one the user asked for last: a "*" override serves every provider, as it says.
+            for row in reversed(rows):
+                if row.provider == ANY_PROVIDER or (scoped and row.provider == provider):
+                    return row
             if not scoped:
                 return rows[0]
-            for row in rows:
-                if row.provider == provider or row.provider == ANY_PROVIDER:
-                    return row
         return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 
 Endpoints read: chat completions, legacy completions, embeddings and the Responses API.
 Usage is read as the provider reports it, cached input (``prompt_tokens_details.cached_tokens``,
+``prompt_cache_hit_tokens`` from DeepSeek,
 ``input_tokens_details.cached_tokens``) and reasoning tokens
 (``completion_tokens_details.reasoning_tokens``) included. For streamed chat and completions
 the API reports usage only when ``stream_options.include_usage`` is set, so when the caller did
@@ -20,7 +21,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from .._http import Headers, Request, dumps, loads
 from ..exceptions import ResponseParseError
@@ -100,6 +101,10 @@ _MESSAGES_KEY = {"chat.completions": "messages", "responses": "input"}
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class OpenAIAdapter(ProviderAdapter):
@@ -324,14 +329,27 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
     if not isinstance(in_details, dict) or not isinstance(out_details, dict):
         raise ResponseParseError("usage details are not objects")
+    # A count that is missing or not a whole number >= 0 says nothing: read as 0, it would
+    # price the call at $0 with status "ok". (Embeddings report no output count: 0.)
+    if not _is_count(prompt) or not (completion is None or _is_count(completion)):
+        raise ResponseParseError("usage has no readable token counts")
+    output = _int(completion)
+    reasoning = _int(out_details.get("reasoning_tokens"))
+    total = usage.get("total_tokens")
+    if reasoning > 0 and total == prompt + output + reasoning:
+        # Some OpenAI-compatible servers and proxies (those translating Gemini's
+        # thoughtsTokenCount, for one) leave reasoning tokens out of completion_tokens but count
+        # them in the total; OpenAI counts them in both. The server's own total says which.
+        output += reasoning
     return Usage(
-        input_tokens=_int(prompt),
-        output_tokens=_int(completion),
-        cache_read_tokens=_int(in_details.get("cached_tokens")),
+        input_tokens=prompt,
+        output_tokens=output,
+        # DeepSeek reports its cache hits in a field of its own (prompt_tokens = hit + miss)
+        cache_read_tokens=_int(in_details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens")),
         # GPT-5.6 and later bill prompt-cache writes above plain input; like cached reads they
         # are part of the input count, reported apart in the details
         cache_write_tokens=_int(in_details.get("cache_write_tokens")),
-        reasoning_tokens=_int(out_details.get("reasoning_tokens")),
+        reasoning_tokens=reasoning,
     )
 
 
