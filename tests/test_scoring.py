@@ -194,6 +194,24 @@ def test_bad_directories_raise_config_error(scorer_dir: Path, tmp_path: Path) ->
         OnnxScorer(bad_graph)
 
 
+def test_tampered_metadata_fields_raise_config_error(scorer_dir: Path, tmp_path: Path) -> None:
+    """A field of the wrong type is named in a ConfigError, never a bare ValueError/TypeError
+    (a traceback from `llmspend scorer score`) nor read as something else ("no" as True)."""
+    meta = json.loads((scorer_dir / "metadata.json").read_text())
+    cases = {
+        "pad_str": {"pad_id": "x"}, "pad_none": {"pad_id": None}, "pad_negative": {"pad_id": -1},
+        "pad_bool": {"pad_id": True}, "output_none": {"output": None}, "output_empty": {"output": ""},
+        "quantized_str": {"quantized": "no"}, "encoder_list": {"encoder": ["a"]},
+        "training_str": {"training": "abc"}, "export_list": {"export": [1]}, "hints_list": {"threshold_hints": [1]},
+    }
+    for name, change in cases.items():
+        bad = _copy(scorer_dir, tmp_path / name)
+        (bad / "metadata.json").write_text(json.dumps({**meta, **change}))
+        key = next(iter(change))
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            OnnxScorer(bad)
+
+
 def test_importing_the_package_stays_light() -> None:
     code = ("import sys, llmspend, llmspend.scoring; "
             "print(sorted(m for m in ('numpy', 'onnxruntime', 'torch', 'tokenizers') if m in sys.modules))")
