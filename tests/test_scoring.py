@@ -212,6 +212,24 @@ def test_tampered_metadata_fields_raise_config_error(scorer_dir: Path, tmp_path:
             OnnxScorer(bad)
 
 
+def test_a_tokenizer_of_another_vocabulary_is_refused(scorer_dir: Path, tmp_path: Path) -> None:
+    """Two tokens' ids swapped: the file still loads and every id is in the embedding's range,
+    so without the check the scorer would load and score silently wrong."""
+    assert json.loads((scorer_dir / "metadata.json").read_text())["vocab_sha256"]
+    swapped = _copy(scorer_dir, tmp_path / "swapped")
+    tokenizer = json.loads((swapped / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    vocab["hello"], vocab["world"] = vocab["world"], vocab["hello"]
+    (swapped / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(ConfigError, match="tokenizer.json does not belong with model.onnx"):
+        OnnxScorer(swapped)
+    # a directory from before the hash was recorded is not checked (and still loads)
+    meta = json.loads((swapped / "metadata.json").read_text())
+    del meta["vocab_sha256"]
+    (swapped / "metadata.json").write_text(json.dumps(meta))
+    assert OnnxScorer(swapped).score(["hello"], ["world"], features=[[None]])[0] > 0
+
+
 def test_importing_the_package_stays_light() -> None:
     code = ("import sys, llmspend, llmspend.scoring; "
             "print(sorted(m for m in ('numpy', 'onnxruntime', 'torch', 'tokenizers') if m in sys.modules))")

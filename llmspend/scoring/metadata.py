@@ -48,6 +48,9 @@ class ScorerMetadata:
     feature_names: tuple[str, ...] = ()
     max_length: int = 256
     pad_id: int = 0
+    #: sha256 of the tokenizer's vocabulary (``PairTokenizer.vocab_sha256``); None in a
+    #: directory written before it was recorded, which is then not checked
+    vocab_sha256: str | None = None
     encoder: Mapping[str, Any] = field(default_factory=dict)
     quantized: bool = False
     #: sha256 of the training rows (canonical JSON lines), row counts, date, hyper-parameters
@@ -115,6 +118,9 @@ class ScorerMetadata:
         quantized = data.get("quantized", False)
         if not isinstance(quantized, bool):
             raise ConfigError(f"{where}: 'quantized' must be true or false, got {quantized!r}")
+        vocab = data.get("vocab_sha256")
+        if vocab is not None and not isinstance(vocab, str):
+            raise ConfigError(f"{where}: 'vocab_sha256' must be a hex string, got {vocab!r}")
         known = {f for f in cls.__dataclass_fields__} | {"format"}
         return cls(
             inputs=inputs,
@@ -123,6 +129,7 @@ class ScorerMetadata:
             feature_names=features,
             max_length=max_length,
             pad_id=pad_id,
+            vocab_sha256=vocab,
             encoder=_object(data.get("encoder"), "encoder", where),
             quantized=quantized,
             training=_object(data.get("training"), "training", where),

@@ -127,6 +127,11 @@ class OnnxScorer:
             self._tokens = PairTokenizer.from_file(
                 directory / TOKENIZER_FILE, max_length=self.metadata.max_length, pad_id=self.metadata.pad_id
             )
+            recorded = self.metadata.vocab_sha256
+            if recorded is not None and self._tokens.vocab_sha256() != recorded:
+                raise ConfigError(f"{directory / TOKENIZER_FILE} does not belong with {MODEL_FILE}: its vocabulary is "
+                                  "not the one the scorer was trained with (metadata.json vocab_sha256); copy the "
+                                  "tokenizer.json written by `llmspend scorer train` with the model")
         self._session, self.why_not_cuda = _build_session(directory / MODEL_FILE, providers, threads)
         #: the execution provider that runs the graph (reported as ``llmspend.scorer.provider``)
         self.provider: str = self._session.get_providers()[0]
