@@ -108,6 +108,19 @@ def test_provider_is_the_one_that_ran_and_choice_is_quiet(scorer_dir: Path, capf
     assert info["provider"] == scorer.provider and info["models"] == [MODEL]
 
 
+def test_why_not_cuda_names_the_caller_s_choice_of_the_cpu(scorer_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """providers=[CPU] on a machine where CUDA would start: the CPU runs, and why_not_cuda says
+    it was asked for (before: None, as if CUDA were running). The probe is the one thing
+    replaced: this machine has no GPU to make it say yes."""
+    import llmspend.scoring.onnx as onnx_module
+
+    monkeypatch.setattr(onnx_module, "cuda_unavailable_reason", lambda: None)
+    scorer = OnnxScorer(scorer_dir, providers=[CPU])
+    assert scorer.provider == CPU
+    assert scorer.why_not_cuda is not None and "providers=" in scorer.why_not_cuda
+    assert scorer.describe()["why_not_cuda"] == scorer.why_not_cuda
+
+
 def test_call_errors_are_clear(scorer: OnnxScorer) -> None:
     assert scorer.score([], [], features=[]) == []
     with pytest.raises(ValueError, match="2 queries but 1 answers"):

@@ -259,6 +259,8 @@ def _build_session(
     ran = session.get_providers()[0]
     if ran != CUDA and CUDA in chosen:
         reason = "CUDA was requested but onnxruntime fell back to the CPU" + (f": {reason}" if reason else "")
+    elif CUDA not in chosen and providers is not None:
+        reason = f"providers={list(providers)} did not ask for {CUDA}" + (f" ({reason})" if reason else "")
     return session, (reason if ran != CUDA else None)
 
 
