@@ -7,6 +7,7 @@ import math
 import shutil
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,6 +65,11 @@ def test_features_change_the_score(scorer: OnnxScorer) -> None:
     assert scorer.score([query], [answer], features=[[None]]) == pytest.approx(scorer.score([query], [answer], features=[[mean]]), abs=1e-6)
     assert scorer.score([query], [answer], features=[[math.nan]]) == pytest.approx(scorer.score([query], [answer], features=[[mean]]), abs=1e-6)
     assert scorer.score([query], [answer], features=[[-math.inf]]) == pytest.approx(scorer.score([query], [answer], features=[[low]]), abs=1e-6)
+    # a value past float32's range is an infinity too, clipped the same way, without a numpy
+    # RuntimeWarning on every call (before: "overflow encountered in cast")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert scorer.score([query], [answer], features=[[-1e300]]) == pytest.approx(scorer.score([query], [answer], features=[[low]]), abs=1e-6)
 
 
 def test_text_changes_the_score(tmp_path_factory: pytest.TempPathFactory) -> None:

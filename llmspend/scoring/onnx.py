@@ -230,7 +230,8 @@ def feature_matrix(features: Sequence[FeatureRow] | None, names: Sequence[str], 
             values = list(row)
             if len(values) != len(names):
                 raise ValueError(f"feature row {i} has {len(values)} values; expected {len(names)}: {list(names)}")
-        matrix[i] = [math.nan if v is None else float(v) for v in values]
+        with np.errstate(over="ignore"):  # past float32's range is +-inf, which the graph clips
+            matrix[i] = [math.nan if v is None else float(v) for v in values]
     return matrix
 
 
