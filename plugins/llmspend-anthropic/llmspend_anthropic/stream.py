@@ -29,7 +29,7 @@ from llmspend.tokens import count_text
 
 from .content import block_text
 from .parts import output_messages
-from .usage import merge_usage, usage_attributes, usage_from_json
+from .usage import merge_usage, usage_attributes, usage_from_json, usage_string
 
 __all__ = ["MessageAccumulator", "AnthropicStreamReader", "message_from_events", "events_from_message", "encode_events"]
 
@@ -282,7 +282,8 @@ class AnthropicStreamReader:
             response_id=message.get("id") if isinstance(message.get("id"), str) else None,
             response_model=message.get("model") if isinstance(message.get("model"), str) else None,
             finish_reasons=(stop,) if isinstance(stop, str) else (),
-            service_tier=_service_tier(raw_usage),
+            service_tier=usage_string(raw_usage, "service_tier"),
+            inference_geo=usage_string(raw_usage, "inference_geo"),
             output_text=acc.generated_text(),
             complete=complete,
             attributes=usage_attributes(raw_usage),
@@ -293,8 +294,3 @@ class AnthropicStreamReader:
 
 def _is_event(data: bytes, kind: bytes) -> bool:
     return data.startswith(b'{"type":"%s"' % kind)
-
-
-def _service_tier(usage: Any) -> str | None:
-    tier = usage.get("service_tier") if isinstance(usage, Mapping) else None
-    return tier if isinstance(tier, str) else None

@@ -15,7 +15,7 @@ from typing import Any
 
 from llmspend.providers.base import Usage
 
-__all__ = ["usage_from_json", "usage_attributes", "merge_usage"]
+__all__ = ["usage_from_json", "usage_attributes", "merge_usage", "usage_string"]
 
 
 def _int(value: Any) -> int:
@@ -75,10 +75,17 @@ def usage_attributes(usage: Any) -> dict[str, str | int]:
         for key, value in server.items():
             if _int(value):
                 attributes[f"anthropic.usage.server_tool_use.{key}"] = value
-    tier = usage.get("service_tier")
-    if isinstance(tier, str):
-        attributes["anthropic.response.service_tier"] = tier
+    for key in ("service_tier", "inference_geo"):
+        value = usage_string(usage, key)
+        if value is not None:
+            attributes[f"anthropic.response.{key}"] = value
     return attributes
+
+
+def usage_string(usage: Any, key: str) -> str | None:
+    """A text field of ``usage`` (``service_tier``, ``inference_geo``), if it has one."""
+    value = usage.get(key) if isinstance(usage, Mapping) else None
+    return value if isinstance(value, str) else None
 
 
 def merge_usage(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

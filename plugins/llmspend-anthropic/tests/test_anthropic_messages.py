@@ -219,6 +219,36 @@ async def test_compaction_tokens_in_a_stream_async(server: FakeLLMServer, spans:
     assert attrs["llmspend.cost.usd"] == pytest.approx(_compacted_price(row), rel=1e-12)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_us_only_inference_is_priced_at_its_rate(server: FakeLLMServer, spans: Spans, stream: bool) -> None:
+    """usage.inference_geo "us" on Claude Opus 4.6: every token at 1.1x (before: standard)."""
+    from llmspend.pricing.table import coerce_prices
+    from llmspend_anthropic.stream import encode_events, events_from_message
+
+    model = "claude-opus-4-6"
+    row = coerce_prices(None).lookup(model, provider="anthropic")
+    assert row is not None
+    usage = {"input_tokens": 1000, "output_tokens": 200, "cache_read_input_tokens": 500, "cache_creation_input_tokens": 0}
+    for geo, factor in (("us", 1.1), ("global", 1.0)):
+        message = {"id": "msg_g", "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "text", "text": "Done."}], "stop_reason": "end_turn", "stop_sequence": None,
+                   "usage": {**usage, "inference_geo": geo}}
+        body = b"".join(encode_events(events_from_message(message)))
+        server.route("POST", "/v1/messages", lambda _, m=message, b=body: FakeResponse(
+            200, b, {"content-type": "text/event-stream"}) if stream else FakeResponse.json(m))
+        client = sync_client(server, spans)
+        if stream:
+            with client.messages.stream(model=model, max_tokens=64, messages=HI) as events:
+                assert events.get_final_message().usage.inference_geo == geo
+        else:
+            assert client.messages.create(model=model, max_tokens=64, messages=HI).usage.inference_geo == geo
+        attrs = spans.attrs()
+        spans.clear()
+        assert attrs["anthropic.response.inference_geo"] == geo
+        assert attrs["llmspend.cost.usd"] == pytest.approx(
+            factor * price(row, uncached=1000, read=500, output=200), rel=1e-12)
+
+
 def test_plain_httpx2_client_is_read_by_the_plugin(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans, row: ModelPrice) -> None:
     """Without an SDK, every installed adapter is asked; /v1/messages is the plugin's."""
     http = llmspend.wrap(httpx2.Client(base_url=server.url), tracer_provider=spans.provider)
