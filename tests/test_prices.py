@@ -377,6 +377,38 @@ def test_long_context_and_batch_combine(table: PriceTable) -> None:
     assert math.isclose(batch.total_usd, interactive.total_usd / 2)
 
 
+def test_us_only_inference_costs_a_tenth_more_on_claude_4_6_and_later(table: PriceTable) -> None:
+    """Anthropic bills inference_geo "us" at 1.1x every token price of Claude Opus 4.6, Sonnet
+    4.6 and later models (support.claude.com/en/articles/15422948); earlier models at the
+    standard rate. Before: the geography was not read, so a US-only call was priced a tenth low."""
+    usage = Usage(input_tokens=10_000, output_tokens=2_000, cache_read_tokens=3_000, cache_write_tokens=1_000,
+                  cache_write_1h_tokens=400, reasoning_tokens=500)
+    for model in ("claude-opus-4-6", "claude-sonnet-4-6", "claude-opus-5", "claude-haiku-5-5"):
+        row = table.lookup(model, provider="anthropic")
+        assert row is not None
+        base, us = price_usage(usage, row), price_usage(usage, row, inference_geo="us")
+        assert base.total_usd is not None and us.total_usd is not None
+        assert us.total_usd == pytest.approx(base.total_usd * 1.1, rel=1e-12), model
+        assert (us.input_usd, us.cache_read_usd, us.cache_write_usd, us.output_usd) == pytest.approx(
+            (base.input_usd * 1.1, base.cache_read_usd * 1.1, base.cache_write_usd * 1.1, base.output_usd * 1.1))
+        assert price_usage(usage, row, inference_geo="global").total_usd == base.total_usd
+        assert price_usage(usage, row, inference_geo="us", batch=True).total_usd == pytest.approx(
+            price_usage(usage, row, batch=True).total_usd * 1.1, rel=1e-12)  # type: ignore[operator]
+    for model in ("claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5"):
+        row = table.lookup(model, provider="anthropic")
+        assert row is not None
+        assert price_usage(usage, row, inference_geo="us").total_usd == price_usage(usage, row).total_usd, model
+
+
+def test_geo_multipliers_are_validated() -> None:
+    with pytest.raises(ConfigError, match="geo_multipliers"):
+        PriceTable.from_dict({"providers": {"p": {"m": {"input": 1, "output": 2, "geo_multipliers": {"us": -1}}}}})
+    with pytest.raises(ConfigError, match="geo_multipliers"):
+        PriceTable.from_dict({"providers": {"p": {"m": {"input": 1, "output": 2, "geo_multipliers": [1.1]}}}})
+    row = PriceTable.from_dict({"providers": {"p": {"m": {"input": 1, "output": 2, "geo_multipliers": {"eu": 1.2}}}}}).lookup("m")
+    assert row is not None and row.geo_multipliers == {"eu": 1.2} and row.as_dict()["geo_multipliers"] == {"eu": 1.2}
+
+
 def test_long_context_one_hour_cache_write(table: PriceTable) -> None:
     row = table.lookup("claude-sonnet-4-5", provider="anthropic")
     assert row is not None

@@ -7,6 +7,7 @@ import math
 import shutil
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,6 +65,11 @@ def test_features_change_the_score(scorer: OnnxScorer) -> None:
     assert scorer.score([query], [answer], features=[[None]]) == pytest.approx(scorer.score([query], [answer], features=[[mean]]), abs=1e-6)
     assert scorer.score([query], [answer], features=[[math.nan]]) == pytest.approx(scorer.score([query], [answer], features=[[mean]]), abs=1e-6)
     assert scorer.score([query], [answer], features=[[-math.inf]]) == pytest.approx(scorer.score([query], [answer], features=[[low]]), abs=1e-6)
+    # a value past float32's range is an infinity too, clipped the same way, without a numpy
+    # RuntimeWarning on every call (before: "overflow encountered in cast")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert scorer.score([query], [answer], features=[[-1e300]]) == pytest.approx(scorer.score([query], [answer], features=[[low]]), abs=1e-6)
 
 
 def test_text_changes_the_score(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -106,6 +112,19 @@ def test_provider_is_the_one_that_ran_and_choice_is_quiet(scorer_dir: Path, capf
         assert "CUDA" in capfd.readouterr().err  # the noise the automatic choice avoids
     info = scorer.describe()
     assert info["provider"] == scorer.provider and info["models"] == [MODEL]
+
+
+def test_why_not_cuda_names_the_caller_s_choice_of_the_cpu(scorer_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """providers=[CPU] on a machine where CUDA would start: the CPU runs, and why_not_cuda says
+    it was asked for (before: None, as if CUDA were running). The probe is the one thing
+    replaced: this machine has no GPU to make it say yes."""
+    import llmspend.scoring.onnx as onnx_module
+
+    monkeypatch.setattr(onnx_module, "cuda_unavailable_reason", lambda: None)
+    scorer = OnnxScorer(scorer_dir, providers=[CPU])
+    assert scorer.provider == CPU
+    assert scorer.why_not_cuda is not None and "providers=" in scorer.why_not_cuda
+    assert scorer.describe()["why_not_cuda"] == scorer.why_not_cuda
 
 
 def test_call_errors_are_clear(scorer: OnnxScorer) -> None:
@@ -192,6 +211,42 @@ def test_bad_directories_raise_config_error(scorer_dir: Path, tmp_path: Path) ->
     (bad_graph / "model.onnx").write_bytes(b"not a model")
     with pytest.raises(ConfigError, match="could not be loaded by onnxruntime"):
         OnnxScorer(bad_graph)
+
+
+def test_tampered_metadata_fields_raise_config_error(scorer_dir: Path, tmp_path: Path) -> None:
+    """A field of the wrong type is named in a ConfigError, never a bare ValueError/TypeError
+    (a traceback from `llmspend scorer score`) nor read as something else ("no" as True)."""
+    meta = json.loads((scorer_dir / "metadata.json").read_text())
+    cases = {
+        "pad_str": {"pad_id": "x"}, "pad_none": {"pad_id": None}, "pad_negative": {"pad_id": -1},
+        "pad_bool": {"pad_id": True}, "output_none": {"output": None}, "output_empty": {"output": ""},
+        "quantized_str": {"quantized": "no"}, "encoder_list": {"encoder": ["a"]},
+        "training_str": {"training": "abc"}, "export_list": {"export": [1]}, "hints_list": {"threshold_hints": [1]},
+    }
+    for name, change in cases.items():
+        bad = _copy(scorer_dir, tmp_path / name)
+        (bad / "metadata.json").write_text(json.dumps({**meta, **change}))
+        key = next(iter(change))
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            OnnxScorer(bad)
+
+
+def test_a_tokenizer_of_another_vocabulary_is_refused(scorer_dir: Path, tmp_path: Path) -> None:
+    """Two tokens' ids swapped: the file still loads and every id is in the embedding's range,
+    so without the check the scorer would load and score silently wrong."""
+    assert json.loads((scorer_dir / "metadata.json").read_text())["vocab_sha256"]
+    swapped = _copy(scorer_dir, tmp_path / "swapped")
+    tokenizer = json.loads((swapped / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    vocab["hello"], vocab["world"] = vocab["world"], vocab["hello"]
+    (swapped / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(ConfigError, match="tokenizer.json does not belong with model.onnx"):
+        OnnxScorer(swapped)
+    # a directory from before the hash was recorded is not checked (and still loads)
+    meta = json.loads((swapped / "metadata.json").read_text())
+    del meta["vocab_sha256"]
+    (swapped / "metadata.json").write_text(json.dumps(meta))
+    assert OnnxScorer(swapped).score(["hello"], ["world"], features=[[None]])[0] > 0
 
 
 def test_importing_the_package_stays_light() -> None:

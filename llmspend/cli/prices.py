@@ -40,6 +40,8 @@ def _rows(row: ModelPrice) -> list[tuple[str, str]]:
         out.append(("long context", f"above {lc.threshold:,} input tokens: input {lc.input:g}, output {lc.output:g}"))
     for tier, prices in row.tiers.items():
         out.append((f"tier {tier}", ", ".join(f"{k} {v:g}" for k, v in prices.items())))
+    for geo, factor in row.geo_multipliers.items():
+        out.append((f"geo {geo}", f"every token price x{factor:g} when inference ran there"))
     if row.context_window:
         out.append(("context window", f"{row.context_window:,} tokens"))
     if row.max_output_tokens:

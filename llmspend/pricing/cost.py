@@ -55,12 +55,14 @@ def unknown_cost(status: str) -> Cost:
     return Cost(total_usd=None, status=status)
 
 
-def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_tier: str | None = None) -> Cost:
+def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_tier: str | None = None,
+                inference_geo: str | None = None) -> Cost:
     """What ``usage`` costs at ``row``'s prices.
 
     ``batch`` applies the provider's batch prices where the row has them (the Batch APIs of
     OpenAI and Anthropic charge half); ``service_tier`` applies a tier's prices (``flex``,
-    ``priority``) where the row lists that tier.
+    ``priority``) where the row lists that tier; ``inference_geo`` (where the response says
+    inference ran) applies the row's factor for that geography to every token price.
     """
     input_rate, output_rate = row.input, row.output
     read_rate = row.cache_read if row.cache_read is not None else row.input
@@ -117,6 +119,13 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
         if reasoning_rate is not None:
             reasoning_rate *= out_scale
         applied_batch = True
+
+    geo = row.geo_multipliers.get(inference_geo) if inference_geo else None
+    if geo is not None:
+        input_rate, output_rate, read_rate = input_rate * geo, output_rate * geo, read_rate * geo
+        write_rate, write_1h_rate = write_rate * geo, write_1h_rate * geo
+        if reasoning_rate is not None:
+            reasoning_rate *= geo
 
     write_5m_tokens = max(0, usage.cache_write_tokens - usage.cache_write_1h_tokens)
     reasoning = min(usage.reasoning_tokens, usage.output_tokens)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -79,6 +80,9 @@ class ModelPrice:
     long_context: LongContextPrice | None = None
     #: service-tier overrides, e.g. {"flex": {"input": ..., "output": ...}}
     tiers: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    #: a factor on every token price when the response says inference ran in that geography,
+    #: e.g. {"us": 1.1} (Anthropic's US-only inference on Claude 4.6 and later)
+    geo_multipliers: Mapping[str, float] = field(default_factory=dict)
     context_window: int | None = None
     max_output_tokens: int | None = None
     source: str = ""
@@ -174,6 +178,13 @@ def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[st
     merged["long_context"] = _long_context(where, merged.get("long_context"))
     merged["aliases"] = tuple(aliases)
     merged["tiers"] = _tiers(where, merged.get("tiers"))
+    geo = merged.get("geo_multipliers") or {}
+    if not isinstance(geo, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for k, v in geo.items()):
+        raise ConfigError(f"{where}: geo_multipliers must map a geography to a factor > 0 "
+                          f'(e.g. {{"us": 1.1}}), got {geo!r}')
+    merged["geo_multipliers"] = {k: float(v) for k, v in geo.items()}
     for key in _NUMERIC:
         if merged.get(key) is not None:
             merged[key] = float(merged[key])

@@ -123,6 +123,9 @@ class Outcome:
     response_model: str | None = None
     finish_reasons: tuple[str, ...] = ()
     service_tier: str | None = None
+    #: where the provider says inference ran (Anthropic's ``usage.inference_geo``), for prices
+    #: that depend on it
+    inference_geo: str | None = None
     #: the generated text (all choices), for estimates and opt-in content capture
     output_text: str = ""
     #: False when a stream ended before the provider finished (caller stopped, connection lost)

@@ -9,6 +9,8 @@ many threads at once.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +48,13 @@ class PairTokenizer:
         except Exception as exc:  # the Rust side raises a bare Exception for a bad file
             raise ConfigError(f"{path} is not a tokenizers JSON file: {exc}") from exc
         return cls(tokenizer, max_length=max_length, pad_id=pad_id)
+
+    def vocab_sha256(self) -> str:
+        """A hash of the vocabulary (token -> id, added tokens included): the ids the encoder's
+        embedding was trained on. Another tokenizer.json gives other ids, which score silently
+        wrong (or fail inside the graph), so the runtime compares this with the metadata's."""
+        vocab = sorted(self.tokenizer.get_vocab(with_added_tokens=True).items())
+        return hashlib.sha256(json.dumps(vocab, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
 
     def save(self, path: str | Path) -> None:
         """Write tokenizer.json without padding or truncation: the runtime sets both."""

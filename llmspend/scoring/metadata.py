@@ -48,6 +48,9 @@ class ScorerMetadata:
     feature_names: tuple[str, ...] = ()
     max_length: int = 256
     pad_id: int = 0
+    #: sha256 of the tokenizer's vocabulary (``PairTokenizer.vocab_sha256``); None in a
+    #: directory written before it was recorded, which is then not checked
+    vocab_sha256: str | None = None
     encoder: Mapping[str, Any] = field(default_factory=dict)
     quantized: bool = False
     #: sha256 of the training rows (canonical JSON lines), row counts, date, hyper-parameters
@@ -106,19 +109,32 @@ class ScorerMetadata:
         max_length = data.get("max_length", 256)
         if not isinstance(max_length, int) or isinstance(max_length, bool) or not 8 <= max_length <= 512:
             raise ConfigError(f"{where}: 'max_length' must be an integer from 8 to 512, got {max_length!r}")
+        pad_id = data.get("pad_id", 0)
+        if not isinstance(pad_id, int) or isinstance(pad_id, bool) or pad_id < 0:
+            raise ConfigError(f"{where}: 'pad_id' must be a token id (an integer >= 0), got {pad_id!r}")
+        output = data.get("output", "logit")
+        if not isinstance(output, str) or not output:
+            raise ConfigError(f"{where}: 'output' must name the graph's output (e.g. \"logit\"), got {output!r}")
+        quantized = data.get("quantized", False)
+        if not isinstance(quantized, bool):
+            raise ConfigError(f"{where}: 'quantized' must be true or false, got {quantized!r}")
+        vocab = data.get("vocab_sha256")
+        if vocab is not None and not isinstance(vocab, str):
+            raise ConfigError(f"{where}: 'vocab_sha256' must be a hex string, got {vocab!r}")
         known = {f for f in cls.__dataclass_fields__} | {"format"}
         return cls(
             inputs=inputs,
-            output=str(data.get("output", "logit")),
+            output=output,
             models=_strings(data.get("models", []), "models", where),
             feature_names=features,
             max_length=max_length,
-            pad_id=int(data.get("pad_id", 0)),
-            encoder=dict(data.get("encoder") or {}),
-            quantized=bool(data.get("quantized", False)),
-            training=dict(data.get("training") or {}),
-            export=dict(data.get("export") or {}),
-            threshold_hints=dict(data.get("threshold_hints") or {}),
+            pad_id=pad_id,
+            vocab_sha256=vocab,
+            encoder=_object(data.get("encoder"), "encoder", where),
+            quantized=quantized,
+            training=_object(data.get("training"), "training", where),
+            export=_object(data.get("export"), "export", where),
+            threshold_hints=_object(data.get("threshold_hints"), "threshold_hints", where),
             schema_version=SCHEMA_VERSION,
             extra={k: v for k, v in data.items() if k not in known},
         )
@@ -140,3 +156,12 @@ def _strings(value: Any, key: str, where: str) -> tuple[str, ...]:
     if not isinstance(value, Sequence) or isinstance(value, str) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: {key!r} must be a list of strings, got {value!r}")
     return tuple(value)
+
+
+def _object(value: Any, key: str, where: str) -> dict[str, Any]:
+    """An optional JSON object field (absent or null: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: {key!r} must be a JSON object, got {value!r}")
+    return dict(value)

@@ -127,6 +127,11 @@ class OnnxScorer:
             self._tokens = PairTokenizer.from_file(
                 directory / TOKENIZER_FILE, max_length=self.metadata.max_length, pad_id=self.metadata.pad_id
             )
+            recorded = self.metadata.vocab_sha256
+            if recorded is not None and self._tokens.vocab_sha256() != recorded:
+                raise ConfigError(f"{directory / TOKENIZER_FILE} does not belong with {MODEL_FILE}: its vocabulary is "
+                                  "not the one the scorer was trained with (metadata.json vocab_sha256); copy the "
+                                  "tokenizer.json written by `llmspend scorer train` with the model")
         self._session, self.why_not_cuda = _build_session(directory / MODEL_FILE, providers, threads)
         #: the execution provider that runs the graph (reported as ``llmspend.scorer.provider``)
         self.provider: str = self._session.get_providers()[0]
@@ -225,7 +230,8 @@ def feature_matrix(features: Sequence[FeatureRow] | None, names: Sequence[str], 
             values = list(row)
             if len(values) != len(names):
                 raise ValueError(f"feature row {i} has {len(values)} values; expected {len(names)}: {list(names)}")
-        matrix[i] = [math.nan if v is None else float(v) for v in values]
+        with np.errstate(over="ignore"):  # past float32's range is +-inf, which the graph clips
+            matrix[i] = [math.nan if v is None else float(v) for v in values]
     return matrix
 
 
@@ -254,6 +260,8 @@ def _build_session(
     ran = session.get_providers()[0]
     if ran != CUDA and CUDA in chosen:
         reason = "CUDA was requested but onnxruntime fell back to the CPU" + (f": {reason}" if reason else "")
+    elif CUDA not in chosen and providers is not None:
+        reason = f"providers={list(providers)} did not ask for {CUDA}" + (f" ({reason})" if reason else "")
     return session, (reason if ran != CUDA else None)
 
 

@@ -315,6 +315,7 @@ def train_scorer(
             feature_names=names,
             max_length=pair_encoder.max_length,
             pad_id=pair_encoder.tokens.pad_id,
+            vocab_sha256=pair_encoder.tokens.vocab_sha256(),
             encoder={**pair_encoder.info, "finetuned": finetune},
             training=training,
             export={"opset": OPSET, "dynamic_axes": ["batch", "sequence"]},

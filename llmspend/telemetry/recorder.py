@@ -67,7 +67,7 @@ def price_call(prices: PriceTable, call: Call, outcome: Outcome, usage: Usage, *
             model,
         )
         return unknown_cost(UNKNOWN_MODEL)
-    return price_usage(usage, row, batch=batch, service_tier=outcome.service_tier)
+    return price_usage(usage, row, batch=batch, service_tier=outcome.service_tier, inference_geo=outcome.inference_geo)
 
 
 def usage_or_estimate(adapter: ProviderAdapter, call: Call, outcome: Outcome) -> Usage:

@@ -28,7 +28,7 @@ from . import convert, parts
 from .errors import passable
 from .content import block_text, estimate_overhead_tokens, estimate_request_tokens, without_cache_control
 from .stream import AnthropicStreamReader, encode_events, events_from_message
-from .usage import usage_attributes, usage_from_json
+from .usage import usage_attributes, usage_from_json, usage_string
 
 __all__ = ["AnthropicAdapter"]
 
@@ -114,13 +114,13 @@ class AnthropicAdapter(ProviderAdapter):
         if usage is not None and not isinstance(usage, Mapping):
             raise ResponseParseError("usage is not an object")
         stop = data.get("stop_reason")
-        tier = usage.get("service_tier") if isinstance(usage, Mapping) else None
         return Outcome(
             usage=usage_from_json(usage) if usage else None,
             response_id=data.get("id") if isinstance(data.get("id"), str) else None,
             response_model=data.get("model") if isinstance(data.get("model"), str) else None,
             finish_reasons=(stop,) if isinstance(stop, str) else (),
-            service_tier=tier if isinstance(tier, str) else None,
+            service_tier=usage_string(usage, "service_tier"),
+            inference_geo=usage_string(usage, "inference_geo"),
             output_text="".join(block_text(block) for block in content),
             attributes=usage_attributes(usage),
         )

@@ -12,7 +12,9 @@ The event sequence (``anthropic/lib/streaming`` in the SDK, and the API referenc
 
 Usage arrives in two halves: input and cache counts in ``message_start``, the final output
 count in ``message_delta`` (whose counts are cumulative and may restate the input ones). A stream
-that stops before ``message_delta`` has exact input counts and an estimated output count.
+that stops before ``message_delta``, or whose ``message_delta`` carries no output count (a proxy
+that drops usage), has exact input counts (when ``message_start`` had them) and an output count
+estimated from the text that arrived.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from llmspend.tokens import count_text
 
 from .content import block_text
 from .parts import output_messages
-from .usage import merge_usage, usage_attributes, usage_from_json
+from .usage import merge_usage, usage_attributes, usage_from_json, usage_string
 
 __all__ = ["MessageAccumulator", "AnthropicStreamReader", "message_from_events", "events_from_message", "encode_events"]
 
@@ -40,7 +42,7 @@ class MessageAccumulator:
     def __init__(self) -> None:
         self.message: dict[str, Any] = {}
         self.started = False  # message_start seen
-        self.got_delta = False  # message_delta seen: the output count and stop reason are final
+        self.got_delta = False  # a message_delta with an output count seen: that count is final
         self.stopped = False  # message_stop seen: the provider finished the answer
         self.failed: str | None = None  # the error event's type, if one arrived
         self._json: dict[int, str] = {}  # tool_use input as it streams, by block index
@@ -72,7 +74,8 @@ class MessageAccumulator:
             usage = event.get("usage")
             if isinstance(usage, Mapping):
                 self.message["usage"] = merge_usage(self.message.get("usage") or {}, usage)
-            self.got_delta = True
+                # without one (a proxy that drops usage) message_start's placeholder stays one
+                self.got_delta = self.got_delta or isinstance(usage.get("output_tokens"), int)
         elif kind == "message_stop":
             self.stopped = True
         elif kind == "error":
@@ -240,11 +243,16 @@ class AnthropicStreamReader:
             self._payloads.append(data)
 
     def _accumulate(self) -> MessageAccumulator:
-        payloads = self._payloads
         # A fast check on the API's compact JSON; a payload it misses is simply parsed.
-        want_text = self.capture_text or not any(_is_event(p, b"message_delta") for p in reversed(payloads))
+        want_text = self.capture_text or not any(_is_event(p, b"message_delta") for p in reversed(self._payloads))
+        acc = self._replay(want_text)
+        if not want_text and not acc.got_delta:
+            acc = self._replay(True)  # message_delta had no output count: the text is what counts it
+        return acc
+
+    def _replay(self, want_text: bool) -> MessageAccumulator:
         acc = MessageAccumulator()
-        for data in payloads:
+        for data in self._payloads:
             if not want_text and _is_event(data, b"content_block_delta"):
                 continue
             event = _decode_data(data)
@@ -274,7 +282,8 @@ class AnthropicStreamReader:
             response_id=message.get("id") if isinstance(message.get("id"), str) else None,
             response_model=message.get("model") if isinstance(message.get("model"), str) else None,
             finish_reasons=(stop,) if isinstance(stop, str) else (),
-            service_tier=_service_tier(raw_usage),
+            service_tier=usage_string(raw_usage, "service_tier"),
+            inference_geo=usage_string(raw_usage, "inference_geo"),
             output_text=acc.generated_text(),
             complete=complete,
             attributes=usage_attributes(raw_usage),
@@ -285,8 +294,3 @@ class AnthropicStreamReader:
 
 def _is_event(data: bytes, kind: bytes) -> bool:
     return data.startswith(b'{"type":"%s"' % kind)
-
-
-def _service_tier(usage: Any) -> str | None:
-    tier = usage.get("service_tier") if isinstance(usage, Mapping) else None
-    return tier if isinstance(tier, str) else None

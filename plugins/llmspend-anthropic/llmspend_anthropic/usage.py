@@ -15,7 +15,7 @@ from typing import Any
 
 from llmspend.providers.base import Usage
 
-__all__ = ["usage_from_json", "usage_attributes", "merge_usage"]
+__all__ = ["usage_from_json", "usage_attributes", "merge_usage", "usage_string"]
 
 
 def _int(value: Any) -> int:
@@ -26,10 +26,31 @@ def usage_from_json(usage: Mapping[str, Any], *, estimated: bool = False) -> Usa
     """The :class:`Usage` that an Anthropic ``usage`` object reports.
 
     Cache writes without a lifetime breakdown (older API versions, or a proxy that drops it)
-    are taken as 5-minute writes, the API's default lifetime.
+    are taken as 5-minute writes, the API's default lifetime. The ``compaction`` entries of
+    ``usage.iterations`` (context management, beta) are added: the API leaves a compaction's
+    tokens out of the top-level counts, and bills them, at the same model's rates.
     """
-    uncached = _int(usage.get("input_tokens"))
-    read = _int(usage.get("cache_read_input_tokens"))
+    uncached, read, write, one_hour, output = _counts(usage)
+    iterations = usage.get("iterations")
+    for entry in iterations if isinstance(iterations, list) else ():
+        if isinstance(entry, Mapping) and entry.get("type") == "compaction":
+            more = _counts(entry)
+            uncached, read, write, one_hour, output = (a + b for a, b in zip((uncached, read, write, one_hour, output), more))
+    details = usage.get("output_tokens_details")
+    thinking = _int(details.get("thinking_tokens")) if isinstance(details, Mapping) else 0
+    return Usage(
+        input_tokens=uncached + read + write,
+        output_tokens=output,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        cache_write_1h_tokens=one_hour,
+        reasoning_tokens=thinking,
+        estimated=estimated,
+    )
+
+
+def _counts(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
+    """(uncached input, cache reads, cache writes, of which 1-hour, output) of one usage object."""
     breakdown = usage.get("cache_creation")
     five_min = one_hour = 0
     if isinstance(breakdown, Mapping):
@@ -38,17 +59,8 @@ def usage_from_json(usage: Mapping[str, Any], *, estimated: bool = False) -> Usa
     written = usage.get("cache_creation_input_tokens")
     # The total is the authority; the breakdown only says which part had which lifetime.
     write = _int(written) if written is not None else five_min + one_hour
-    details = usage.get("output_tokens_details")
-    thinking = _int(details.get("thinking_tokens")) if isinstance(details, Mapping) else 0
-    return Usage(
-        input_tokens=uncached + read + write,
-        output_tokens=_int(usage.get("output_tokens")),
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-        cache_write_1h_tokens=min(one_hour, write),
-        reasoning_tokens=thinking,
-        estimated=estimated,
-    )
+    return (_int(usage.get("input_tokens")), _int(usage.get("cache_read_input_tokens")), write,
+            min(one_hour, write), _int(usage.get("output_tokens")))
 
 
 def usage_attributes(usage: Any) -> dict[str, str | int]:
@@ -63,10 +75,17 @@ def usage_attributes(usage: Any) -> dict[str, str | int]:
         for key, value in server.items():
             if _int(value):
                 attributes[f"anthropic.usage.server_tool_use.{key}"] = value
-    tier = usage.get("service_tier")
-    if isinstance(tier, str):
-        attributes["anthropic.response.service_tier"] = tier
+    for key in ("service_tier", "inference_geo"):
+        value = usage_string(usage, key)
+        if value is not None:
+            attributes[f"anthropic.response.{key}"] = value
     return attributes
+
+
+def usage_string(usage: Any, key: str) -> str | None:
+    """A text field of ``usage`` (``service_tier``, ``inference_geo``), if it has one."""
+    value = usage.get(key) if isinstance(usage, Mapping) else None
+    return value if isinstance(value, str) else None
 
 
 def merge_usage(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

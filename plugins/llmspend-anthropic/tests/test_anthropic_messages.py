@@ -164,6 +164,91 @@ def test_server_tool_requests_on_span(server: FakeLLMServer, spans: Spans) -> No
     assert "anthropic.usage.server_tool_use.web_fetch_requests" not in attrs
 
 
+# A compaction (context management, beta) reports its own tokens in usage.iterations and, as
+# the API reference says, leaves them out of the top-level counts; they are billed all the same.
+COMPACTED_USAGE = {
+    "input_tokens": 300, "output_tokens": 80, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 100,
+    "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 0},
+    "iterations": [
+        {"type": "compaction", "input_tokens": 150000, "output_tokens": 3000, "cache_read_input_tokens": 40000,
+         "cache_creation_input_tokens": 1000, "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 1000}},
+        {"type": "message", "input_tokens": 300, "output_tokens": 80, "cache_read_input_tokens": 2000,
+         "cache_creation_input_tokens": 100},
+    ],
+}
+
+
+def _compacted_price(row: ModelPrice) -> float:
+    return (price(row, uncached=300, write_5m=100, read=2000, output=80)
+            + price(row, uncached=150000, write_1h=1000, read=40000, output=3000))
+
+
+def test_compaction_tokens_are_counted_and_priced(server: FakeLLMServer, spans: Spans, row: ModelPrice) -> None:
+    """Before: the compaction's 194,000 tokens were left out (the cost under by most of itself)."""
+    message = {"id": "msg_c", "type": "message", "role": "assistant", "model": MODEL,
+               "content": [{"type": "text", "text": "Done."}], "stop_reason": "end_turn", "stop_sequence": None,
+               "usage": COMPACTED_USAGE}
+    server.route("POST", "/v1/messages", lambda request: FakeResponse.json(message))
+    answer = sync_client(server, spans).beta.messages.create(model=MODEL, max_tokens=64, messages=HI)
+    assert answer.usage.iterations is not None  # the SDK reads the field this test is about
+    attrs = spans.attrs()
+    assert attrs["gen_ai.usage.input_tokens"] == 300 + 2000 + 100 + 150000 + 40000 + 1000
+    assert attrs["gen_ai.usage.output_tokens"] == 80 + 3000
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 42000
+    assert attrs["llmspend.usage.cache_write_1h.input_tokens"] == 1000
+    assert attrs["llmspend.cost.status"] == "ok"
+    assert attrs["llmspend.cost.usd"] == pytest.approx(_compacted_price(row), rel=1e-12)
+
+
+async def test_compaction_tokens_in_a_stream_async(server: FakeLLMServer, spans: Spans, row: ModelPrice) -> None:
+    """Streamed, the iterations come in message_delta's cumulative usage."""
+    from llmspend_anthropic.stream import encode_events, events_from_message
+
+    top = {k: v for k, v in COMPACTED_USAGE.items() if k != "iterations"}
+    message = {"id": "msg_c", "type": "message", "role": "assistant", "model": MODEL,
+               "content": [{"type": "text", "text": "Done."}], "stop_reason": "end_turn", "stop_sequence": None, "usage": top}
+    events = events_from_message(message)
+    events[-2]["usage"]["iterations"] = COMPACTED_USAGE["iterations"]
+    server.route("POST", "/v1/messages", lambda _: FakeResponse(200, b"".join(encode_events(events)),
+                                                                {"content-type": "text/event-stream"}))
+    client = async_client(server, spans)
+    async with client.beta.messages.stream(model=MODEL, max_tokens=64, messages=HI) as stream:
+        await stream.get_final_message()
+    attrs = spans.attrs()
+    assert attrs["gen_ai.usage.output_tokens"] == 80 + 3000 and attrs["llmspend.cost.status"] == "ok"
+    assert attrs["llmspend.cost.usd"] == pytest.approx(_compacted_price(row), rel=1e-12)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_us_only_inference_is_priced_at_its_rate(server: FakeLLMServer, spans: Spans, stream: bool) -> None:
+    """usage.inference_geo "us" on Claude Opus 4.6: every token at 1.1x (before: standard)."""
+    from llmspend.pricing.table import coerce_prices
+    from llmspend_anthropic.stream import encode_events, events_from_message
+
+    model = "claude-opus-4-6"
+    row = coerce_prices(None).lookup(model, provider="anthropic")
+    assert row is not None
+    usage = {"input_tokens": 1000, "output_tokens": 200, "cache_read_input_tokens": 500, "cache_creation_input_tokens": 0}
+    for geo, factor in (("us", 1.1), ("global", 1.0)):
+        message = {"id": "msg_g", "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "text", "text": "Done."}], "stop_reason": "end_turn", "stop_sequence": None,
+                   "usage": {**usage, "inference_geo": geo}}
+        body = b"".join(encode_events(events_from_message(message)))
+        server.route("POST", "/v1/messages", lambda _, m=message, b=body: FakeResponse(
+            200, b, {"content-type": "text/event-stream"}) if stream else FakeResponse.json(m))
+        client = sync_client(server, spans)
+        if stream:
+            with client.messages.stream(model=model, max_tokens=64, messages=HI) as events:
+                assert events.get_final_message().usage.inference_geo == geo
+        else:
+            assert client.messages.create(model=model, max_tokens=64, messages=HI).usage.inference_geo == geo
+        attrs = spans.attrs()
+        spans.clear()
+        assert attrs["anthropic.response.inference_geo"] == geo
+        assert attrs["llmspend.cost.usd"] == pytest.approx(
+            factor * price(row, uncached=1000, read=500, output=200), rel=1e-12)
+
+
 def test_plain_httpx2_client_is_read_by_the_plugin(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans, row: ModelPrice) -> None:
     """Without an SDK, every installed adapter is asked; /v1/messages is the plugin's."""
     http = llmspend.wrap(httpx2.Client(base_url=server.url), tracer_provider=spans.provider)

@@ -136,3 +136,58 @@ def test_error_event_mid_stream(server: FakeLLMServer, api: FakeAnthropicAPI, sp
     _stopped_early(attrs, start, row)
     assert attrs["error.type"] == "overloaded_error"  # the API's error type, as the SDK's own span says
     assert spans.one().status.status_code.name == "ERROR"
+
+
+def _streamed_text(events: object) -> str:
+    return "".join(getattr(getattr(e, "delta", None), "text", None) or "" for e in events)  # type: ignore[attr-defined]
+
+
+def test_stream_without_usage_estimates_the_output_that_arrived(server: FakeLLMServer, api: FakeAnthropicAPI,
+                                                                 spans: Spans) -> None:
+    """A proxy that drops usage: the stream still ends with message_delta, so the reader must
+    not take that as "the output count is known" and skip the text it then has to count
+    (before: 0 output tokens, the output left out of the cost)."""
+    client = sync_client(server, spans)
+    plain = client.messages.create(model=MODEL, max_tokens=300, messages=LONG, extra_headers={"x-fake-usage": "omit"})
+    unstreamed = spans.attrs()
+    assert unstreamed["gen_ai.usage.output_tokens"] > 0
+    spans.clear()
+    text = _streamed_text(client.messages.create(model=MODEL, max_tokens=300, messages=LONG, stream=True,
+                                                 extra_headers={"x-fake-usage": "omit"}))
+    assert text == plain.content[0].text  # type: ignore[union-attr]
+    attrs = spans.attrs()
+    assert attrs["llmspend.cost.status"] == "estimated"
+    assert attrs["gen_ai.usage.output_tokens"] == unstreamed["gen_ai.usage.output_tokens"]
+    assert attrs["llmspend.cost.usd"] == pytest.approx(unstreamed["llmspend.cost.usd"], rel=1e-12)
+
+
+async def test_stream_without_usage_estimates_the_output_async(server: FakeLLMServer, api: FakeAnthropicAPI,
+                                                               spans: Spans) -> None:
+    client = async_client(server, spans)
+    stream = await client.messages.create(model=MODEL, max_tokens=300, messages=LONG, stream=True,
+                                          extra_headers={"x-fake-usage": "omit"})
+    text = "".join([getattr(getattr(e, "delta", None), "text", None) or "" async for e in stream])
+    attrs = spans.attrs()
+    assert text and attrs["llmspend.cost.status"] == "estimated" and attrs["gen_ai.usage.output_tokens"] > 0
+
+
+def test_message_delta_without_usage_does_not_make_the_placeholder_exact(server: FakeLLMServer, spans: Spans) -> None:
+    """message_start's output count is a placeholder (1); a message_delta that carries no
+    usage must not turn it into the exact count (before: output 1, status ok)."""
+    from llmspend.testing import FakeResponse
+    from llmspend_anthropic.stream import encode_events, events_from_message
+
+    text = "thirty days from the day the parcel comes back to the warehouse"
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+               "stop_sequence": None, "content": [{"type": "text", "text": text}],
+               "usage": {"input_tokens": 12, "output_tokens": 40}}
+    events = events_from_message(message)
+    assert events[-2]["type"] == "message_delta"
+    del events[-2]["usage"]
+    server.route("POST", "/v1/messages", lambda _: FakeResponse(200, b"".join(encode_events(events)),
+                                                                {"content-type": "text/event-stream"}))
+    client = sync_client(server, spans)
+    assert _streamed_text(client.messages.create(model=MODEL, max_tokens=300, messages=LONG, stream=True)) == text
+    attrs = spans.attrs()
+    assert attrs["gen_ai.usage.input_tokens"] == 12  # exact, from message_start
+    assert attrs["llmspend.cost.status"] == "estimated" and attrs["gen_ai.usage.output_tokens"] > 1
