@@ -123,3 +123,38 @@ def test_a_directory_that_holds_no_cache_is_left_as_it_was(command: str, tmp_pat
     assert "no llmspend cache in" in capsys.readouterr().out
     assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
     assert directory.stat().st_mode & 0o777 == 0o755
+
+
+_EXIT_SCRIPT = """
+import os, sys
+import httpx2, openai, llmspend
+base_url, directory, fork = sys.argv[1], sys.argv[2], sys.argv[3] == "fork"
+# an HTTP client of the app's own: the SDK does not close it when the process ends
+http = httpx2.Client()
+client = llmspend.wrap(openai.OpenAI(base_url=base_url, api_key="sk-test-exit", http_client=http), cache=directory)
+for _ in range(3):  # a miss, then two hits: all within the second the counts wait to be written
+    client.chat.completions.create(model="gpt-4o", temperature=0, messages=[{"role": "user", "content": "q"}])
+if fork:
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)  # the child exits as a worker process does: its exit handlers run
+    os.waitpid(pid, 0)
+# no client.close(): most apps never close their client
+"""
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["exit", "fork-then-exit"])
+def test_counts_pending_at_exit_are_written_once(server: FakeLLMServer, tmp_path: Path, fork: bool,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A process that exits without closing its client still has its last counts written, and
+    a forked child does not write its copy of its parent's counts a second time."""
+    import subprocess
+    import sys
+
+    directory = str(tmp_path / "c")
+    subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, server.base_url, directory, "fork" if fork else "no"],
+                   check=True, timeout=60)
+    assert main(["cache", "stats", "--dir", directory, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["hits"], stats["misses"], stats["stores"]) == (2, 1, 1)
+    assert stats["saved_usd"] > 0

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, NamedTuple
@@ -85,6 +86,7 @@ class _Counts:
         self._lock = threading.Lock()
         self._pending: dict[str, float] = {}
         self._last = time.monotonic()
+        _ALL_COUNTS.add(self)
 
     def add(self, name: str, saved_usd: float = 0.0) -> dict[str, float] | None:
         """Count one ``name`` (and a saving); return what to write out when it is time to."""
@@ -110,6 +112,38 @@ class _Counts:
         with self._lock:
             due, self._pending = self._pending, {}
             return due
+
+    def forget(self) -> None:
+        """Drop what is pending, and start over with a fresh lock: a forked child's copy of its
+        parent's counts is the parent's to write (and the lock may have been held at the fork)."""
+        self._lock = threading.Lock()
+        self._pending = {}
+
+
+# Counts not yet written when the process forks belong to the parent; a child that wrote its
+# copy too would count those calls twice.
+_ALL_COUNTS: weakref.WeakSet[_Counts] = weakref.WeakSet()
+
+
+def _forget_all_pending() -> None:
+    for counts in list(_ALL_COUNTS):
+        counts.forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_all_pending)
+
+
+def _write_pending(counts: _Counts, backend: CacheBackend) -> None:
+    """Write out what ``counts`` holds: when a stage that was never closed is collected, or
+    the process exits (most apps never close their client; up to a second of counts would be
+    lost). Bookkeeping only: a backend that is gone by then costs the counts, nothing else."""
+    due = counts.take()
+    if due:
+        try:
+            backend.add_counts(due)
+        except Exception:
+            pass
 
 
 def lookup_status(mode: str | None, cacheable: bool) -> str:
@@ -149,6 +183,8 @@ class CacheStage(Stage):
         self._should_cache = self.config.should_cache
         self._owns_backend = owns_backend
         self._counts = _Counts()
+        # runs at exit too (atexit), unless close() ran first
+        self._at_exit = weakref.finalize(self, _write_pending, self._counts, backend)
 
     # -- decisions ---------------------------------------------------------------------
     def _plan(self, request: Request) -> _Plan | None:
@@ -372,11 +408,13 @@ class CacheStage(Stage):
                 pass
 
     def close(self) -> None:
+        self._at_exit.detach()
         self._flush(self._counts.take())
         if self._owns_backend:
             self.backend.close()
 
     async def aclose(self) -> None:
+        self._at_exit.detach()
         await self._aflush(self._counts.take())
         if self._owns_backend:
             await self.backend.aclose()
