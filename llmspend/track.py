@@ -283,6 +283,7 @@ class track:
             return type(fn)(self(fn.__func__))  # type: ignore[return-value]
         if not callable(fn):
             raise ConfigError(f"llmspend.track decorates functions and methods, not {type(fn).__name__}")
+        wrap: Callable[[track, Callable[..., Any], str | None], Callable[..., Any]]
         if inspect.isasyncgenfunction(fn):
             wrap = _wrap_async_generator
         elif inspect.isgeneratorfunction(fn):
@@ -311,6 +312,8 @@ def _wrap_function(spec: track, fn: Callable[..., Any], label: str | None) -> Ca
             return _finish_when_awaited(scope, result)
         if inspect.isgenerator(result):  # the same for a generator: its calls run as it is iterated
             return _drive(scope, result, started=True)
+        if inspect.isasyncgen(result):  # and for an async generator
+            return _wrap_async_generator(spec, lambda: result, label, started=scope)()
         scope.finish()
         return result
 
@@ -343,14 +346,16 @@ def _wrap_generator(spec: track, fn: Callable[..., Any], label: str | None) -> C
     return wrapper
 
 
-def _wrap_async_generator(spec: track, fn: Callable[..., Any], label: str | None) -> Callable[..., Any]:
+def _wrap_async_generator(spec: track, fn: Callable[..., Any], label: str | None,
+                          started: TrackedScope | None = None) -> Callable[..., Any]:
     # The steps of _drive, for async generators. Written out (an async generator cannot
     # delegate with ``yield from``) so the wrapper is itself an async generator function, as
-    # frameworks that inspect it expect.
+    # frameworks that inspect it expect. ``started``: the scope of a plain call that returned
+    # the async generator (``fn`` then hands that one back).
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        scope = TrackedScope(spec, label)
+        scope = started if started is not None else TrackedScope(spec, label)
         agen = fn(*args, **kwargs)
-        with scope.lifetime():
+        with scope.lifetime(started=started is not None):
             sent: Any = None
             thrown: BaseException | None = None
             while True:

@@ -121,18 +121,20 @@ async def test_async_function(aclient: openai.AsyncOpenAI, spans: Spans) -> None
     assert_child_of(call, track_span(spans, "llmspend.track async-reply"))
 
 
+def _plain(fn: Any) -> Any:
+    """A sync decorator of the app's own: a plain callable in front of ``fn``."""
+    def call(*args: Any) -> Any:
+        return fn(*args)
+    return call
+
+
 async def test_an_async_function_behind_a_plain_callable_is_tracked_while_awaited(
         aclient: openai.AsyncOpenAI, server: FakeLLMServer, spans: Spans) -> None:
     # A sync decorator under track, or an object with an async __call__, returns a coroutine
     # from a plain call. Before, the scope ended before the coroutine ran: its calls carried no
     # feature and no budget held them (a call over the budget went out).
-    def plain(fn: Any) -> Any:
-        def call(*args: Any) -> Any:
-            return fn(*args)
-        return call
-
     @llmspend.track(feature="wrapped", user="u1", tracer_provider=spans.provider)
-    @plain
+    @_plain
     async def reply() -> str:
         await aclient.chat.completions.create(model="gpt-4o-mini", messages=ASK)
         return "done"
@@ -156,13 +158,8 @@ def test_a_generator_behind_a_plain_callable_is_tracked_while_iterated(client: o
                                                                           spans: Spans) -> None:
     # A sync decorator under track returns the generator from a plain call; its calls run as it
     # is iterated, after the call returned, and must still carry the feature and its budget.
-    def plain(fn: Any) -> Any:
-        def call(*args: Any) -> Any:
-            return fn(*args)
-        return call
-
     @llmspend.track(feature="streamed", tracer_provider=spans.provider)
-    @plain
+    @_plain
     def answers(n: int) -> Iterator[str]:
         for _ in range(n):
             yield client.chat.completions.create(model="gpt-4o-mini", messages=ASK).choices[0].message.content or ""
@@ -175,8 +172,46 @@ def test_a_generator_behind_a_plain_callable_is_tracked_while_iterated(client: o
     budgeted = llmspend.track(feature="capped", budget_usd=0.000001, period="day", ledger=llmspend.ledger.MemoryLedger())
     sent = len(server.requests)
     with pytest.raises(llmspend.BudgetExceededError):
-        list(budgeted(plain(lambda: (client.chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=50)
+        list(budgeted(_plain(lambda: (client.chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=50)
                                      for _ in range(1))))())
+    assert len(server.requests) == sent  # refused before it was sent
+
+
+async def test_an_async_generator_behind_a_plain_callable_is_tracked_while_iterated(
+        aclient: openai.AsyncOpenAI, server: FakeLLMServer, spans: Spans) -> None:
+    # The async twin: a plain call returns the async generator, whose calls run as it is
+    # iterated. Before, they carried no feature and no budget held them.
+    @llmspend.track(feature="astreamed", tracer_provider=spans.provider)
+    @_plain
+    async def answers(n: int) -> AsyncIterator[str]:
+        for _ in range(n):
+            r = await aclient.chat.completions.create(model="gpt-4o-mini", messages=ASK)
+            received = yield r.choices[0].message.content or ""
+            assert received is None or received == "more"
+
+    between = []
+    gen = answers(2)
+    assert current_attribution().feature is None
+    async for _ in gen:
+        between.append(current_attribution().feature)
+    assert between == [None, None]  # never leaks into the consumer's code
+    calls = llm_spans(spans)
+    assert [(c.attributes or {}).get("llmspend.feature") for c in calls] == ["astreamed", "astreamed"]
+    parent = track_span(spans, "llmspend.track astreamed")
+    assert (parent.attributes or {})["llmspend.calls"] == 2 and all(c.parent.span_id == parent.context.span_id for c in calls)  # type: ignore[union-attr]
+    sending = answers(2)
+    await sending.asend(None)
+    await sending.asend("more")  # values sent reach the generator
+    await sending.aclose()
+
+    async def one() -> AsyncIterator[Any]:
+        yield await aclient.chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=50)
+
+    budgeted = llmspend.track(feature="acapped", budget_usd=0.000001, period="day", ledger=llmspend.ledger.MemoryLedger())
+    sent = len(server.requests)
+    with pytest.raises(llmspend.BudgetExceededError):
+        async for _ in budgeted(_plain(one))():
+            pass
     assert len(server.requests) == sent  # refused before it was sent
 
 
