@@ -16,7 +16,11 @@ prompt, and a streamed one):
 - ``wrap, canned``: the same canned transport under ``llmspend.wrap()`` without a cache: the
   pipeline and telemetry on top of the SDK's work;
 - ``disk hit`` / ``redis hit``: ``llmspend.wrap(client, cache=...)`` with the answer stored;
-- ``disk hit, OTel SDK``: the same with the OpenTelemetry SDK recording spans and metrics.
+- ``disk hit, OTel SDK``: the same with the OpenTelemetry SDK recording spans and metrics;
+- ``floor hit``: no llmspend at all, a transport of a dozen lines that does the least an
+  exact-match disk cache can do: parse the body, hash a canonical JSON of it with the API key,
+  ``diskcache`` get, decode a JSON entry, build the response. No span, no metrics, no control
+  headers, no checks: what any disk cache in the SDK's transport costs on this machine.
 
 The headline is "what a hit adds over the SDK's own parsing": ``disk hit`` minus ``bare SDK,
 canned``, as the median of per-round differences (each round runs every variant once, back
@@ -62,6 +66,30 @@ def canned_client(base_url: str, status: int, headers: list[tuple[str, str]], ch
     def answer(request: httpx2.Request) -> httpx2.Response:
         body: Any = chunks[0] if len(chunks) == 1 else iter(chunks)
         return httpx2.Response(status, headers=headers, content=body)
+
+    return openai.OpenAI(base_url=base_url, api_key="sk-bench", http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))
+
+
+def floor_client(base_url: str, status: int, headers: list[tuple[str, str]], chunks: list[bytes], directory: str) -> Any:
+    """The plain SDK over the least a disk cache in its transport can do (see the docstring)."""
+    import hashlib
+
+    import diskcache
+    import httpx2
+    import openai
+
+    store = diskcache.FanoutCache(directory, shards=8)  # stores bytes as they are: nothing pickled
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        canonical = json.dumps(json.loads(request.read()), sort_keys=True, separators=(",", ":"))
+        key = hashlib.sha256(f"{request.headers['authorization']}\0{canonical}".encode()).hexdigest()
+        data = store.get(key)
+        if data is None:  # the first call stores the answer; every timed call is a hit
+            store.set(key, json.dumps({"status": status, "headers": headers, "chunks": [c.decode() for c in chunks]}).encode())
+            data = store.get(key)
+        entry = json.loads(data)
+        parts = [c.encode() for c in entry["chunks"]]
+        return httpx2.Response(entry["status"], headers=entry["headers"], content=parts[0] if len(parts) == 1 else iter(parts))
 
     return openai.OpenAI(base_url=base_url, api_key="sk-bench", http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))
 
@@ -120,6 +148,9 @@ def variants(base_url: str, stack: ExitStack, redis_url: str | None) -> dict[str
         cases = {label: call(client, kind) for label, client in clients.items()}
         cases[BASELINE] = call(canned, kind)
         cases["wrap, canned"] = call(llmspend.wrap(canned), kind)
+        floor_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="llmspend-bench-floor-"))
+        cases["floor hit"] = call(floor_client(base_url, *answer, floor_dir), kind)
+        cases["floor hit"]()  # store the answer
         for label in ("disk hit", "redis hit"):
             if label in cases:
                 cases[label]()  # store the answer: every timed call is a hit
@@ -172,6 +203,7 @@ def summarise(times: dict[str, list[float]], cpu: dict[str, list[float]]) -> dic
         if label in times:
             summary[f"{key}_hit_adds_over_sdk_parsing_ms"] = paired(times[label], canned)
             summary[f"{key}_hit_adds_over_sdk_parsing_cpu_ms"] = paired(cpu[label], cpu[BASELINE])
+    summary["floor_hit_adds_over_sdk_parsing_ms"] = paired(times["floor hit"], canned)
     summary["cache_part_of_disk_hit_ms"] = paired(times["disk hit"], times["wrap, canned"])
     summary["cache_part_of_disk_hit_cpu_ms"] = paired(cpu["disk hit"], cpu["wrap, canned"])
     return summary
@@ -225,7 +257,8 @@ def main() -> None:
                           f"{r['cpu_paired_vs_canned_ms']:>13.3f}")
                 print(f"a disk hit adds {summary['disk_hit_adds_over_sdk_parsing_ms']:.3f} ms (cpu "
                       f"{summary['disk_hit_adds_over_sdk_parsing_cpu_ms']:.3f}) over the SDK's own work; the cache's part: "
-                      f"{summary['cache_part_of_disk_hit_ms']:.3f} ms (cpu {summary['cache_part_of_disk_hit_cpu_ms']:.3f})")
+                      f"{summary['cache_part_of_disk_hit_ms']:.3f} ms (cpu {summary['cache_part_of_disk_hit_cpu_ms']:.3f}); "
+                      f"the floor (a minimal cache transport) adds {summary['floor_hit_adds_over_sdk_parsing_ms']:.3f} ms")
     finally:
         proc.terminate()
         proc.wait()
