@@ -312,6 +312,21 @@ def test_a_period_without_a_limit_counts_only(client: openai.OpenAI, spans: Span
     assert status.spent_usd == pytest.approx(sum(a["llmspend.cost.usd"] for a in llm_attrs(spans)))
 
 
+def test_an_absurd_max_tokens_is_refused_or_counted_not_a_crash(client: openai.OpenAI, server: FakeLLMServer,
+                                                                  ledger: Ledger) -> None:
+    # max_tokens=2**1023 bounds the cost at infinity. Before, turning that into a ledger's
+    # nano-dollars raised OverflowError out of the user's call, under a limit or not.
+    huge = 2**1023
+    with pytest.raises(llmspend.BudgetExceededError) as refused:
+        with llmspend.track(feature="bulk", budget_usd=1e9, period="day", ledger=ledger):
+            ask(client, max_tokens=huge)
+    assert not server.requests and refused.value.requested_usd > 1e9  # more than any budget holds
+    with llmspend.track(feature="count", period="day", ledger=ledger):  # counting only: it goes out
+        ask(client, max_tokens=huge)
+    status = spent_on(ledger, "count")
+    assert len(server.requests) == 1 and status.calls == 1 and 0 < status.spent_usd < 0.01 and status.reserved_usd == 0
+
+
 # -- periods ------------------------------------------------------------------------------------
 def test_a_minute_budget_resets_when_the_minute_turns(server: FakeLLMServer) -> None:
     now = [datetime(2025, 6, 1, 12, 30, 50, tzinfo=timezone.utc).timestamp()]

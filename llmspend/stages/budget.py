@@ -32,7 +32,7 @@ from typing import Any
 from .._redact import error_text
 from .._http import Request, Response
 from ..attribution import current_attribution
-from ..budgets import ActiveBudget
+from ..budgets import MAX_LIMIT_USD, ActiveBudget
 from ..exceptions import BudgetExceededError, BudgetUnknownCostError, ConfigError
 from ..ledger import Ledger, Reservation
 from ..periods import period_window
@@ -50,6 +50,11 @@ __all__ = ["BudgetStage", "DEFAULT_INPUT_MARGIN"]
 DEFAULT_INPUT_MARGIN = 0.25
 
 RESERVED_USD = "llmspend.budget.reserved_usd"
+#: the most one reservation holds: more than any budget's limit (so a call that may cost more
+#: is refused under every limit), and few enough nano-dollars for a ledger's integers (a
+#: request with an absurd ``max_tokens`` bounds its cost at 1e300 USD, or at infinity)
+_MAX_RESERVATION_USD = 2 * MAX_LIMIT_USD
+
 #: CallContext.extra key: the call holds a reservation under a budget with a limit
 LIMITED = "budget_limited"
 FALLBACK_MODEL = "llmspend.budget.fallback_model"
@@ -144,7 +149,8 @@ class BudgetStage(Stage):
             try:
                 for active in accounts:
                     window = period_window(active.budget.period, now)
-                    reservation = active.ledger.reserve(active.key, bound.usd or 0.0, active.limit_usd, window)
+                    amount = min(bound.usd or 0.0, _MAX_RESERVATION_USD)
+                    reservation = active.ledger.reserve(active.key, amount, active.limit_usd, window)
                     if reservation is None:
                         refused = active
                         break

@@ -220,3 +220,20 @@ def test_budget_in_redis_refuses_before_sending(ledger: RedisLedger) -> None:
     status = llmspend.spent("bulk", period="day", ledger=ledger)
     assert status.calls == sent and 0 < status.spent_usd <= 0.0004
     assert status.remaining_usd == pytest.approx(0.0004 - status.spent_usd)
+
+
+def test_an_absurd_max_tokens_is_refused_or_counted_in_redis(ledger: RedisLedger) -> None:
+    """A cost bound of infinity (max_tokens=2**1023) is reserved as more than any budget holds,
+    in nano-dollars that Redis's 64-bit integers take: refused under a limit, counted without."""
+    ask = dict(model="gpt-4o-mini", max_tokens=2**1023, messages=[{"role": "user", "content": "hello"}])
+    with FakeLLMServer() as server:
+        client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-test"))
+        with pytest.raises(llmspend.BudgetExceededError):
+            with llmspend.track(feature="bulk", budget_usd=1e9, period="day", ledger=ledger):
+                client.chat.completions.create(**ask)  # type: ignore[call-overload]
+        assert not server.requests
+        with llmspend.track(feature="count", period="day", ledger=ledger):
+            client.chat.completions.create(**ask)  # type: ignore[call-overload]
+        assert len(server.requests) == 1
+    status = llmspend.spent("count", period="day", ledger=ledger)
+    assert status.calls == 1 and 0 < status.spent_usd < 0.01 and status.reserved_usd == 0
