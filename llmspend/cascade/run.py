@@ -25,7 +25,7 @@ from .._http import Request, Response, dumps
 from .._redact import CREDENTIAL_HEADER_NAMES, error_text
 from ..attribution import current_attribution
 from ..context import CallContext
-from ..exceptions import ConfigError, ResponseParseError
+from ..exceptions import BudgetExceededError, ConfigError, ResponseParseError
 from ..providers.base import ProviderAdapter
 from ..scoring.features import STEP_FEATURES, normalise_answer, step_features, text_scorer_features
 from ..telemetry.recorder import end_span, mark_sdk_parent, start_span, warn_once
@@ -73,6 +73,18 @@ def _unsupported(chat: Mapping[str, Any] | None) -> str | None:
 
 
 # -- one run of a plan ------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Bought:
+    """A step's answer that was paid for and read, kept in case no later step can be sent."""
+
+    step: int
+    response: Response
+    data: dict[str, Any]
+    completion: dict[str, Any]
+    #: whether it came in another API's format than the caller's
+    converts: bool
+
+
 @dataclass
 class PlanRun:
     """The state of one request through a plan; the sync and async handlers drive it."""
@@ -91,6 +103,8 @@ class PlanRun:
     scorer_s: float = 0.0
     #: credential header values of the steps' requests, kept out of recorded error messages
     secrets: set[str] = field(default_factory=set)
+    #: the latest answer bought and read, served if a budget refuses the last step
+    bought: _Bought | None = None
 
     @classmethod
     def start(cls, route: CascadeRoute, request: Request, tracer: Tracer) -> PlanRun:
@@ -266,6 +280,7 @@ class PlanRun:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, ResponseParseError) as exc:
             self.escalate("unreadable answer", exc)
             return None
+        self.bought = _Bought(self.step, response, data, completion, self.converts)
         started = time.perf_counter()
         try:
             score = self._score(answer, conf_from_logprobs(choice))
@@ -286,7 +301,7 @@ class PlanRun:
         })
         if accepted:
             try:
-                return self._deliver(response, data, completion)
+                return self._deliver(response, data, completion, converts=self.converts)
             except Exception as exc:  # an answer of a shape it cannot be delivered in: the next step
                 self.escalate("undeliverable answer", exc)
                 return None
@@ -322,12 +337,13 @@ class PlanRun:
             raise ValueError(f"scorer gave {score!r}")
         return score
 
-    def _deliver(self, response: Response, data: dict[str, Any], completion: dict[str, Any]) -> Response:
+    def _deliver(self, response: Response, data: dict[str, Any], completion: dict[str, Any], *,
+                 converts: bool) -> Response:
         """The accepted answer as the caller asked for it: in its API's format (translated from
-        another's when the step ran elsewhere), streamed if it asked for a stream."""
+        another's when the step ran elsewhere: ``converts``), streamed if it asked for a stream."""
         caller, call = self.caller, self.request.call
         assert call is not None
-        answer = caller.from_openai_chat_response(completion) if self.converts else data
+        answer = caller.from_openai_chat_response(completion) if converts else data
         if not self.request.json().get("logprobs") and self.plan.needs_logprobs:
             for choice in answer.get("choices") or ():
                 if isinstance(choice, dict):
@@ -336,6 +352,24 @@ class PlanRun:
             headers = response.headers.without_body_framing().set("content-type", "text/event-stream; charset=utf-8")
             return Response(200, headers, content=caller.stream_from_answer(call, answer))
         return response.with_content(dumps(answer))
+
+    def serve_bought(self, refusal: BudgetExceededError) -> Response | None:
+        """A budget refused the last step: the latest answer already bought, delivered instead
+        (the run ends with it as the accepted step), or ``None`` when there is none to serve,
+        and the refusal reaches the caller as for any refused call. The refused step was never
+        sent: it costs nothing."""
+        bought = self.bought
+        if bought is None:
+            return None
+        try:
+            response = self._deliver(bought.response, bought.data, bought.completion, converts=bought.converts)
+        except Exception:  # an answer of a shape it cannot be delivered in: nothing to serve
+            return None
+        self.record_cost(None, None)
+        self.span.set_attribute("llmspend.cascade.escalation_refused", refusal.budget)
+        self.step = bought.step
+        self.finish()
+        return response
 
     def deliver_last(self, response: Response, context: CallContext, *, is_async: bool) -> Response:
         """The last step's response for the caller; the parent span ends with it, or with its
@@ -356,7 +390,7 @@ class PlanRun:
         if response.is_success:
             try:
                 data, completion = self._read(response)
-                response = self._deliver(response, data, completion)
+                response = self._deliver(response, data, completion, converts=self.converts)
             except (ValueError, KeyError, IndexError, TypeError, AttributeError, ResponseParseError) as exc:
                 warn_once(("cascade", "untranslatable", self.target.name),
                           "llmspend: cascade could not translate a %s answer (%s); passed on unchanged", self.target.name,

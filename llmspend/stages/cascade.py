@@ -39,6 +39,13 @@ span (``llmspend.cascade.escalation_reason``, ``llmspend.cascade.error``) and lo
 last step's own error reaches the caller unchanged. Requests a plan cannot score (without a
 chat form, ``n`` > 1, tools) go to the last step only.
 
+Budgets: every step passes the budget stage (order 250) as a call of its own. A candidate it
+refuses is skipped like a failed one. When it refuses the last step after an earlier answer was
+bought, that answer (the latest bought and read) is served instead of the refusal, since it is
+paid for: ``llmspend.cascade.escalation_refused`` names the budget, ``accepted_step`` the step
+served; the refused step was never sent and counts $0. With nothing bought, the refusal
+(:class:`~llmspend.BudgetExceededError`) reaches the caller as for any call.
+
 Layout: this module holds the stage (which requests run a plan, and the sync and async loops
 over its steps) and its ``SPEC``; :mod:`llmspend.cascade.routes` the configuration
 (:class:`CascadeRoute`, read from ``cascade=``); :mod:`llmspend.cascade.run` one run of a plan
@@ -60,7 +67,7 @@ from ..attribution import current_attribution
 from ..cascade.plan import TEXT_SCORE, OnnxStepScorer
 from ..cascade.routes import CascadeRoute, check_providers, route_from
 from ..cascade.run import PlanRun, conf_from_logprobs
-from ..exceptions import ConfigError
+from ..exceptions import BudgetExceededError, ConfigError
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
 from ..providers.openai import sse_from_completion
 from ..scoring.features import check_text_scorer
@@ -143,7 +150,13 @@ class CascadeStage(Stage):
                     return accepted
             step_request = run.build_step()
             with run.in_span():
-                response = call_next(step_request)
+                try:
+                    response = call_next(step_request)
+                except BudgetExceededError as refusal:
+                    served = run.serve_bought(refusal)
+                    if served is None:
+                        raise
+                    return served
                 if run.converts:
                     response.read()
         except BaseException as exc:
@@ -177,7 +190,13 @@ class CascadeStage(Stage):
                     return accepted
             step_request = await run.abuild_step()
             with run.in_span():
-                response = await call_next(step_request)
+                try:
+                    response = await call_next(step_request)
+                except BudgetExceededError as refusal:
+                    served = run.serve_bought(refusal)
+                    if served is None:
+                        raise
+                    return served
                 if run.converts:
                     await response.aread()
         except BaseException as exc:

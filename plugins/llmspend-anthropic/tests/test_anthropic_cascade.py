@@ -20,6 +20,7 @@ from helpers_anthropic import Spans, price
 
 import llmspend
 from llmspend.cascade import Plan, Step
+from llmspend.ledger import MemoryLedger
 from llmspend.pricing.table import ModelPrice, coerce_prices
 from llmspend.scoring.logistic import LogisticScorer
 from llmspend.testing import FakeLLMServer, FakeRequest, FakeResponse, RecordingRetryStage
@@ -309,6 +310,35 @@ async def test_anthropic_client_accepts_a_gpt4o_mini_candidate(both: FakeLLMServ
     assert hard.model == SNAPSHOTS[SONNET]  # escalated to Claude, through the caller's own client
     assert [r.path for r in both.requests] == ["/v1/chat/completions", "/v1/chat/completions", "/v1/messages"]
     assert "logprobs" not in json.loads(both.requests[2].body)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_claude_answer_bought_is_served_when_the_budget_refuses_gpt4o(
+        both: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans, is_async: bool, stream: bool) -> None:
+    # haiku's answer is rejected, and gpt-4o (up to $0.0005 at 50 output tokens) does not fit
+    # what is left of $0.0004: the Claude answer already paid for reaches the OpenAI caller
+    rejected = plan(Step(HAIKU, 0.5, "first", provider="anthropic"), fixed_scorer(HAIKU, accept=False), Step(GPT4O))
+    client = llmspend.wrap(openai_raw(both, is_async=is_async), tracer_provider=spans.provider, retry=False,
+                           cascade={"plan": rejected, "clients": {"anthropic": anthropic_raw(both)}})
+    ledger = MemoryLedger()
+    ask = dict(model="support-bot", max_tokens=50, stream=stream, messages=[{"role": "user", "content": "Where is my order?"}])
+    with llmspend.track(feature="support-reply", budget_usd=0.0004, period="day", ledger=ledger):
+        got = await call(client.chat.completions.create, is_async, **ask)
+        if stream:
+            chunks = [c async for c in got] if is_async else list(got)
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            models = {c.model for c in chunks}
+        else:
+            text, models = got.choices[0].message.content, {got.model}
+    assert [r.path for r in both.requests] == ["/v1/messages"]  # gpt-4o was never sent
+    assert models == {SNAPSHOTS[HAIKU]} and text == claude_answer(api, both.requests[0])["content"][0]["text"]
+    parent, (first, refused) = parent_and_steps(spans)
+    assert parent["llmspend.cascade.escalation_refused"] == "support-reply/day"
+    assert parent["llmspend.cascade.accepted_model"] == HAIKU and parent["llmspend.cascade.accepted_step"] == 1
+    assert refused["llmspend.budget.refused"] == "support-reply/day" and "llmspend.cost.usd" not in refused
+    assert parent["llmspend.cascade.cost_usd"] == pytest.approx(first["llmspend.cost.usd"])  # charged once
+    assert llmspend.spent("support-reply", ledger=ledger).spent_usd == pytest.approx(first["llmspend.cost.usd"])
 
 
 # -- an all-Claude plan on an Anthropic client (the caller's own API throughout) ---------------
