@@ -158,6 +158,33 @@ def test_reasoning_left_out_of_completion_tokens_is_still_charged(server: FakeLL
     assert a["llmspend.cost.usd"] == pytest.approx((21 * row.input + 65 * row.output) / 1e6)
 
 
+def test_counts_written_as_whole_floats_are_read(server: FakeLLMServer, spans: Spans) -> None:
+    # A server that keeps numbers as doubles writes 800.0: before, the cached count read as 0
+    # and the 800 tokens were charged at the full input rate.
+    row, a = _priced_answer(server, spans, "openai", "gpt-4o", {
+        "prompt_tokens": 1000.0, "completion_tokens": 10.0, "total_tokens": 1010.0,
+        "prompt_tokens_details": {"cached_tokens": 800.0}, "completion_tokens_details": {"reasoning_tokens": 0.0}})
+    assert row.cache_read is not None
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_read.input_tokens"]) == (1000, 800)
+    assert a["llmspend.cost.usd"] == pytest.approx((200 * row.input + 800 * row.cache_read + 10 * row.output) / 1e6)
+
+
+@pytest.mark.parametrize("details", [
+    {"prompt_tokens_details": {"cached_tokens": -800}},
+    {"prompt_tokens_details": {"cached_tokens": "800"}},
+    {"prompt_tokens_details": {"cached_tokens": 800.5}},
+    {"completion_tokens_details": {"reasoning_tokens": True}},
+    {"prompt_cache_hit_tokens": -1},
+], ids=["negative", "text", "fraction", "bool", "deepseek-negative"])
+def test_a_detail_count_that_is_not_a_count_makes_the_cost_unknown(server: FakeLLMServer, spans: Spans,
+                                                                   details: dict[str, Any]) -> None:
+    # Read as 0 (as before), cached or reasoning tokens would be priced at another rate and the
+    # figure reported as exact; the cost cannot be known, and is reported as unknown.
+    _, a = _priced_answer(server, spans, "openai", "gpt-4o", {
+        "prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010, **details})
+    assert a["llmspend.cost.status"] == "no_usage" and "llmspend.cost.usd" not in a
+
+
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_streaming_cost_equals_reported_usage(client: openai.OpenAI, spans: Spans, server: FakeLLMServer, include_usage: bool) -> None:
     """Pitfall 5: streams without include_usage must not give zero tokens and $0."""

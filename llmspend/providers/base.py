@@ -304,6 +304,16 @@ class ProviderAdapter(ABC):
 
 
 # -- helpers for adapters ------------------------------------------------------------------
+def token_count(value: Any) -> int | None:
+    """``value`` as a token count: a whole number >= 0, written ``12`` or ``12.0`` (a server
+    that keeps numbers as doubles writes the latter); None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
 def json_object_body(request: Request) -> dict[str, Any] | None:
     """The request body as a JSON object, or ``None`` when it is not one (never raises)."""
     try:

@@ -21,14 +21,14 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any, TypeGuard
+from typing import Any
 
 from .._http import Headers, Request, dumps, loads
 from ..exceptions import ResponseParseError
 from ..tokens import count_chat_messages, count_text
 from ..telemetry.content import InputContent
 from . import openai_content
-from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage, json_object_body, number_params
+from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage, json_object_body, number_params, token_count
 from .sse import EventSplitter, event_data
 
 __all__ = ["OpenAIAdapter", "provider_for_host", "sse_from_completion"]
@@ -99,12 +99,16 @@ _PARAMS = {
 _MESSAGES_KEY = {"chat.completions": "messages", "responses": "input"}
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _is_count(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _detail(found: Mapping[str, Any], key: str) -> int:
+    """A count the usage may leave out (0 then); one that is there but not a count makes the
+    cost unknowable: read as 0, cached or reasoning tokens would be priced at the wrong rate."""
+    value = found.get(key)
+    if value is None:
+        return 0
+    count = token_count(value)
+    if count is None:
+        raise ResponseParseError(f"usage {key} is not a token count")
+    return count
 
 
 class OpenAIAdapter(ProviderAdapter):
@@ -331,10 +335,10 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
         raise ResponseParseError("usage details are not objects")
     # A count that is missing or not a whole number >= 0 says nothing: read as 0, it would
     # price the call at $0 with status "ok". (Embeddings report no output count: 0.)
-    if not _is_count(prompt) or not (completion is None or _is_count(completion)):
+    prompt, output = token_count(prompt), 0 if completion is None else token_count(completion)
+    if prompt is None or output is None:
         raise ResponseParseError("usage has no readable token counts")
-    output = _int(completion)
-    reasoning = _int(out_details.get("reasoning_tokens"))
+    reasoning = _detail(out_details, "reasoning_tokens")
     total = usage.get("total_tokens")
     if reasoning > 0 and total == prompt + output + reasoning:
         # Some OpenAI-compatible servers and proxies (those translating Gemini's
@@ -345,10 +349,10 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
         input_tokens=prompt,
         output_tokens=output,
         # DeepSeek reports its cache hits in a field of its own (prompt_tokens = hit + miss)
-        cache_read_tokens=_int(in_details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens")),
+        cache_read_tokens=_detail(in_details, "cached_tokens") or _detail(usage, "prompt_cache_hit_tokens"),
         # GPT-5.6 and later bill prompt-cache writes above plain input; like cached reads they
         # are part of the input count, reported apart in the details
-        cache_write_tokens=_int(in_details.get("cache_write_tokens")),
+        cache_write_tokens=_detail(in_details, "cache_write_tokens"),
         reasoning_tokens=reasoning,
     )
 
