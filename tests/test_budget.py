@@ -410,6 +410,20 @@ def test_cost_bound_prices_every_token_at_its_dearest_rate() -> None:
     assert embed.output_tokens == 0
 
 
+def test_cost_bound_of_a_fast_mode_request_is_at_the_fast_price() -> None:
+    """Anthropic's speed "fast" is billed at the row's factor when the fast tier serves it: the
+    bound must hold that price (before: the standard one, a sixth of the bill on Opus 4.6)."""
+    per = 1e-6
+    fast_row = ModelPrice("m", "p", input=2.0, output=8.0, max_output_tokens=1000, per_request=0.01,
+                          speed_multipliers={"fast": 6.0})
+    fast = max_call_cost(call({"max_tokens": 10, "speed": "fast"}), fast_row, 100, input_margin=0)
+    assert fast.usd == pytest.approx(6 * (100 * 2 * per + 10 * 8 * per) + 0.01)  # not the per-request fee
+    standard = max_call_cost(call({"max_tokens": 10, "speed": "standard"}), fast_row, 100, input_margin=0)
+    assert standard.usd == pytest.approx(100 * 2 * per + 10 * 8 * per + 0.01)
+    unknown = max_call_cost(call({"max_tokens": 10, "speed": "fast"}), ROW, 100, input_margin=0)
+    assert unknown.usd is None and "speed 'fast'" in unknown.reason
+
+
 def test_cost_bound_unknown() -> None:
     assert max_call_cost(call({}), None, 10, input_margin=0.1).usd is None
     no_limit = ModelPrice("m", "p", input=1.0, output=1.0)

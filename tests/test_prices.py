@@ -638,3 +638,95 @@ def test_a_malformed_override_fails_at_wrap_time(server: FakeLLMServer, override
 def test_missing_price_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read price file"):
         PriceTable.from_file(tmp_path / "nope.json")
+
+
+# -- fast mode (usage.speed) ---------------------------------------------------------------
+
+FAST = "https://platform.claude.com/docs/en/build-with-claude/fast-mode"
+# (model, fast input, fast output in USD per 1M tokens, where the figures were read). The fast
+# mode page of Anthropic (a copy of its Opus 4.8 version) prices 4.6 and 4.7 at $30/$150 and 4.8
+# at $10/$50; its current version names Opus 5 and 5.5 without the table in the stored copy, so
+# those come from the gateways that resell them at Anthropic's rates.
+FAST_PUBLISHED = [
+    ("claude-opus-4-6", 30.0, 150.0, FAST),
+    ("claude-opus-4-7", 30.0, 150.0, FAST),
+    ("claude-opus-4-8", 10.0, 50.0, FAST),
+    ("claude-opus-5", 10.0, 50.0, "https://openrouter.ai/anthropic/claude-opus-5-fast-20260723"),
+    ("claude-opus-5-5", 8.0, 40.0, "https://vercel.com/ai-gateway/models/claude-opus-5.5-fast.md"),
+]
+
+
+@pytest.mark.parametrize(("model", "fast_input", "fast_output", "url"), FAST_PUBLISHED)
+def test_fast_mode_is_priced_at_the_published_rates(
+        table: PriceTable, model: str, fast_input: float, fast_output: float, url: str) -> None:
+    """usage.speed "fast" bills a per-model multiple of every rate. Before: standard prices,
+    a sixth (Opus 4.6, 4.7) or half (4.8 and later) of the bill."""
+    row = table.lookup(model, provider="anthropic")
+    assert row is not None and row.model == model
+    per_input = price_usage(Usage(input_tokens=1_000_000), row, speed="fast")
+    per_output = price_usage(Usage(input_tokens=0, output_tokens=1_000_000), row, speed="fast")
+    assert per_input.total_usd == pytest.approx(fast_input, rel=1e-12), url
+    assert per_output.total_usd == pytest.approx(fast_output, rel=1e-12), url
+    assert per_input.status == "ok"
+    for standard in (None, "standard"):  # a request that fell back is billed at standard rates
+        assert price_usage(Usage(input_tokens=1_000_000), row, speed=standard).total_usd == pytest.approx(row.input)
+
+
+def test_fast_mode_stacks_with_caching_batch_and_us_only_inference(table: PriceTable) -> None:
+    """Caching, batch and data-residency multipliers apply on top of the fast rates, every part
+    scaled; over the whole context window (the first version of the page said 12x above 200K
+    input tokens for Opus 4.6: the current one prices every size at the one factor)."""
+    usage = Usage(input_tokens=10_000, output_tokens=2_000, cache_read_tokens=3_000, cache_write_tokens=1_000,
+                  cache_write_1h_tokens=400, reasoning_tokens=500)
+    for model, factor in (("claude-opus-4-6", 6.0), ("claude-opus-4-8", 2.0), ("claude-opus-5-5", 2.0)):
+        row = table.lookup(model, provider="anthropic")
+        assert row is not None
+        for options in ({}, {"batch": True}, {"inference_geo": "us"}, {"batch": True, "inference_geo": "us"}):
+            base = price_usage(usage, row, **options)  # type: ignore[arg-type]
+            fast = price_usage(usage, row, speed="fast", **options)  # type: ignore[arg-type]
+            assert base.total_usd is not None and fast.total_usd is not None
+            assert fast.total_usd == pytest.approx(base.total_usd * factor, rel=1e-12), (model, options)
+            assert (fast.input_usd, fast.cache_read_usd, fast.cache_write_usd, fast.output_usd) == pytest.approx(
+                (base.input_usd * factor, base.cache_read_usd * factor, base.cache_write_usd * factor,
+                 base.output_usd * factor), rel=1e-12)
+            assert fast.batch == base.batch == bool(options.get("batch"))
+        us_batch = price_usage(usage, row, speed="fast", batch=True, inference_geo="us").total_usd
+        assert us_batch == pytest.approx(price_usage(usage, row).total_usd * factor * 1.1 / 2, rel=1e-12)  # type: ignore[operator]
+    row = table.lookup("claude-opus-4-6", provider="anthropic")
+    assert row is not None
+    long_input = Usage(input_tokens=600_000, output_tokens=1_000)
+    assert price_usage(long_input, row, speed="fast").total_usd == pytest.approx(
+        (600_000 * 30.0 + 1_000 * 150.0) / 1e6, rel=1e-12)
+
+
+def test_fast_mode_on_a_model_without_a_factor_has_no_cost(table: PriceTable) -> None:
+    """A speed the row gives no factor for is a price llmspend does not know: no number, and a
+    status that says why (never the standard price, a fraction of the bill)."""
+    usage = Usage(input_tokens=1_000, output_tokens=100)
+    for model in ("claude-sonnet-4-6", "claude-opus-4-5", "claude-fable-5-1"):
+        row = table.lookup(model, provider="anthropic")
+        assert row is not None and not row.speed_multipliers
+        cost = price_usage(usage, row, speed="fast")
+        assert cost.total_usd is None and not cost.known and cost.status == "unknown_speed", model
+        assert price_usage(usage, row, speed="standard").total_usd == price_usage(usage, row).total_usd
+    row = table.lookup("claude-opus-4-6", provider="anthropic")
+    assert row is not None
+    assert price_usage(usage, row, speed="turbo").status == "unknown_speed"  # a speed of the future
+
+
+def test_speed_multipliers_are_validated_and_overridable() -> None:
+    for bad in ({"fast": -1}, {"fast": 0}, {"fast": float("nan")}, {"fast": float("inf")}, {"fast": True},
+                {"fast": "6"}, {"": 6}, [6]):
+        with pytest.raises(ConfigError, match=r"price row p/m: speed_multipliers must map a speed to a factor > 0"):
+            PriceTable.from_dict({"providers": {"p": {"m": {"input": 1, "output": 2, "speed_multipliers": bad}}}})
+        with pytest.raises(ConfigError, match=r"claude-sonnet-4-6: speed_multipliers"):
+            PriceTable.default().with_overrides({"claude-sonnet-4-6": {"speed_multipliers": bad}})
+    with pytest.raises(ConfigError, match="speed_multipliers"):
+        llmspend.wrap(openai.OpenAI(api_key="sk-test"), prices={"gpt-4o": {"speed_multipliers": {"fast": 0}}})
+    # a user's factor for a model the table has none for, the row's other prices kept
+    table = PriceTable.default().with_overrides({"claude-sonnet-4-6": {"speed_multipliers": {"fast": 3}}})
+    row = table.lookup("claude-sonnet-4-6", provider="anthropic")
+    assert row is not None and row.speed_multipliers == {"fast": 3.0} and row.as_dict()["speed_multipliers"] == {"fast": 3.0}
+    assert row.input == 3.0 and row.geo_multipliers == {"us": 1.1}
+    usage = Usage(input_tokens=1_000, output_tokens=100)
+    assert price_usage(usage, row, speed="fast").total_usd == pytest.approx(3 * price_usage(usage, row).total_usd)  # type: ignore[operator]

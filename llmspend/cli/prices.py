@@ -42,6 +42,8 @@ def _rows(row: ModelPrice) -> list[tuple[str, str]]:
         out.append((f"tier {tier}", ", ".join(f"{k} {v:g}" for k, v in prices.items())))
     for geo, factor in row.geo_multipliers.items():
         out.append((f"geo {geo}", f"every token price x{factor:g} when inference ran there"))
+    for speed, factor in row.speed_multipliers.items():
+        out.append((f"speed {speed}", f"every token price x{factor:g} when the call ran at that speed"))
     if row.context_window:
         out.append(("context window", f"{row.context_window:,} tokens"))
     if row.max_output_tokens:

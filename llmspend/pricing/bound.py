@@ -6,7 +6,9 @@ provider's own count can be a few percent higher); output is the request's own l
 output limit from the price table, times the number of choices asked for. Every token is priced
 at the dearest rate it could be billed at: long-context rates when the input could cross the
 threshold, the requested service tier's rates, cache-write rates when the request asks the
-provider to write its cache, the reasoning rate where it is higher than output.
+provider to write its cache, the reasoning rate where it is higher than output, and the row's
+factor for the requested ``speed`` (Anthropic's fast mode: a fast request may be served fast,
+so it is bounded at that price; a speed the row has no factor for has no bound).
 
     >>> from llmspend.pricing.table import ModelPrice
     >>> row = ModelPrice("m", "p", input=1.0, output=4.0, max_output_tokens=1000)
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..providers.base import Call
+from .cost import speed_multiplier
 from .table import ModelPrice
 
 __all__ = ["CostBound", "max_call_cost", "output_limit"]
@@ -92,6 +95,12 @@ def max_call_cost(
         per_choice = limit
     output_tokens = per_choice * choices
 
+    speed = body.get("speed")
+    speed_factor = speed_multiplier(row, speed if isinstance(speed, str) else None)
+    if speed_factor is None:
+        return CostBound(None, input_tokens, output_tokens,
+                         reason=f"the price table has no factor for {row.model!r} at speed {speed!r} (speed_multipliers)")
+
     input_rate, output_rate = row.input, row.output
     write_rates = [row.cache_write, row.cache_write_1h]
     long_context = row.long_context
@@ -107,5 +116,5 @@ def max_call_cost(
         input_rate = max([input_rate, *(rate for rate in write_rates if rate is not None)])
     if row.reasoning is not None:
         output_rate = max(output_rate, row.reasoning)
-    usd = (input_tokens * input_rate + output_tokens * output_rate) * _PER_TOKEN + row.per_request
+    usd = (input_tokens * input_rate + output_tokens * output_rate) * speed_factor * _PER_TOKEN + row.per_request
     return CostBound(usd, input_tokens, output_tokens)

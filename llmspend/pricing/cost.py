@@ -9,7 +9,9 @@ Pure functions, no I/O. The rules that peers have got wrong are spelled out here
 - Reasoning tokens are part of the output count; they are charged at the reasoning rate where
   one exists, otherwise as output, and never counted a second time.
 - A call served from llmspend's cache costs nothing; what it would have cost is the saving.
-- An unknown model or a call without usage gets no number (``total_usd is None``), never $0.
+- An unknown model or a call without usage gets no number (``total_usd is None``), never $0;
+  so does a call served at a speed (Anthropic's fast mode) whose factor the row does not give:
+  the standard price would be a fraction of the bill.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .._frozen import quick_init
 from ..providers.base import Usage
 from .table import ModelPrice
 
-__all__ = ["Cost", "price_usage", "unknown_cost"]
+__all__ = ["Cost", "price_usage", "speed_multiplier", "unknown_cost"]
 
 _PER_TOKEN = 1e-6  # table prices are per million tokens
 
@@ -29,6 +31,11 @@ OK = "ok"
 ESTIMATED = "estimated"
 UNKNOWN_MODEL = "unknown_model"
 NO_USAGE = "no_usage"
+UNKNOWN_SPEED = "unknown_speed"
+
+#: the speed every row's prices are for (Anthropic's ``usage.speed`` when fast mode is off or
+#: fell back)
+STANDARD_SPEED = "standard"
 
 
 @quick_init  # built on every call: see llmspend._frozen
@@ -55,15 +62,29 @@ def unknown_cost(status: str) -> Cost:
     return Cost(total_usd=None, status=status)
 
 
+def speed_multiplier(row: ModelPrice, speed: str | None) -> float | None:
+    """What ``row``'s prices are multiplied by at ``speed``: 1 at the standard speed (or none
+    said), the row's factor otherwise, ``None`` when the row has no factor for that speed."""
+    if speed is None:
+        return 1.0
+    return row.speed_multipliers.get(speed, 1.0 if speed == STANDARD_SPEED else None)
+
+
 def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_tier: str | None = None,
-                inference_geo: str | None = None) -> Cost:
+                inference_geo: str | None = None, speed: str | None = None) -> Cost:
     """What ``usage`` costs at ``row``'s prices.
 
     ``batch`` applies the provider's batch prices where the row has them (the Batch APIs of
     OpenAI and Anthropic charge half); ``service_tier`` applies a tier's prices (``flex``,
     ``priority``) where the row lists that tier; ``inference_geo`` (where the response says
-    inference ran) applies the row's factor for that geography to every token price.
+    inference ran) applies the row's factor for that geography to every token price; ``speed``
+    (which speed the response says served the call) the row's factor for that speed, on top of
+    the others. A speed other than ``"standard"`` that the row has no factor for gives an
+    unknown cost (status ``unknown_speed``).
     """
+    speed_factor = speed_multiplier(row, speed)
+    if speed_factor is None:
+        return unknown_cost(UNKNOWN_SPEED)
     input_rate, output_rate = row.input, row.output
     read_rate = row.cache_read if row.cache_read is not None else row.input
     write_rate, write_1h_rate = row.cache_write, row.cache_write_1h
@@ -120,12 +141,15 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
             reasoning_rate *= out_scale
         applied_batch = True
 
+    # Geography and speed scale every token rate that applies, cache and batch rates included
+    # (Anthropic: fast mode "stacks with other pricing modifiers"); never the per-request fee.
     geo = row.geo_multipliers.get(inference_geo) if inference_geo else None
-    if geo is not None:
-        input_rate, output_rate, read_rate = input_rate * geo, output_rate * geo, read_rate * geo
-        write_rate, write_1h_rate = write_rate * geo, write_1h_rate * geo
+    factor = (geo or 1.0) * speed_factor
+    if factor != 1.0:
+        input_rate, output_rate, read_rate = input_rate * factor, output_rate * factor, read_rate * factor
+        write_rate, write_1h_rate = write_rate * factor, write_1h_rate * factor
         if reasoning_rate is not None:
-            reasoning_rate *= geo
+            reasoning_rate *= factor
 
     write_5m_tokens = max(0, usage.cache_write_tokens - usage.cache_write_1h_tokens)
     reasoning = min(usage.reasoning_tokens, usage.output_tokens)

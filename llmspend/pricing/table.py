@@ -83,6 +83,10 @@ class ModelPrice:
     #: a factor on every token price when the response says inference ran in that geography,
     #: e.g. {"us": 1.1} (Anthropic's US-only inference on Claude 4.6 and later)
     geo_multipliers: Mapping[str, float] = field(default_factory=dict)
+    #: a factor on every token price when the response says which speed served the call,
+    #: e.g. {"fast": 6.0} (Anthropic's fast mode, ``usage.speed``); a speed the row does not
+    #: list, other than ``"standard"``, leaves the cost unknown
+    speed_multipliers: Mapping[str, float] = field(default_factory=dict)
     context_window: int | None = None
     max_output_tokens: int | None = None
     source: str = ""
@@ -153,6 +157,16 @@ def _tiers(where: str, value: object) -> dict[str, Mapping[str, float]]:
     return tiers
 
 
+def _multipliers(where: str, key: str, value: object, what: str, example: str) -> dict[str, float]:
+    """A ``{name: factor}`` field (``geo_multipliers``, ``speed_multipliers``): finite factors > 0."""
+    value = value or {}
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for k, v in value.items()):
+        raise ConfigError(f"{where}: {key} must map {what} to a factor > 0 (e.g. {example}), got {value!r}")
+    return {k: float(v) for k, v in value.items()}
+
+
 def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelPrice:
     where = f"price row {provider}/{model}"
     if not isinstance(raw, Mapping):
@@ -178,13 +192,8 @@ def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[st
     merged["long_context"] = _long_context(where, merged.get("long_context"))
     merged["aliases"] = tuple(aliases)
     merged["tiers"] = _tiers(where, merged.get("tiers"))
-    geo = merged.get("geo_multipliers") or {}
-    if not isinstance(geo, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-            for k, v in geo.items()):
-        raise ConfigError(f"{where}: geo_multipliers must map a geography to a factor > 0 "
-                          f'(e.g. {{"us": 1.1}}), got {geo!r}')
-    merged["geo_multipliers"] = {k: float(v) for k, v in geo.items()}
+    merged["geo_multipliers"] = _multipliers(where, "geo_multipliers", merged.get("geo_multipliers"), "a geography", '{"us": 1.1}')
+    merged["speed_multipliers"] = _multipliers(where, "speed_multipliers", merged.get("speed_multipliers"), "a speed", '{"fast": 6}')
     for key in _NUMERIC:
         if merged.get(key) is not None:
             merged[key] = float(merged[key])

@@ -126,6 +126,9 @@ class Outcome:
     #: where the provider says inference ran (Anthropic's ``usage.inference_geo``), for prices
     #: that depend on it
     inference_geo: str | None = None
+    #: which speed served the call (Anthropic's ``usage.speed``: ``fast`` or ``standard``, the
+    #: latter also when a fast request fell back), for prices that depend on it
+    speed: str | None = None
     #: the generated text (all choices), for estimates and opt-in content capture
     output_text: str = ""
     #: False when a stream ended before the provider finished (caller stopped, connection lost)

@@ -19,7 +19,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from .._redact import error_text
 from ..attribution import UNATTRIBUTED, current_attribution
-from ..pricing.cost import NO_USAGE, UNKNOWN_MODEL, Cost, price_usage, unknown_cost
+from ..pricing.cost import NO_USAGE, UNKNOWN_MODEL, UNKNOWN_SPEED, Cost, price_usage, unknown_cost
 from ..providers.base import Call, Outcome, Usage
 from ..tokens import count_text
 from . import attributes as A
@@ -67,7 +67,19 @@ def price_call(prices: PriceTable, call: Call, outcome: Outcome, usage: Usage, *
             model,
         )
         return unknown_cost(UNKNOWN_MODEL)
-    return price_usage(usage, row, batch=batch, service_tier=outcome.service_tier, inference_geo=outcome.inference_geo)
+    cost = price_usage(usage, row, batch=batch, service_tier=outcome.service_tier,
+                       inference_geo=outcome.inference_geo, speed=outcome.speed)
+    if cost.status == UNKNOWN_SPEED:
+        warn_once(
+            ("unknown_speed", call.provider, row.model, str(outcome.speed)),
+            "llmspend: no price for model %r at speed %r (its price row has no factor for it); its cost is "
+            "reported as unknown. Add one with wrap(..., prices={%r: {'speed_multipliers': {%r: FACTOR}}})",
+            row.model,
+            outcome.speed,
+            row.model,
+            outcome.speed,
+        )
+    return cost
 
 
 def usage_or_estimate(adapter: ProviderAdapter, call: Call, outcome: Outcome) -> Usage:

@@ -121,6 +121,7 @@ class AnthropicAdapter(ProviderAdapter):
             finish_reasons=(stop,) if isinstance(stop, str) else (),
             service_tier=usage_string(usage, "service_tier"),
             inference_geo=usage_string(usage, "inference_geo"),
+            speed=usage_string(usage, "speed"),
             output_text="".join(block_text(block) for block in content),
             attributes=usage_attributes(usage),
         )

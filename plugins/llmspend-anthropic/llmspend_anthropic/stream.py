@@ -284,6 +284,7 @@ class AnthropicStreamReader:
             finish_reasons=(stop,) if isinstance(stop, str) else (),
             service_tier=usage_string(raw_usage, "service_tier"),
             inference_geo=usage_string(raw_usage, "inference_geo"),
+            speed=usage_string(raw_usage, "speed"),
             output_text=acc.generated_text(),
             complete=complete,
             attributes=usage_attributes(raw_usage),

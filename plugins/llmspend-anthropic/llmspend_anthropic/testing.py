@@ -19,6 +19,9 @@ as JSONL in no set order), with realistic usage:
   is not a tool result gets a ``tool_use`` block for the first (or the chosen) tool.
 - **Extended thinking** (``thinking`` of type ``enabled`` or ``adaptive``) adds a thinking block, counted in
   ``output_tokens`` and ``output_tokens_details.thinking_tokens``.
+- **Fast mode**: a request with ``speed`` is answered with that speed in ``usage.speed``; the
+  header ``x-fake-speed: standard`` makes it fall back as the API may (served, and reported, at
+  standard speed).
 - **Errors** in the API's envelope: :meth:`FakeAnthropicAPI.fail_next` queues 429 (with
   ``retry-after``), 529 ``overloaded_error`` and the rest; a request without ``max_tokens >= 1``
   gets the real 400 ``invalid_request_error``, and so does one with ``temperature``, ``top_p`` or
@@ -235,6 +238,8 @@ class FakeAnthropicAPI:
         }
         if thinking_tokens:
             usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
+        if isinstance(body.get("speed"), str):
+            usage["speed"] = body["speed"]
         return {
             "id": f"msg_{seed:024x}"[:28],
             "type": "message",
@@ -252,6 +257,9 @@ class FakeAnthropicAPI:
         if invalid is not None:
             return invalid
         message = self.message(body)
+        served_at = _header(request, "x-fake-speed")
+        if served_at is not None and "speed" in message["usage"]:
+            message["usage"]["speed"] = served_at
         headers = {"request-id": "req_" + message["id"][4:16]}
         omit_usage = request.headers.get("x-fake-usage", request.headers.get("X-Fake-Usage")) == "omit"
         if not body.get("stream"):

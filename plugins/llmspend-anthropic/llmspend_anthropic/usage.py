@@ -66,7 +66,8 @@ def _counts(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
 def usage_attributes(usage: Any) -> dict[str, str | int]:
     """Span attributes for what ``usage`` says beyond token counts: server-side tool requests
     (web search and fetch, which Anthropic bills per request, outside the token price) and the
-    service tier. Names follow the anthropic SDK's own spans."""
+    service tier, where inference ran and which speed served the call (fast mode). Names follow
+    the anthropic SDK's own spans."""
     attributes: dict[str, str | int] = {}
     if not isinstance(usage, Mapping):
         return attributes
@@ -75,7 +76,7 @@ def usage_attributes(usage: Any) -> dict[str, str | int]:
         for key, value in server.items():
             if _int(value):
                 attributes[f"anthropic.usage.server_tool_use.{key}"] = value
-    for key in ("service_tier", "inference_geo"):
+    for key in ("service_tier", "inference_geo", "speed"):
         value = usage_string(usage, key)
         if value is not None:
             attributes[f"anthropic.response.{key}"] = value
@@ -83,7 +84,7 @@ def usage_attributes(usage: Any) -> dict[str, str | int]:
 
 
 def usage_string(usage: Any, key: str) -> str | None:
-    """A text field of ``usage`` (``service_tier``, ``inference_geo``), if it has one."""
+    """A text field of ``usage`` (``service_tier``, ``inference_geo``, ``speed``), if it has one."""
     value = usage.get(key) if isinstance(usage, Mapping) else None
     return value if isinstance(value, str) else None
 
