@@ -404,6 +404,8 @@ def test_cost_bound_prices_every_token_at_its_dearest_rate() -> None:
     assert long.usd == pytest.approx(10450 * 4 * per + 1 * 16 * per + 0.01)
     tier = max_call_cost(call({"max_tokens": 1, "service_tier": "priority"}), ROW, 100, input_margin=0)
     assert tier.usd == pytest.approx(100 * 3 * per + 12 * per + 0.01)
+    fast = max_call_cost(call({"max_tokens": 1, "service_tier": "fast"}), ROW, 100, input_margin=0)
+    assert fast.usd == pytest.approx(tier.usd)  # OpenAI's newer name for priority
     writes = max_call_cost(call({"max_tokens": 1}), ROW, 100, input_margin=0, writes_cache=True)
     assert writes.usd == pytest.approx(100 * 4 * per + 10 * per + 0.01)  # the one-hour write rate
     embed = max_call_cost(call({"input": "x"}, operation="embeddings"), ROW, 10, input_margin=0)

@@ -303,6 +303,27 @@ def test_long_context_and_tiers() -> None:
     assert price_usage(Usage(input_tokens=10, output_tokens=10), row, service_tier="flex").total_usd == pytest.approx((10 * 0.5 + 10 * 1) / 1e6)
 
 
+def test_openai_fast_tier_is_priced_as_priority(server: FakeLLMServer, spans: Spans) -> None:
+    # OpenAI renamed priority processing "fast"; an answer reporting service_tier "fast" was
+    # priced at the standard rates, a fraction of what priority costs.
+    usage = {"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010,
+             "prompt_tokens_details": {"cached_tokens": 200}}
+    costs = {}
+    for tier in ("default", "priority", "fast"):
+        server.route("POST", "/v1/chat/completions", lambda request, tier=tier: FakeResponse.json({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o", "usage": usage,
+            "service_tier": tier,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}))
+        client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider)
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        costs[tier] = spans.attrs()["llmspend.cost.usd"]
+    row = PriceTable.default().lookup("gpt-4o", provider="openai")
+    assert row is not None
+    priority = row.tiers["priority"]
+    assert costs["priority"] == pytest.approx((800 * priority["input"] + 200 * priority["cache_read"] + 10 * priority["output"]) / 1e6)
+    assert costs["fast"] == pytest.approx(costs["priority"]) and costs["fast"] > costs["default"]
+
+
 def test_tier_rates_rise_above_the_long_context_threshold() -> None:
     # OpenAI: prompts over the threshold are "priced at 2x input and 1.5x output for the full
     # session for standard, batch, and flex"; before, a flex answer above it was priced at the

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..providers.base import Call
-from .cost import speed_multiplier
+from .cost import speed_multiplier, tier_rates
 from .table import ModelPrice
 
 __all__ = ["CostBound", "max_call_cost", "output_limit"]
@@ -108,7 +108,7 @@ def max_call_cost(
         input_rate, output_rate = long_context.input, long_context.output
         write_rates += [long_context.cache_write, long_context.cache_write_1h]
     tier_name = body.get("service_tier")
-    tier = row.tiers.get(tier_name) if isinstance(tier_name, str) else None
+    tier = tier_rates(row, tier_name) if isinstance(tier_name, str) else None
     if tier:
         input_rate = max(input_rate, tier.get("input", input_rate))
         output_rate = max(output_rate, tier.get("output", output_rate))

@@ -16,13 +16,14 @@ Pure functions, no I/O. The rules that peers have got wrong are spelled out here
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .._frozen import quick_init
 from ..providers.base import Usage
 from .table import ModelPrice
 
-__all__ = ["Cost", "price_usage", "speed_multiplier", "unknown_cost"]
+__all__ = ["Cost", "price_usage", "speed_multiplier", "tier_rates", "unknown_cost"]
 
 _PER_TOKEN = 1e-6  # table prices are per million tokens
 
@@ -32,6 +33,12 @@ ESTIMATED = "estimated"
 UNKNOWN_MODEL = "unknown_model"
 NO_USAGE = "no_usage"
 UNKNOWN_SPEED = "unknown_speed"
+
+#: another name a response may give a row's tier: OpenAI renamed priority processing "fast"
+#: and takes ``service_tier: "fast"`` and ``"priority"`` interchangeably (the Vercel AI SDK's
+#: @ai-sdk/openai 3.0.93 changelog); a "fast" answer priced at standard would be a fraction of
+#: the bill
+_TIER_ALIASES = {"fast": "priority"}
 
 #: the speed every row's prices are for (Anthropic's ``usage.speed`` when fast mode is off or
 #: fell back)
@@ -60,6 +67,13 @@ class Cost:
 
 def unknown_cost(status: str) -> Cost:
     return Cost(total_usd=None, status=status)
+
+
+def tier_rates(row: ModelPrice, service_tier: str | None) -> Mapping[str, float] | None:
+    """The rates ``row`` lists for ``service_tier`` (by its name or an alias), if any."""
+    if not service_tier:
+        return None
+    return row.tiers.get(service_tier) or row.tiers.get(_TIER_ALIASES.get(service_tier, ""))
 
 
 def speed_multiplier(row: ModelPrice, speed: str | None) -> float | None:
@@ -119,7 +133,7 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
     if write_1h_rate is None:
         write_1h_rate = write_rate
 
-    tier = row.tiers.get(service_tier or "") if service_tier else None
+    tier = tier_rates(row, service_tier)
     if tier:
         # A tier's rates are its standard-context rates; above the long-context threshold they
         # rise as the standard ones do (OpenAI: "2x input and 1.5x output ... for standard,
