@@ -67,7 +67,8 @@ class Budget:
 
     ``per_user``: one budget per user (the user in effect when the tracked code runs) instead
     of one for the whole feature. ``fallback_model``: a call that would not fit is sent to this
-    (cheaper) model instead of being refused, if it fits. ``on_unknown``: ``"refuse"`` a call
+    (cheaper) model instead of being refused, if it fits (not a cascade's step, which is
+    refused: its cascade chose the model). ``on_unknown``: ``"refuse"`` a call
     whose most possible cost cannot be known (unpriced model, no output limit), or ``"allow"``
     it uncounted until its real cost is known. ``ledger``: where it is kept (``None``: the
     process default at the time the tracked code runs).

@@ -204,7 +204,8 @@ class track:
     ``budget_usd`` with ``period`` (``"minute"``, ``"hour"``, ``"day"``, ``"month"`` or
     ``"none"``, UTC boundaries) limits what the feature may spend; ``per_user=True`` gives each
     user their own budget. A call that would not fit raises :class:`llmspend.BudgetExceededError`
-    before anything is sent, or goes to ``fallback_model`` if that fits. ``on_unknown``: what to
+    before anything is sent, or goes to ``fallback_model`` if that fits (a cascade's own steps
+    are refused, never redirected: see docs/cascade.md). ``on_unknown``: what to
     do with a call whose most possible cost cannot be known (``"refuse"``, the default, or
     ``"allow"``). A ``period`` without ``budget_usd`` counts spending without limiting it.
     ``ledger``: where the budget is kept (``"memory"``, a directory, ``"redis://..."`` with the

@@ -174,3 +174,107 @@ async def test_with_an_onnx_step_scorer(quiz: FakeLLMServer, spans: Spans, tmp_p
     parent, _ = parent_and_steps(spans)
     assert parent["llmspend.scorer.provider"] == "CPUExecutionProvider"
     assert_paid_once(spans, ledger, served_step=1, refused_step=2)
+
+
+# -- a budget's fallback_model and a cascade's steps ---------------------------------------
+# The cascade chose its steps' models: a budget refuses a step rather than send its fallback
+# (which would buy the cheap model's answer twice, or run the plan out of order); a call that is
+# not a cascade step still goes to the fallback, in the same track.
+
+async def _create(c: Any, is_async: bool, model: str, question: str, **kw: Any) -> Any:
+    kw.setdefault("max_tokens", 100)
+    result = c.chat.completions.create(model=model, messages=[{"role": "user", "content": question}], **kw)
+    return await result if is_async else result
+
+
+def _degrading(ledger: MemoryLedger, budget_usd: float = TIGHT_USD, fallback: str = CHEAP) -> Any:
+    return llmspend.track(feature="support-reply", budget_usd=budget_usd, period="day", ledger=ledger,
+                          fallback_model=fallback)
+
+
+def assert_no_step_redirected(spans: Spans) -> None:
+    """No step span says it was sent to another model, and the parent's accepted model is the
+    model of the step that answered (the one it names as accepted)."""
+    parent, steps = parent_and_steps(spans)
+    steps = [a for a in steps if "llmspend.cascade.step" in a]
+    assert steps and all("llmspend.budget.fallback_model" not in a for a in steps)
+    if "llmspend.cascade.accepted_step" in parent:
+        (accepted,) = [a for a in steps if a["llmspend.cascade.step"] == parent["llmspend.cascade.accepted_step"]]
+        assert parent["llmspend.cascade.accepted_model"] == accepted["gen_ai.request.model"]
+        assert accepted["gen_ai.response.model"] == SNAPSHOT[accepted["gen_ai.request.model"]]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_fallback_model_does_not_buy_a_step_twice(quiz: FakeLLMServer, spans: Spans, is_async: bool,
+                                                          stream: bool) -> None:
+    ledger = MemoryLedger()
+    c = wrapped(quiz, spans, two_step_plan(), is_async=is_async)
+    kw: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+    with _degrading(ledger):
+        r = await _create(c, is_async, "support-bot", "a hard one", **kw)  # the cheap answer scores low
+        chunks = await _collect(r, is_async) if stream else [r]
+        # gpt-4o does not fit, and gpt-4o-mini's answer is already bought: served, not bought again
+        assert sent_models(quiz) == [CHEAP]
+        assert {ch.model for ch in chunks} == {SNAPSHOT[CHEAP]}
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) if stream else r.choices[0].message.content
+        assert text == "Lyon"
+        assert_paid_once(spans, ledger, served_step=1, refused_step=2)
+        parent, _ = parent_and_steps(spans)
+        assert parent["llmspend.cascade.accepted_model"] == CHEAP
+        assert_no_step_redirected(spans)
+        cascade_usd = llmspend.spent("support-reply", period="day", ledger=ledger).spent_usd
+        spans.clear()
+
+        plain = await _create(c, is_async, STRONG, "a hard one")  # not a cascade step: degraded as before
+    assert sent_models(quiz) == [CHEAP, CHEAP]
+    assert plain.model == SNAPSHOT[CHEAP]
+    attrs = spans.one().attributes or {}
+    assert attrs["gen_ai.request.model"] == STRONG and attrs["llmspend.budget.fallback_model"] == CHEAP
+    status = llmspend.spent("support-reply", period="day", ledger=ledger)
+    assert status.calls == 2 and status.reserved_usd == 0
+    assert status.spent_usd == pytest.approx(cascade_usd + attrs["llmspend.cost.usd"])
+
+
+@pytest.mark.parametrize("fallback", [CHEAP, MIDDLE])
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_fallback_model_does_not_replace_a_refused_middle_step(quiz: FakeLLMServer, spans: Spans,
+                                                                       is_async: bool, fallback: str) -> None:
+    # redirected, gpt-4o's step would ask gpt-4o-mini again, or ask gpt-4.1-mini twice (the
+    # fallback, then the last step): skipped instead, and the last step answers
+    plan = Plan(steps=(Step(CHEAP, 0.5, "a"), Step(STRONG, 0.5, "b"), Step(MIDDLE)),
+                scorers={"a": _scorer(CHEAP), "b": _scorer(STRONG, [CHEAP])}, alias="support-bot")
+    ledger = MemoryLedger()
+    c = wrapped(quiz, spans, plan, is_async=is_async)
+    with _degrading(ledger, fallback=fallback):
+        r = await _create(c, is_async, "support-bot", "a hard one")
+    assert r.model == SNAPSHOT[MIDDLE] and r.choices[0].message.content == "Paris"
+    assert sent_models(quiz) == [CHEAP, MIDDLE]
+    assert_paid_once(spans, ledger, served_step=3, refused_step=2)
+    parent, _ = parent_and_steps(spans)
+    assert parent["llmspend.cascade.accepted_model"] == MIDDLE
+    assert_no_step_redirected(spans)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_fallback_model_does_not_answer_a_cascade_whose_steps_all_are_refused(
+        quiz: FakeLLMServer, spans: Spans, is_async: bool) -> None:
+    # $0.0001 fits gpt-4o-mini (the fallback) but neither of the plan's models: nothing is
+    # bought, and the refusal reaches the caller, as without a fallback
+    plan = Plan(steps=(Step(MIDDLE, 0.5, "b"), Step(STRONG)), scorers={"b": _scorer(MIDDLE)}, alias="support-bot")
+    ledger = MemoryLedger()
+    c = wrapped(quiz, spans, plan, is_async=is_async)
+    with _degrading(ledger, budget_usd=0.0001):
+        with pytest.raises(llmspend.BudgetExceededError) as refused:
+            await _create(c, is_async, "support-bot", "a hard one")
+        assert refused.value.budget == "support-reply/day"
+        assert quiz.requests == []
+        parent, steps = parent_and_steps(spans)
+        assert parent["error.type"] == "BudgetExceededError" and "llmspend.cascade.accepted_model" not in parent
+        assert [a["llmspend.budget.refused"] for a in steps] == ["support-reply/day"] * 2
+        assert_no_step_redirected(spans)
+        assert llmspend.spent("support-reply", period="day", ledger=ledger).calls == 0
+
+        plain = await _create(c, is_async, MIDDLE, "a hard one")  # the same budget still degrades a plain call
+    assert sent_models(quiz) == [CHEAP] and plain.model == SNAPSHOT[CHEAP]
+    assert llmspend.spent("support-reply", period="day", ledger=ledger).calls == 1

@@ -28,6 +28,7 @@ from ..context import CallContext
 from ..exceptions import BudgetExceededError, ConfigError, ResponseParseError
 from ..providers.base import ProviderAdapter
 from ..scoring.features import STEP_FEATURES, normalise_answer, step_features, text_scorer_features
+from ..stages.budget import FIXED_MODEL
 from ..telemetry.recorder import end_span, mark_sdk_parent, start_span, warn_once
 from .endpoints import StepEndpoint
 from .plan import TEXT_SCORE, OnnxStepScorer, Plan, Step
@@ -231,6 +232,9 @@ class PlanRun:
                 out = out.replace(json_body=body)
         out.context = CallContext()
         out.context.set_attribute(_STEP_ATTR, self.step + 1)
+        # A budget refuses a step rather than send its fallback_model: this run decides what a
+        # refused step means (skip it, or serve the answer already bought)
+        out.context.extra[FIXED_MODEL] = True
         return out
 
     def record_cost(self, context: CallContext | None, response: Response | None) -> None:

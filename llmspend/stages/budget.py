@@ -8,7 +8,9 @@ limiting). Then, for every budget in effect (nested tracks' budgets all apply):
 1. Before sending: the most the call can cost (:func:`~llmspend.pricing.bound.max_call_cost`)
    is reserved in the budget's ledger, atomically. If it does not fit, the call goes to the
    budget's ``fallback_model`` if that fits, or raises :class:`~llmspend.BudgetExceededError`;
-   either way nothing over budget is sent.
+   either way nothing over budget is sent. A request whose model a stage above chose (a
+   cascade's step, marked :data:`FIXED_MODEL`) is refused, never redirected: its stage decides
+   what to do without it.
 2. After the response: the reservation is settled to the real cost (0 for a cache hit); for a
    stream, when the stream ends. An HTTP error or a failure before any answer releases it (the
    provider bills neither). A stream the caller closes early, or one that breaks, is charged
@@ -57,6 +59,10 @@ _MAX_RESERVATION_USD = 2 * MAX_LIMIT_USD
 
 #: CallContext.extra key: the call holds a reservation under a budget with a limit
 LIMITED = "budget_limited"
+#: CallContext.extra key, set by a stage above: the request's model is the one it must be sent
+#: to or not at all (a cascade's step: a fallback would repeat a step already bought or break
+#: the plan's order), so a call that does not fit is refused without trying ``fallback_model``
+FIXED_MODEL = "budget_fixed_model"
 FALLBACK_MODEL = "llmspend.budget.fallback_model"
 REFUSED = "llmspend.budget.refused"
 
@@ -137,7 +143,8 @@ class BudgetStage(Stage):
         assert adapter is not None
         now = self.clock()
         refusal: tuple[ActiveBudget, CostBound] | None = None
-        for model in _candidates(request.call, budgets):
+        fixed = bool(request.context.extra.get(FIXED_MODEL))
+        for model in _candidates(request.call, budgets, fixed=fixed):
             candidate = request if model is None else adapter.with_model(request, model)
             call = candidate.call
             if call is None:
@@ -315,9 +322,12 @@ def _accounts(budgets: Sequence[ActiveBudget]) -> list[ActiveBudget]:
     return list(chosen.values())
 
 
-def _candidates(call: Call | None, budgets: Sequence[ActiveBudget]) -> list[str | None]:
-    """The request's own model (``None``), then each budget's fallback, innermost first."""
+def _candidates(call: Call | None, budgets: Sequence[ActiveBudget], *, fixed: bool = False) -> list[str | None]:
+    """The request's own model (``None``), then each budget's fallback, innermost first; the
+    request's own only when its model is ``fixed`` (:data:`FIXED_MODEL`)."""
     models: list[str | None] = [None]
+    if fixed:
+        return models
     own = call.model if call is not None else None
     for active in reversed(budgets):
         fallback = active.budget.fallback_model

@@ -44,7 +44,9 @@ refuses is skipped like a failed one. When it refuses the last step after an ear
 bought, that answer (the latest bought and read) is served instead of the refusal, since it is
 paid for: ``llmspend.cascade.escalation_refused`` names the budget, ``accepted_step`` the step
 served; the refused step was never sent and counts $0. With nothing bought, the refusal
-(:class:`~llmspend.BudgetExceededError`) reaches the caller as for any call.
+(:class:`~llmspend.BudgetExceededError`) reaches the caller as for any call. A budget's
+``fallback_model`` never replaces a step (it would buy a step twice or break the plan's order):
+the run marks its steps' requests (``budget.FIXED_MODEL``) and the budget refuses them instead.
 
 Layout: this module holds the stage (which requests run a plan, and the sync and async loops
 over its steps) and its ``SPEC``; :mod:`llmspend.cascade.routes` the configuration
