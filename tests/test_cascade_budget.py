@@ -159,6 +159,38 @@ async def test_a_refused_first_step_fails_as_before(quiz: FakeLLMServer, spans: 
     assert llmspend.spent("support-reply", period="day", ledger=ledger).spent_usd == 0
 
 
+class LedgerDownAfter(MemoryLedger):
+    """A ledger whose store becomes unreachable after ``ok`` reservations."""
+
+    def __init__(self, ok: int) -> None:
+        super().__init__()
+        self.ok = ok
+
+    def reserve(self, key: str, amount_usd: float, limit_usd: float | None, window: Any) -> Any:
+        if self.ok <= 0:
+            raise llmspend.LedgerError("store unreachable")
+        self.ok -= 1
+        return super().reserve(key, amount_usd, limit_usd, window)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_ledger_down_at_the_last_step_serves_the_answer_already_bought(quiz: FakeLLMServer, spans: Spans,
+                                                                               is_async: bool) -> None:
+    # The ledger fails as the escalation is reserved: before, LedgerError reached the caller and
+    # the cheap answer, bought and charged, was lost. With nothing bought it still stops the call.
+    c = wrapped(quiz, spans, two_step_plan(), is_async=is_async)
+    ledger = LedgerDownAfter(ok=1)
+    r = await ask_within(c, ledger, "a hard one", is_async=is_async, budget_usd=1.0)
+    assert r.choices[0].message.content == "Lyon" and sent_models(quiz) == [CHEAP]
+    parent, _ = parent_and_steps(spans)
+    assert parent["llmspend.cascade.accepted_step"] == 1 and parent["llmspend.cascade.escalation_refused"] == "ledger error"
+    assert "LedgerError" in parent["llmspend.cascade.error"] and "error.type" not in parent
+    assert llmspend.spent("support-reply", period="day", ledger=ledger).calls == 1
+    with pytest.raises(llmspend.LedgerError):
+        await ask_within(c, LedgerDownAfter(ok=0), "a hard one", is_async=is_async, budget_usd=1.0)
+    assert sent_models(quiz) == [CHEAP]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("is_async", [False, True])
 async def test_with_an_onnx_step_scorer(quiz: FakeLLMServer, spans: Spans, tmp_path: Path, is_async: bool) -> None:

@@ -25,7 +25,7 @@ from .._http import Request, Response, dumps
 from .._redact import CREDENTIAL_HEADER_NAMES, error_text
 from ..attribution import current_attribution
 from ..context import CallContext
-from ..exceptions import BudgetExceededError, ConfigError, ResponseParseError
+from ..exceptions import BudgetExceededError, ConfigError, LedgerError, ResponseParseError
 from ..providers.base import ProviderAdapter
 from ..scoring.features import STEP_FEATURES, normalise_answer, step_features, text_scorer_features
 from ..stages.budget import FIXED_MODEL
@@ -357,11 +357,11 @@ class PlanRun:
             return Response(200, headers, content=caller.stream_from_answer(call, answer))
         return response.with_content(dumps(answer))
 
-    def serve_bought(self, refusal: BudgetExceededError) -> Response | None:
-        """A budget refused the last step: the latest answer already bought, delivered instead
-        (the run ends with it as the accepted step), or ``None`` when there is none to serve,
-        and the refusal reaches the caller as for any refused call. The refused step was never
-        sent: it costs nothing."""
+    def serve_bought(self, refusal: BudgetExceededError | LedgerError) -> Response | None:
+        """A budget refused the last step (or its ledger could not be reached to reserve it):
+        the latest answer already bought, delivered instead (the run ends with it as the
+        accepted step), or ``None`` when there is none to serve, and the refusal reaches the
+        caller as for any refused call. The refused step was never sent: it costs nothing."""
         bought = self.bought
         if bought is None:
             return None
@@ -370,7 +370,11 @@ class PlanRun:
         except Exception:  # an answer of a shape it cannot be delivered in: nothing to serve
             return None
         self.record_cost(None, None)
-        self.span.set_attribute("llmspend.cascade.escalation_refused", refusal.budget)
+        if isinstance(refusal, BudgetExceededError):
+            self.span.set_attribute("llmspend.cascade.escalation_refused", refusal.budget)
+        else:  # no budget refused it: the ledger that would have held its reservation failed
+            self.span.set_attribute("llmspend.cascade.escalation_refused", "ledger error")
+            self.span.set_attribute("llmspend.cascade.error", error_text(refusal, self.secrets))
         self.step = bought.step
         self.finish()
         return response

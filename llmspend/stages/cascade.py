@@ -44,7 +44,9 @@ refuses is skipped like a failed one. When it refuses the last step after an ear
 bought, that answer (the latest bought and read) is served instead of the refusal, since it is
 paid for: ``llmspend.cascade.escalation_refused`` names the budget, ``accepted_step`` the step
 served; the refused step was never sent and counts $0. With nothing bought, the refusal
-(:class:`~llmspend.BudgetExceededError`) reaches the caller as for any call. A budget's
+(:class:`~llmspend.BudgetExceededError`) reaches the caller as for any call. A ledger that
+cannot be reached to reserve the last step (:class:`~llmspend.LedgerError`) is treated the same
+way: the answer bought is served (``escalation_refused = "ledger error"``). A budget's
 ``fallback_model`` never replaces a step (it would buy a step twice or break the plan's order):
 the run marks its steps' requests (``budget.FIXED_MODEL``) and the budget refuses them instead.
 
@@ -69,7 +71,7 @@ from ..attribution import current_attribution
 from ..cascade.plan import TEXT_SCORE, OnnxStepScorer
 from ..cascade.routes import CascadeRoute, check_providers, route_from
 from ..cascade.run import PlanRun, conf_from_logprobs
-from ..exceptions import BudgetExceededError, ConfigError
+from ..exceptions import BudgetExceededError, ConfigError, LedgerError
 from ..pipeline import AsyncCallNext, BuildContext, CallNext, Stage, StageSpec
 from ..providers.openai import sse_from_completion
 from ..scoring.features import check_text_scorer
@@ -154,7 +156,7 @@ class CascadeStage(Stage):
             with run.in_span():
                 try:
                     response = call_next(step_request)
-                except BudgetExceededError as refusal:
+                except (BudgetExceededError, LedgerError) as refusal:
                     served = run.serve_bought(refusal)
                     if served is None:
                         raise
@@ -194,7 +196,7 @@ class CascadeStage(Stage):
             with run.in_span():
                 try:
                     response = await call_next(step_request)
-                except BudgetExceededError as refusal:
+                except (BudgetExceededError, LedgerError) as refusal:
                     served = run.serve_bought(refusal)
                     if served is None:
                         raise
