@@ -242,3 +242,42 @@ def test_streamed_content_captured_when_opted_in(server: FakeLLMServer, spans: S
     client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider, capture_content=True)
     text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
     assert json.loads(spans.attrs()[A.OUTPUT_MESSAGES])[0]["parts"] == [{"type": "text", "content": text}]
+
+
+_GLOBAL_PROVIDER_SCRIPT = """
+import json, sys
+import openai
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import llmspend
+
+base_url = sys.argv[1]
+early = llmspend.wrap(openai.OpenAI(base_url=base_url, api_key="sk-test"))   # at import, before the SDK
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+late = llmspend.wrap(openai.OpenAI(base_url=base_url, api_key="sk-test"))    # after the app configured it
+for client, model in ((early, "gpt-4o"), (late, "gpt-4o-mini")):
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+counted = {}
+for rm in reader.get_metrics_data().resource_metrics:
+    for sm in rm.scope_metrics:
+        for m in sm.metrics:
+            if m.name == "llmspend.cost":
+                counted.update({p.attributes["gen_ai.request.model"]: p.value for p in m.data.data_points})
+print(json.dumps(counted))
+"""
+
+
+def test_cost_counter_counts_clients_wrapped_before_and_after_the_global_sdk(server: FakeLLMServer) -> None:
+    """A client wrapped at import (the global meter provider still the API's proxy) and one
+    wrapped after the app set its SDK both count in `llmspend.cost`: the proxy hands the first
+    one's counter to the SDK, which dropped the second one's as a duplicate."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _GLOBAL_PROVIDER_SCRIPT, server.base_url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    counted = json.loads(done.stdout)
+    assert set(counted) == {"gpt-4o", "gpt-4o-mini"} and all(usd > 0 for usd in counted.values())
