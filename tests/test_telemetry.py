@@ -281,3 +281,28 @@ def test_cost_counter_counts_clients_wrapped_before_and_after_the_global_sdk(ser
     assert done.returncode == 0, done.stderr
     counted = json.loads(done.stdout)
     assert set(counted) == {"gpt-4o", "gpt-4o-mini"} and all(usd > 0 for usd in counted.values())
+
+
+def test_configure_telemetry_otlp_follows_the_otel_environment(server: FakeLLMServer,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no endpoint or service name given, the OpenTelemetry variables a deployment sets
+    decide them (as for any SDK set-up), not localhost and a fixed name."""
+    from llmspend.testing import FakeResponse
+
+    server.route("POST", "/v1/traces", lambda req: FakeResponse(200, b"", {"content-type": "application/x-protobuf"}))
+    server.route("POST", "/v1/metrics", lambda req: FakeResponse(200, b"", {"content-type": "application/x-protobuf"}))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.url)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout-api")
+    telemetry = llmspend.configure_telemetry("otlp", set_global=False)
+    assert telemetry.tracer_provider.resource.attributes["service.name"] == "checkout-api"
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    telemetry.shutdown()
+    traces = [r for r in server.requests if r.path == "/v1/traces"]
+    assert traces and b"checkout-api" in traces[0].body and b"llmspend.cost.usd" in traces[0].body
+    assert any(r.path == "/v1/metrics" for r in server.requests)
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    named = llmspend.configure_telemetry("console", set_global=False)
+    assert named.tracer_provider.resource.attributes["service.name"] == "llmspend-app"  # named nowhere
+    named.shutdown()
