@@ -202,6 +202,16 @@ def test_action_log_errors(tmp_path: Path) -> None:
         read_action_log(no_seconds, where={"team": "a"})
 
 
+def test_action_log_exported_by_a_spreadsheet(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark and ends lines with CRLF: the
+    header is still `action`, not an unreadable column named after an invisible character."""
+    log = tmp_path / "excel.csv"
+    log.write_bytes("action,seconds\r\nused,5\r\nedited,21\r\nignored,34\r\n".encode("utf-8-sig"))
+    read = read_action_log(log, where={"action": "used"})
+    assert read.counts == {"use": 1, "edit": 0, "ignore": 0} and read.filtered_out == 2
+    assert read_action_log(log).seconds_saved(30) == {"use": 25.0, "edit": 9.0, "ignore": -4.0}
+
+
 # -- "LLM Economics: ChatGPT vs Open-Source" (April 2023) --------------------------------------
 LAMBDA = serverless_usd_per_request(seconds=5, memory_mb=128, usd_per_gb_second=0.0000166667)
 

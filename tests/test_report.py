@@ -482,3 +482,21 @@ def test_otlp_line_of_the_wrong_shape_is_malformed_not_fatal(tmp_path: Path) -> 
     path.write_text(json.dumps(bad) + "\n" + json.dumps(good) + "\n")
     report = build_report(path)
     assert report.read.malformed == 1 and report.total.calls == 1 and report.total.cost_usd == 0.25
+
+
+def test_top_days_are_the_latest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A month of spans with `--top 20`: the table keeps the 20 latest days (yesterday's spend
+    is what a reader looks for) and sums the earlier ones, not the other way round."""
+    from llmspend.cli import main
+
+    path = tmp_path / "month.jsonl"
+    truth = write_synthetic_spans(path, 600, seed=5, days=30)
+    days = sorted(truth.by_day)
+    assert len(days) == 30
+    rows = build_report(path).by("day", top=20)
+    assert [key for key, _ in rows[1:]] == days[-20:]
+    assert rows[0][0] == f"{OTHER} 10 earlier"
+    assert rows[0][1].cost_usd == pytest.approx(sum(truth.by_day[d] for d in days[:10]))
+    assert main(["report", str(path), "--by", "day", "--top", "20"]) == 0
+    out = capsys.readouterr().out
+    assert days[-1] in out and days[0] not in out and f"{OTHER} 10 earlier" in out

@@ -242,3 +242,67 @@ def test_streamed_content_captured_when_opted_in(server: FakeLLMServer, spans: S
     client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider, capture_content=True)
     text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
     assert json.loads(spans.attrs()[A.OUTPUT_MESSAGES])[0]["parts"] == [{"type": "text", "content": text}]
+
+
+_GLOBAL_PROVIDER_SCRIPT = """
+import json, sys
+import openai
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import llmspend
+
+base_url = sys.argv[1]
+early = llmspend.wrap(openai.OpenAI(base_url=base_url, api_key="sk-test"))   # at import, before the SDK
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+late = llmspend.wrap(openai.OpenAI(base_url=base_url, api_key="sk-test"))    # after the app configured it
+for client, model in ((early, "gpt-4o"), (late, "gpt-4o-mini")):
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+counted = {}
+for rm in reader.get_metrics_data().resource_metrics:
+    for sm in rm.scope_metrics:
+        for m in sm.metrics:
+            if m.name == "llmspend.cost":
+                counted.update({p.attributes["gen_ai.request.model"]: p.value for p in m.data.data_points})
+print(json.dumps(counted))
+"""
+
+
+def test_cost_counter_counts_clients_wrapped_before_and_after_the_global_sdk(server: FakeLLMServer) -> None:
+    """A client wrapped at import (the global meter provider still the API's proxy) and one
+    wrapped after the app set its SDK both count in `llmspend.cost`: the proxy hands the first
+    one's counter to the SDK, which dropped the second one's as a duplicate."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _GLOBAL_PROVIDER_SCRIPT, server.base_url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    counted = json.loads(done.stdout)
+    assert set(counted) == {"gpt-4o", "gpt-4o-mini"} and all(usd > 0 for usd in counted.values())
+
+
+def test_configure_telemetry_otlp_follows_the_otel_environment(server: FakeLLMServer,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no endpoint or service name given, the OpenTelemetry variables a deployment sets
+    decide them (as for any SDK set-up), not localhost and a fixed name."""
+    from llmspend.testing import FakeResponse
+
+    server.route("POST", "/v1/traces", lambda req: FakeResponse(200, b"", {"content-type": "application/x-protobuf"}))
+    server.route("POST", "/v1/metrics", lambda req: FakeResponse(200, b"", {"content-type": "application/x-protobuf"}))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.url)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout-api")
+    telemetry = llmspend.configure_telemetry("otlp", set_global=False)
+    assert telemetry.tracer_provider.resource.attributes["service.name"] == "checkout-api"
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY),
+                           tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    telemetry.shutdown()
+    traces = [r for r in server.requests if r.path == "/v1/traces"]
+    assert traces and b"checkout-api" in traces[0].body and b"llmspend.cost.usd" in traces[0].body
+    assert any(r.path == "/v1/metrics" for r in server.requests)
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    named = llmspend.configure_telemetry("console", set_global=False)
+    assert named.tracer_provider.resource.attributes["service.name"] == "llmspend-app"  # named nowhere
+    named.shutdown()

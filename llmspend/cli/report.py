@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     parser.add_argument("spans", nargs="+", metavar="SPANS", help="span file(s)")
     parser.add_argument("--by", default=",".join(DIMENSIONS), metavar="DIMS",
                         help=f"breakdowns to print, comma-separated (default {','.join(DIMENSIONS)})")
-    parser.add_argument("--top", type=int, default=20, help="rows per breakdown before the rest is summed (default 20)")
+    parser.add_argument("--top", type=int, default=20, help="rows per breakdown before the rest is summed (default 20; for days, the latest)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw cost by model, day, feature and savings by stage")
     progress = parser.add_mutually_exclusive_group()

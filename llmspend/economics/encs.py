@@ -244,7 +244,8 @@ def read_action_log(path: str | Path, *, where: Mapping[str, str] | None = None)
     """
     path = Path(path)
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        # utf-8-sig: spreadsheets (Excel's "CSV UTF-8") start the file with a byte-order mark
+        handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError(f"cannot read the action log {str(path)!r}: {exc.strerror or exc}") from exc
     counts = {a: 0 for a in ACTIONS}

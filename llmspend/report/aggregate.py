@@ -205,8 +205,9 @@ class SpendReport:
 
     # -- reading ----------------------------------------------------------------------
     def by(self, dimension: str, *, top: int | None = None) -> list[tuple[str, Totals]]:
-        """Groups of ``dimension`` by cost, highest first (days in date order), the ``top``
-        first with the rest summed into ``(other)``."""
+        """Groups of ``dimension`` by cost, highest first, the ``top`` first with the rest
+        summed into ``(other)``. Days are in date order, the ``top`` latest kept and the
+        earlier ones summed into an ``(other)`` row before them."""
         if dimension not in self.groups:
             raise KeyError(f"no dimension {dimension!r}; one of {', '.join(DIMENSIONS)}")
         items = list(self.groups[dimension].items())
@@ -216,6 +217,10 @@ class SpendReport:
             items.sort(key=lambda kv: (-kv[1].cost_usd, -kv[1].calls, kv[0]))
         if top is not None and len(items) > top:
             rest = Totals()
+            if dimension == "day":  # the latest days are the ones a reader looks for
+                for _, t in items[:-top]:
+                    rest.add(t)
+                return [(f"{OTHER} {len(items) - top} earlier", rest)] + items[-top:]
             for _, t in items[top:]:
                 rest.add(t)
             items = items[:top] + [(f"{OTHER} {len(items) - top} more", rest)]

@@ -82,14 +82,27 @@ class AttributeSets(NamedTuple):
 # observable counter of the same name, so a second wrap() must add to the first one's sums.
 _USD_SUMS: weakref.WeakKeyDictionary[Any, tuple[_RunningSums, _RunningSums]] = weakref.WeakKeyDictionary()
 _USD_SUMS_LOCK = threading.Lock()
+# The sums registered through the global provider. A client wrapped before the app sets its SDK
+# registers through the API's proxy provider, which hands the counters to the provider set
+# later: clients wrapped after that must add to those sums, or the SDK drops their callbacks.
+_global_sums: tuple[_RunningSums, _RunningSums] | None = None
+
+
 def _usd_sums(meter_provider: MeterProvider | None, meter: metrics.Meter) -> tuple[_RunningSums, _RunningSums]:
+    global _global_sums
     # keyed by the provider the meter comes from, however it was named (given, or the global)
-    key: Any = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    global_provider = metrics.get_meter_provider()
+    key: Any = meter_provider if meter_provider is not None else global_provider
     with _USD_SUMS_LOCK:
         try:
             found = _USD_SUMS.get(key)
         except TypeError:  # a provider that cannot be weakly referenced: its own sums
             found, key = None, None
+        if found is None and key is global_provider and _global_sums is not None:
+            # the global provider has changed since (the API lets it be set once, over its
+            # proxy): the sums registered through the proxy report to this one
+            found = _global_sums
+            _USD_SUMS[key] = found
         if found is not None:
             return found
         sums = _RunningSums(), _RunningSums()
@@ -102,6 +115,8 @@ def _usd_sums(meter_provider: MeterProvider | None, meter: metrics.Meter) -> tup
         )
         if key is not None:
             _USD_SUMS[key] = sums
+            if key is global_provider and _global_sums is None:
+                _global_sums = sums
         return sums
 
 
