@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import httpx2
 import openai
@@ -130,3 +132,68 @@ def test_unknown_endpoints_pass_through_untouched(server: FakeLLMServer, spans: 
     page = client.models.list()
     assert list(page) == []
     assert spans.finished == []
+
+
+def _gzipped_answers_with_a_non_ascii_header(server: FakeLLMServer) -> None:
+    """Chat answers gzip-compressed (streams too), with a header the server writes in UTF-8."""
+    import gzip
+
+    from llmspend.testing.server import FakeResponse
+
+    chat = server._chat
+
+    def compressed(request: Any) -> FakeResponse:
+        answer = chat(request)
+        body = answer.body if isinstance(answer.body, bytes) else b"".join(answer.body)
+        return FakeResponse(answer.status, gzip.compress(body),
+                            {**answer.headers, "content-encoding": "gzip", "x-region": "Zürich"})
+
+    server.route("POST", "/v1/chat/completions", compressed)
+
+
+@pytest.mark.parametrize("library", [httpx2, httpx])
+def test_a_non_ascii_header_survives_a_response_the_transport_rebuilds(server: FakeLLMServer, spans: Spans,
+                                                                       library: Any) -> None:
+    """A compressed stream is handed back decoded, in a response of the transport's own making;
+    the library refuses a text header that is not ASCII there, which failed the call."""
+    _gzipped_answers_with_a_non_ascii_header(server)
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY, http_client=library.Client()),
+                           tracer_provider=spans.provider)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert raw.headers["x-region"] == "Zürich"
+    assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    assert spans.attrs()["llmspend.stream.complete"] is True
+
+
+class _TeamHeader(llmspend.Stage):
+    name = "team_header"
+
+    def handle(self, request: Any, call_next: Any) -> Any:
+        return call_next(request.replace(headers=request.headers.set("x-team", "ads")))
+
+
+@pytest.mark.parametrize("module_name", ["httpx2", "httpx"])
+def test_a_non_ascii_header_survives_a_request_a_stage_changed(server: FakeLLMServer, module_name: str) -> None:
+    import importlib
+
+    lib = importlib.import_module(module_name)
+    transports = importlib.import_module(f"llmspend.transports.{module_name}")
+    pipeline = llmspend.Pipeline([_TeamHeader()], llmspend.build_pipeline().adapters)
+    with lib.Client(base_url=server.base_url, transport=transports.PipelineTransport(pipeline)) as client:
+        client.post("/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES},
+                    headers={"x-user": "Zoë".encode()})
+    sent = server.requests[-1].headers
+    assert sent["x-team"] == "ads"
+    assert sent["x-user"].encode("latin-1").decode() == "Zoë"  # http.server reads header bytes as latin-1
+
+
+@pytest.mark.parametrize("library", [httpx2, httpx])
+async def test_a_non_ascii_header_survives_a_response_the_transport_rebuilds_async(server: FakeLLMServer, spans: Spans,
+                                                                                   library: Any) -> None:
+    _gzipped_answers_with_a_non_ascii_header(server)
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY,
+                                              http_client=library.AsyncClient()), tracer_provider=spans.provider)
+    raw = await client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert raw.headers["x-region"] == "Zürich"
+    assert [c async for c in raw.parse()]
+    assert spans.attrs()["llmspend.stream.complete"] is True
