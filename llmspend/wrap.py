@@ -138,7 +138,8 @@ def wrap(client: T, **options: Any) -> T:
     client passed in is left unchanged. See :func:`known_options` for the options.
 
     With retries on (the default) the returned SDK client has the SDK's own retries turned off,
-    so attempts do not multiply; ``retry=False`` keeps the SDK's.
+    so attempts do not multiply (the ``max_retries`` it was made with caps llmspend's unless a
+    retry policy is given); ``retry=False`` keeps the SDK's.
     """
     _check_options(options)
     sdk_http = _sdk_http_client(client)
@@ -155,12 +156,13 @@ def wrap(client: T, **options: Any) -> T:
     wrapped_http = install(http, pipeline)
     if sdk_http is None:
         return wrapped_http  # type: ignore[no-any-return]
-    return _sdk_client(client, wrapped_http, pipeline.stage("retry"))
+    return _sdk_client(client, wrapped_http, pipeline.stage("retry"), options.get("retry", True) is True)
 
 
-def _sdk_client(client: T, http_client: Any, retry: Stage | None) -> T:
+def _sdk_client(client: T, http_client: Any, retry: Stage | None, default_retry: bool) -> T:
     """A copy of the SDK ``client`` sending through ``http_client``, its own retries off when
-    llmspend's ``retry`` stage runs and as they were otherwise."""
+    llmspend's ``retry`` stage runs and as they were otherwise. With ``default_retry`` (no
+    retry policy given), the ``max_retries`` the client was made with caps llmspend's."""
     from .stages.retry import MAX_RETRIES_HEADER, RetryStage
 
     options: dict[str, Any] = {}
@@ -180,6 +182,12 @@ def _sdk_client(client: T, http_client: Any, retry: Stage | None) -> T:
         options["set_default_headers"] = headers
     else:
         sdk_copy, sdk_retries = client.copy, client.max_retries  # type: ignore[attr-defined]
+        if (default_retry and isinstance(retry, RetryStage) and isinstance(sdk_retries, int)
+                and 0 <= sdk_retries != retry.policy.max_attempts - 1):
+            # OpenAI(max_retries=0) means "no retries" (an app retrying or failing over by
+            # itself): honoured as with_options(max_retries=...) on the wrapped client is.
+            options["default_headers"] = {MAX_RETRIES_HEADER: str(sdk_retries)}
+            retry.reads_max_retries = True
     if isinstance(retry, RetryStage):
         copied: T = sdk_copy(http_client=http_client, max_retries=0, **options)
         return _RetriesOffCopy.install(copied, retry, sdk_retries)

@@ -264,3 +264,37 @@ async def test_async_rewrapping_keeps_retries(server: FakeLLMServer, spans: Span
     with pytest.raises(openai.InternalServerError):
         await twice.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert len(server.requests) == 3 and _llmspend_headers_sent(server) == []
+
+
+@pytest.mark.parametrize("sdk_retries, retry, attempts", [(0, True, 1), (4, True, 5), (2, True, 3),
+                                                          (0, {"max_attempts": 2, "initial_backoff_s": 0}, 2)])
+def test_the_max_retries_a_client_was_made_with_caps_llmspends(server: FakeLLMServer, spans: Spans, sdk_retries: int,
+                                                               retry: Any, attempts: int) -> None:
+    """`OpenAI(max_retries=0)` (an app that retries or fails over by itself) got llmspend's two
+    retries once wrapped, and `max_retries=4` only two; a retry policy given to wrap() wins."""
+    raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=sdk_retries)
+    client = llmspend.wrap(raw, tracer_provider=spans.provider, retry=retry)
+    assert client.max_retries == 0
+    server.fail_next(500, times=10, headers={"retry-after-ms": "1"})
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == attempts and _llmspend_headers_sent(server) == []
+    assert len(spans.one().events) == attempts - 1
+    server.reset()
+    with pytest.raises(openai.InternalServerError):  # a copy keeps the cap, another copy sets its own
+        server.fail_next(500, times=10, headers={"retry-after-ms": "1"})
+        client.with_options(timeout=5).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == attempts
+
+
+async def test_async_the_max_retries_a_client_was_made_with_caps_llmspends(server: FakeLLMServer, spans: Spans) -> None:
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0),
+                           tracer_provider=spans.provider)
+    server.fail_next(503, times=10)
+    with pytest.raises(openai.InternalServerError):
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 1
+    server.reset()
+    server.fail_next(503, times=1, headers={"retry-after-ms": "1"})
+    await client.with_options(max_retries=1).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 2
