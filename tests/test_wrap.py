@@ -197,3 +197,32 @@ async def test_a_non_ascii_header_survives_a_response_the_transport_rebuilds_asy
     assert raw.headers["x-region"] == "Zürich"
     assert [c async for c in raw.parse()]
     assert spans.attrs()["llmspend.stream.complete"] is True
+
+
+@pytest.mark.parametrize("retry", [True, False])
+def test_with_options_http_client_keeps_the_pipeline(server: FakeLLMServer, spans: Spans, retry: bool) -> None:
+    """`client.with_options(http_client=...)` (the SDKs' idiom for a proxy per use) gave a copy
+    that bypassed llmspend: no span, no cost, no budget, and no retries at all with llmspend's on."""
+    client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider,
+                           retry={"initial_backoff_s": 0} if retry else False)
+    own = httpx2.Client(headers={"x-route": "proxy-b"})
+    copied = client.with_options(http_client=own, timeout=20)
+    assert copied.max_retries == (0 if retry else 2)
+    server.fail_next(500, headers={"retry-after-ms": "1"})
+    response = copied.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 2 and server.requests[-1].headers["x-route"] == "proxy-b"
+    last = spans.attrs()
+    assert last["gen_ai.usage.output_tokens"] == response.usage.completion_tokens  # type: ignore[union-attr]
+    assert last["llmspend.cost.usd"] > 0
+    assert len(spans.finished) == (1 if retry else 2)  # the SDK's retries: one span per attempt
+    assert own._transport is copied._client._transport.inner  # the client given is left as it was
+    copied.with_options(timeout=5).chat.completions.create(model="gpt-4o", messages=MESSAGES)  # a copy of the copy
+    assert len(spans.finished) == (2 if retry else 3)
+
+
+async def test_async_with_options_http_client_keeps_the_pipeline(server: FakeLLMServer, spans: Spans) -> None:
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), tracer_provider=spans.provider)
+    copied = client.copy(http_client=httpx2.AsyncClient())
+    await copied.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert spans.attrs()["llmspend.cost.usd"] > 0
+    await copied.close()
