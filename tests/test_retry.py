@@ -298,3 +298,14 @@ async def test_async_the_max_retries_a_client_was_made_with_caps_llmspends(serve
     server.fail_next(503, times=1, headers={"retry-after-ms": "1"})
     await client.with_options(max_retries=1).chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("statuses", [{"429", "503"}, 429, [429.0], {True}])
+def test_statuses_that_are_not_status_codes_are_a_config_error(statuses: Any) -> None:
+    """Strings (from an environment variable, say) never equal a response's status: the stage
+    retried nothing, silently; a lone number raised a bare TypeError."""
+    with pytest.raises(llmspend.ConfigError, match="statuses must be HTTP status codes"):
+        llmspend.wrap(openai.OpenAI(api_key=API_KEY), retry={"statuses": statuses})
+    with pytest.raises(llmspend.ConfigError, match="statuses"):
+        RetryPolicy(statuses=statuses)
+    assert RetryPolicy(statuses=[429, 503]).statuses == frozenset({429, 503})
