@@ -21,6 +21,8 @@ from .providers.base import ProviderAdapter
 from .transports import install, library_of
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .stages.retry import RetryStage
 
 __all__ = ["wrap", "build_pipeline", "known_options"]
@@ -136,7 +138,8 @@ def wrap(client: T, **options: Any) -> T:
     client passed in is left unchanged. See :func:`known_options` for the options.
 
     With retries on (the default) the returned SDK client has the SDK's own retries turned off,
-    so attempts do not multiply; ``retry=False`` keeps the SDK's.
+    so attempts do not multiply (the ``max_retries`` it was made with caps llmspend's unless a
+    retry policy is given); ``retry=False`` keeps the SDK's.
     """
     _check_options(options)
     sdk_http = _sdk_http_client(client)
@@ -153,42 +156,87 @@ def wrap(client: T, **options: Any) -> T:
     wrapped_http = install(http, pipeline)
     if sdk_http is None:
         return wrapped_http  # type: ignore[no-any-return]
-    from .stages.retry import RetryStage
+    return _sdk_client(client, wrapped_http, pipeline, options.get("retry", True) is True)
+
+
+def _sdk_client(client: T, http_client: Any, pipeline: Pipeline, default_retry: bool) -> T:
+    """A copy of the SDK ``client`` sending through ``http_client``, its own retries off when
+    llmspend's ``retry`` stage runs and as they were otherwise. With ``default_retry`` (no
+    retry policy given), the ``max_retries`` the client was made with caps llmspend's."""
+    from .stages.retry import MAX_RETRIES_HEADER, RetryStage
 
     retry = pipeline.stage("retry")
-    if isinstance(retry, RetryStage):
-        copied: T = client.copy(http_client=wrapped_http, max_retries=0)  # type: ignore[attr-defined]
-        return _sdk_retries_off(copied, retry)
-    return client.copy(http_client=wrapped_http)  # type: ignore[attr-defined,no-any-return]
+    options: dict[str, Any] = {}
+    taken_over = getattr(client, "__dict__", {}).get("copy")
+    if isinstance(taken_over, _PipelineCopy) and taken_over.retry is not None:
+        # Wrapped before: copied as the SDK copies it (the copy() set on it would turn a
+        # max_retries into a cap header), with the SDK retries it had before, or the cap a copy
+        # of it asked for; the cap stays a header only where a retry stage will read it.
+        sdk_copy, sdk_retries = taken_over.sdk_copy, taken_over.sdk_max_retries
+        headers = dict(getattr(client, "_custom_headers", None) or {})
+        cap = headers.pop(MAX_RETRIES_HEADER, None)
+        if cap is not None and isinstance(retry, RetryStage):
+            headers[MAX_RETRIES_HEADER] = cap
+            retry.reads_max_retries = True
+        elif cap is not None and cap.isdigit():
+            sdk_retries = int(cap)
+        options["set_default_headers"] = headers
+    else:
+        sdk_copy = taken_over.sdk_copy if isinstance(taken_over, _PipelineCopy) else client.copy  # type: ignore[attr-defined]
+        sdk_retries = client.max_retries  # type: ignore[attr-defined]
+        if (default_retry and isinstance(retry, RetryStage) and isinstance(sdk_retries, int)
+                and 0 <= sdk_retries != retry.policy.max_attempts - 1):
+            # OpenAI(max_retries=0) means "no retries" (an app retrying or failing over by
+            # itself): honoured as with_options(max_retries=...) on the wrapped client is.
+            options["default_headers"] = {MAX_RETRIES_HEADER: str(sdk_retries)}
+            retry.reads_max_retries = True
+    taking_over = retry if isinstance(retry, RetryStage) else None
+    copied: T = sdk_copy(http_client=http_client, max_retries=0 if taking_over is not None else sdk_retries, **options)
+    return _PipelineCopy.install(copied, pipeline, taking_over, sdk_retries)
 
 
-def _sdk_retries_off(client: T, retry: RetryStage) -> T:
-    """``client`` whose copies (``with_options``/``copy``, the SDKs' per-use idiom) keep the
-    SDK's retries off, as ``wrap()`` set them: a ``max_retries=N`` asked of a copy becomes
-    llmspend's cap for that copy's requests (a header the retry stage reads and removes), so
-    attempts still never multiply."""
-    from .stages.retry import MAX_RETRIES_HEADER
+class _PipelineCopy:
+    """``copy``/``with_options`` of a wrapped SDK client (the SDKs' per-use idiom). An
+    ``http_client=`` given to it gets the pipeline too, or the copy's calls would go unmeasured
+    and unbudgeted. Where llmspend took over the retries (``retry``), the copy keeps the SDK's
+    off, as ``wrap()`` set them, and a ``max_retries=N`` asked of it becomes llmspend's cap
+    for that copy's requests (a header the retry stage reads and removes), so attempts still
+    never multiply."""
 
-    original = client.copy  # type: ignore[attr-defined]
+    def __init__(self, client: Any, pipeline: Pipeline, retry: RetryStage | None, sdk_max_retries: int) -> None:
+        self.client = client
+        #: the SDK's own copy of ``client``
+        self.sdk_copy: Callable[..., Any] = client.copy
+        self.pipeline = pipeline
+        self.retry = retry
+        #: the SDK's max_retries before wrap() turned them off (restored by a wrap(retry=False))
+        self.sdk_max_retries = sdk_max_retries
 
-    def copy_keeping_retries_off(**options: Any) -> Any:
+    @classmethod
+    def install(cls, client: T, pipeline: Pipeline, retry: RetryStage | None, sdk_max_retries: int) -> T:
+        # Instance attributes: the SDK's class keeps its methods, and `with_options` is an alias
+        # of `copy` at class level, so both are set.
+        client.copy = client.with_options = cls(client, pipeline, retry, sdk_max_retries)  # type: ignore[attr-defined]
+        return client
+
+    def __call__(self, **options: Any) -> Any:
+        from .stages.retry import MAX_RETRIES_HEADER
+
+        if options.get("http_client") is not None:
+            options["http_client"] = install(options["http_client"], self.pipeline)
+        if self.retry is None:
+            return self.install(self.sdk_copy(**options), self.pipeline, None, self.sdk_max_retries)
         retries = options.pop("max_retries", None)
         if isinstance(retries, int) and not isinstance(retries, bool):
             if retries < 0:
                 raise ConfigError(f"max_retries must be >= 0, got {retries}")
             key = "set_default_headers" if options.get("set_default_headers") is not None else "default_headers"
             options[key] = {**(options.get(key) or {}), MAX_RETRIES_HEADER: str(retries)}
-            retry.reads_max_retries = True
+            self.retry.reads_max_retries = True
         elif options.get("set_default_headers") is not None:
             # Replacing the default headers would drop a cap this client got from an earlier
             # copy; the SDK keeps its max_retries through such a copy, so the cap stays too.
-            cap = (getattr(client, "_custom_headers", None) or {}).get(MAX_RETRIES_HEADER)
+            cap = (getattr(self.client, "_custom_headers", None) or {}).get(MAX_RETRIES_HEADER)
             if cap is not None:
                 options["set_default_headers"] = {MAX_RETRIES_HEADER: cap, **options["set_default_headers"]}
-        return _sdk_retries_off(original(max_retries=0, **options), retry)
-
-    # Instance attributes: the SDK's class keeps its methods, and `with_options` is an alias of
-    # `copy` at class level, so both are set.
-    client.copy = copy_keeping_retries_off  # type: ignore[attr-defined]
-    client.with_options = copy_keeping_retries_off  # type: ignore[attr-defined]
-    return client
+        return self.install(self.sdk_copy(max_retries=0, **options), self.pipeline, self.retry, self.sdk_max_retries)

@@ -13,7 +13,7 @@ import pytest
 import llmspend
 from llmspend._http import Headers
 from llmspend.stages.retry import RetryPolicy, RetryStage, retry_after_seconds, should_retry_status
-from llmspend.testing import FakeLLMServer
+from llmspend.testing import FakeLLMServer, RecordingRetryStage
 
 from .conftest import API_KEY, Spans
 
@@ -208,3 +208,104 @@ def test_too_long_retry_after_falls_back_to_backoff() -> None:
     assert wait(state) == 2
     state.set_result(Response(429, Headers([("retry-after", "7")])))
     assert wait(state) == 7
+
+
+def _llmspend_headers_sent(server: FakeLLMServer) -> list[str]:
+    return [k for r in server.requests for k in r.headers if k.lower().startswith("x-llmspend")]
+
+
+def test_rewrapping_keeps_retries_and_sends_no_header_of_ours(server: FakeLLMServer, spans: Spans) -> None:
+    """wrap() of a wrapped client built its copy with the old wrapping's copy(), which turned
+    max_retries=0 into a cap header: the header reached the provider, and once any copy asked
+    for max_retries the new client stopped retrying at all."""
+    once = _client(server, spans, RecordingRetryStage())
+    twice = llmspend.wrap(once, tracer_provider=spans.provider, retry=RecordingRetryStage())
+    twice.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert _llmspend_headers_sent(server) == []
+    twice.with_options(max_retries=4)  # from now on the new stage reads caps
+    server.fail_next(500, times=10)
+    with pytest.raises(openai.InternalServerError):
+        twice.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 1 + 3  # the policy's three attempts
+    assert _llmspend_headers_sent(server) == [] and twice.max_retries == 0
+
+
+def test_rewrapping_a_capped_copy_keeps_its_cap(server: FakeLLMServer, spans: Spans) -> None:
+    capped = _client(server, spans, RecordingRetryStage()).with_options(max_retries=1)
+    rewrapped = llmspend.wrap(capped, tracer_provider=spans.provider, retry=RecordingRetryStage())
+    server.fail_next(500, times=10)
+    with pytest.raises(openai.InternalServerError):
+        rewrapped.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 2 and _llmspend_headers_sent(server) == []
+
+
+@pytest.mark.parametrize("capped, attempts", [(False, 5), (True, 2)])
+def test_rewrapping_with_retry_false_gives_the_sdk_its_retries_back(server: FakeLLMServer, spans: Spans,
+                                                                    capped: bool, attempts: int) -> None:
+    """`retry=False` keeps the SDK's own retries; on a client wrapped before, they had been
+    turned off, and the call was made once."""
+    raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=4)
+    wrapped = llmspend.wrap(raw, tracer_provider=spans.provider, retry=RecordingRetryStage())
+    if capped:
+        wrapped = wrapped.with_options(max_retries=1)
+    plain = llmspend.wrap(wrapped, tracer_provider=spans.provider, retry=False)
+    assert plain.max_retries == attempts - 1
+    server.fail_next(500, times=10, headers={"retry-after-ms": "1"})
+    with pytest.raises(openai.InternalServerError):
+        plain.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == attempts and _llmspend_headers_sent(server) == []
+
+
+async def test_async_rewrapping_keeps_retries(server: FakeLLMServer, spans: Spans) -> None:
+    once = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), retry=RecordingRetryStage())
+    twice = llmspend.wrap(once, tracer_provider=spans.provider, retry=RecordingRetryStage())
+    twice.with_options(max_retries=4)
+    server.fail_next(503, times=10)
+    with pytest.raises(openai.InternalServerError):
+        await twice.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 3 and _llmspend_headers_sent(server) == []
+
+
+@pytest.mark.parametrize("sdk_retries, retry, attempts", [(0, True, 1), (4, True, 5), (2, True, 3),
+                                                          (0, {"max_attempts": 2, "initial_backoff_s": 0}, 2)])
+def test_the_max_retries_a_client_was_made_with_caps_llmspends(server: FakeLLMServer, spans: Spans, sdk_retries: int,
+                                                               retry: Any, attempts: int) -> None:
+    """`OpenAI(max_retries=0)` (an app that retries or fails over by itself) got llmspend's two
+    retries once wrapped, and `max_retries=4` only two; a retry policy given to wrap() wins."""
+    raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=sdk_retries)
+    client = llmspend.wrap(raw, tracer_provider=spans.provider, retry=retry)
+    assert client.max_retries == 0
+    server.fail_next(500, times=10, headers={"retry-after-ms": "1"})
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == attempts and _llmspend_headers_sent(server) == []
+    assert len(spans.one().events) == attempts - 1
+    server.reset()
+    with pytest.raises(openai.InternalServerError):  # a copy keeps the cap, another copy sets its own
+        server.fail_next(500, times=10, headers={"retry-after-ms": "1"})
+        client.with_options(timeout=5).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == attempts
+
+
+async def test_async_the_max_retries_a_client_was_made_with_caps_llmspends(server: FakeLLMServer, spans: Spans) -> None:
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0),
+                           tracer_provider=spans.provider)
+    server.fail_next(503, times=10)
+    with pytest.raises(openai.InternalServerError):
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 1
+    server.reset()
+    server.fail_next(503, times=1, headers={"retry-after-ms": "1"})
+    await client.with_options(max_retries=1).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("statuses", [{"429", "503"}, 429, [429.0], {True}])
+def test_statuses_that_are_not_status_codes_are_a_config_error(statuses: Any) -> None:
+    """Strings (from an environment variable, say) never equal a response's status: the stage
+    retried nothing, silently; a lone number raised a bare TypeError."""
+    with pytest.raises(llmspend.ConfigError, match="statuses must be HTTP status codes"):
+        llmspend.wrap(openai.OpenAI(api_key=API_KEY), retry={"statuses": statuses})
+    with pytest.raises(llmspend.ConfigError, match="statuses"):
+        RetryPolicy(statuses=statuses)
+    assert RetryPolicy(statuses=[429, 503]).statuses == frozenset({429, 503})

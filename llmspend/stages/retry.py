@@ -60,7 +60,15 @@ class RetryPolicy:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"retry {name} must be a number >= 0, got {value!r}")
-        object.__setattr__(self, "statuses", frozenset(self.statuses))
+        try:
+            statuses: frozenset[object] = frozenset(self.statuses)
+        except TypeError:  # a lone number
+            statuses = frozenset({None})
+        # "429" or 429.0 would never equal a response's status: that retries nothing, silently
+        if not all(type(status) is int and 100 <= status <= 599 for status in statuses):
+            raise ConfigError(f"retry statuses must be HTTP status codes (ints 100-599), e.g. {{429, 503}}; "
+                              f"got {self.statuses!r}")
+        object.__setattr__(self, "statuses", statuses)
 
 
 # -- decisions (pure) ----------------------------------------------------------------------

@@ -38,6 +38,14 @@ def _header_pairs(native_headers: Any) -> Callable[[], list[tuple[str, str]]]:
     return pairs
 
 
+def _native_pairs(headers: Headers) -> list[tuple[str, str | bytes]]:
+    """``headers`` for a library request or response of our own making. The library encodes a
+    text value as ASCII and fails on any other, yet it decoded what it received with its own
+    guess (UTF-8, else Latin-1): a non-ASCII value goes back as UTF-8 bytes, which it reads
+    back as the same text."""
+    return [(name, value if value.isascii() else value.encode()) for name, value in headers.items()]
+
+
 def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
     """``(PipelineTransport, AsyncPipelineTransport)`` classes for the library ``lib``."""
 
@@ -59,7 +67,7 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
                 if name in headers:
                     del headers[name]
         else:
-            headers = list(request.headers.without(*_BODY_HEADERS).items())
+            headers = _native_pairs(request.headers.without(*_BODY_HEADERS))
         url: Any = request.url
         if template is not None and url == str(template.url):
             url = template.url
@@ -100,7 +108,7 @@ def make_transports(lib: ModuleType) -> tuple[type[Any], type[Any]]:
             adopted = origin._reader.adopt(response.stream, is_async)
             if adopted is not None:
                 return adopted
-        headers = list(response.headers.without_body_framing().items())
+        headers = _native_pairs(response.headers.without_body_framing())
         if response.content is not None:
             return lib.Response(response.status_code, headers=headers, content=response.content, request=native_request)
         assert response.stream is not None
