@@ -24,6 +24,7 @@ fee per search, but the answer does not say how many searches it made: their cou
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -106,9 +107,14 @@ def responses_tool_calls(items: Iterable[Any], tools: Any) -> Mapping[str, int |
     return counts or NO_TOOL_CALLS
 
 
+@functools.lru_cache(maxsize=256)  # on every chat call's path; a client asks a handful of models
+def _search_model(model: str) -> bool:
+    return _SEARCH_MODEL.search(model) is not None
+
+
 def _search_chat(call: Call) -> bool:
     body = call.body if isinstance(call.body, Mapping) else {}
-    return "web_search_options" in body or (call.model is not None and _SEARCH_MODEL.search(call.model) is not None)
+    return "web_search_options" in body or (call.model is not None and _search_model(call.model))
 
 
 def chat_tool_calls(call: Call) -> Mapping[str, int | None]:

@@ -6,6 +6,10 @@ Anthropic reports input in three parts that do not overlap: ``input_tokens`` (un
 conventions (and llmspend's pricing) want ``input_tokens`` to be *all* input, so the three are
 added here, once; the pricing rules then charge each part at its own rate and nothing twice.
 Peers that add the cache write to the input and *also* charge it at the write rate bill it twice.
+
+The server tool calls ``usage.server_tool_use`` counts (web search, billed per search on top of
+the tokens) are read here too, by llmspend's tool names, for their fees per call; and the server
+tools a request enables, with their ``max_uses``, for a budget's bound.
 """
 
 from __future__ import annotations
@@ -78,7 +82,8 @@ def _counts(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
 
 def usage_attributes(usage: Any) -> dict[str, str | int]:
     """Span attributes for what ``usage`` says beyond token counts: server-side tool requests
-    (web search and fetch, which Anthropic bills per request, outside the token price) and the
+    (web search, which Anthropic bills per search on top of the tokens, web fetch, code
+    execution; priced from :func:`server_tool_calls`) and the
     service tier, where inference ran and which speed served the call (fast mode). Names follow
     the anthropic SDK's own spans."""
     attributes: dict[str, str | int] = {}
