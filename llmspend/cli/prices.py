@@ -44,6 +44,10 @@ def _rows(row: ModelPrice) -> list[tuple[str, str]]:
         out.append((f"geo {geo}", f"every token price x{factor:g} when inference ran there"))
     for speed, factor in row.speed_multipliers.items():
         out.append((f"speed {speed}", f"every token price x{factor:g} when the call ran at that speed"))
+    for tool, fee in row.tool_fees.items():
+        out.append((f"tool {tool}", f"{fee:g} USD per call" + (" (tokens only)" if not fee else "")))
+    if row.tool_fees_source:
+        out.append(("tool fees source", row.tool_fees_source))
     if row.context_window:
         out.append(("context window", f"{row.context_window:,} tokens"))
     if row.max_output_tokens:

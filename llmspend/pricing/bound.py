@@ -8,7 +8,12 @@ at the dearest rate it could be billed at: long-context rates when the input cou
 threshold, the requested service tier's rates, cache-write rates when the request asks the
 provider to write its cache, the reasoning rate where it is higher than output, and the row's
 factor for the requested ``speed`` (Anthropic's fast mode: a fast request may be served fast,
-so it is bounded at that price; a speed the row has no factor for has no bound).
+so it is bounded at that price; a speed the row has no factor for has no bound). Server-side
+tools the request enables add the most calls it allows them (Anthropic's ``max_uses``, OpenAI's
+``max_tool_calls``) at the dearest of their fees; a tool with a fee and no such limit, or with
+no known fee, leaves the call without a bound. What the tools bring into the context (search
+results, fetched pages) is billed as input tokens the request cannot show: the bound leaves
+those out.
 
     >>> from llmspend.pricing.table import ModelPrice
     >>> row = ModelPrice("m", "p", input=1.0, output=4.0, max_output_tokens=1000)
@@ -27,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..providers.base import Call
+from ..providers.base import Call, ToolCallLimit
 from .cost import speed_multiplier, tier_rates
 from .table import ModelPrice
 
@@ -68,12 +73,14 @@ def max_call_cost(
     *,
     input_margin: float,
     writes_cache: bool = False,
+    tool_limits: tuple[ToolCallLimit, ...] = (),
 ) -> CostBound:
     """The most ``call`` can cost at ``row``'s prices (see the module docstring).
 
     ``estimated_input_tokens`` is the local count; it is raised by ``input_margin`` (0.1 =
     10%). ``writes_cache``: the request asks the provider to write its prompt cache (Anthropic's
-    ``cache_control``), so input may be billed at the cache-write rate.
+    ``cache_control``), so input may be billed at the cache-write rate. ``tool_limits``: the
+    server-side tools the request enables (the adapter's ``tool_call_limits``).
     """
     if row is None:
         return CostBound(None, reason=f"no price for model {call.model!r}")
@@ -116,5 +123,24 @@ def max_call_cost(
         input_rate = max([input_rate, *(rate for rate in write_rates if rate is not None)])
     if row.reasoning is not None:
         output_rate = max(output_rate, row.reasoning)
-    usd = (input_tokens * input_rate + output_tokens * output_rate) * speed_factor * _PER_TOKEN + row.per_request
+    tools_usd = 0.0
+    for allowed in tool_limits:
+        fees = []
+        for tool in allowed.tools:
+            fee = row.tool_fees.get(tool)
+            if fee is None:
+                return CostBound(None, input_tokens, output_tokens,
+                                 reason=f"the request enables the provider's {tool!r} tool and the price table has no "
+                                        f"fee per call for it with {row.model!r} (tool_fees)")
+            fees.append(fee)
+        dearest = max(fees, default=0.0)
+        if not dearest:
+            continue  # billed nothing beyond tokens, however often it is called
+        if allowed.max_calls is None:
+            names = ", ".join(map(repr, allowed.tools)) + (" tool" if len(allowed.tools) == 1 else " tools")
+            return CostBound(None, input_tokens, output_tokens,
+                             reason=f"the request enables the provider's {names}, billed per call, and sets no limit "
+                                    "on their calls (Anthropic: the tool's max_uses; OpenAI Responses: max_tool_calls)")
+        tools_usd += allowed.max_calls * dearest
+    usd = (input_tokens * input_rate + output_tokens * output_rate) * speed_factor * _PER_TOKEN + row.per_request + tools_usd
     return CostBound(usd, input_tokens, output_tokens)

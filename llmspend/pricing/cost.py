@@ -12,6 +12,11 @@ Pure functions, no I/O. The rules that peers have got wrong are spelled out here
 - An unknown model or a call without usage gets no number (``total_usd is None``), never $0;
   so does a call served at a speed (Anthropic's fast mode) whose factor the row does not give:
   the standard price would be a fraction of the bill.
+- Server-side tools the provider bills per call (web search, file search) are charged at the
+  row's ``tool_fees``, once per call, on top of the tokens and at the same fee whatever the
+  batch, tier, speed or geography. A call that used a tool the row has no fee for, or that
+  does not say how many calls it made, gets no number either (``unknown_tool_fee``): the
+  tokens alone would be a figure short of the bill, reported as exact.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from .._frozen import quick_init
 from ..providers.base import Usage
 from .table import ModelPrice
 
-__all__ = ["Cost", "price_usage", "speed_multiplier", "tier_rates", "unknown_cost"]
+__all__ = ["Cost", "price_usage", "speed_multiplier", "tier_rates", "tool_fees_usd", "unknown_cost", "unpriced_tool"]
 
 _PER_TOKEN = 1e-6  # table prices are per million tokens
 
@@ -33,6 +38,7 @@ ESTIMATED = "estimated"
 UNKNOWN_MODEL = "unknown_model"
 NO_USAGE = "no_usage"
 UNKNOWN_SPEED = "unknown_speed"
+UNKNOWN_TOOL_FEE = "unknown_tool_fee"
 
 #: another name a response may give a row's tier: OpenAI renamed priority processing "fast"
 #: and takes ``service_tier: "fast"`` and ``"priority"`` interchangeably (the Vercel AI SDK's
@@ -56,6 +62,8 @@ class Cost:
     cache_write_usd: float = 0.0
     output_usd: float = 0.0
     request_usd: float = 0.0
+    #: server-side tool calls, at the row's fee per call
+    tools_usd: float = 0.0
     status: str = OK
     estimated: bool = False
     batch: bool = False
@@ -84,8 +92,25 @@ def speed_multiplier(row: ModelPrice, speed: str | None) -> float | None:
     return row.speed_multipliers.get(speed, 1.0 if speed == STANDARD_SPEED else None)
 
 
+def unpriced_tool(row: ModelPrice, tool_calls: Mapping[str, int | None]) -> str | None:
+    """The first tool ``tool_calls`` used whose calls cannot be priced at ``row``'s fees (none
+    listed, or a count the answer did not give), if any."""
+    for tool, count in tool_calls.items():
+        if count is None or (count and tool not in row.tool_fees):
+            return tool
+    return None
+
+
+def tool_fees_usd(row: ModelPrice, tool_calls: Mapping[str, int | None]) -> float | None:
+    """What ``tool_calls`` cost at ``row``'s fees per call; None when one cannot be priced."""
+    if unpriced_tool(row, tool_calls) is not None:
+        return None
+    return sum(count * row.tool_fees[tool] for tool, count in tool_calls.items() if count)
+
+
 def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_tier: str | None = None,
-                inference_geo: str | None = None, speed: str | None = None) -> Cost:
+                inference_geo: str | None = None, speed: str | None = None,
+                tool_calls: Mapping[str, int | None] | None = None) -> Cost:
     """What ``usage`` costs at ``row``'s prices.
 
     ``batch`` applies the provider's batch prices where the row has them (the Batch APIs of
@@ -94,11 +119,16 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
     inference ran) applies the row's factor for that geography to every token price; ``speed``
     (which speed the response says served the call) the row's factor for that speed, on top of
     the others. A speed other than ``"standard"`` that the row has no factor for gives an
-    unknown cost (status ``unknown_speed``).
+    unknown cost (status ``unknown_speed``). ``tool_calls`` (the answer's server-side tool
+    calls, by tool) are charged at the row's ``tool_fees``; one it cannot price gives an
+    unknown cost (status ``unknown_tool_fee``).
     """
     speed_factor = speed_multiplier(row, speed)
     if speed_factor is None:
         return unknown_cost(UNKNOWN_SPEED)
+    tools_usd = tool_fees_usd(row, tool_calls) if tool_calls else 0.0
+    if tools_usd is None:
+        return unknown_cost(UNKNOWN_TOOL_FEE)
     input_rate, output_rate = row.input, row.output
     read_rate = row.cache_read if row.cache_read is not None else row.input
     write_rate, write_1h_rate = row.cache_write, row.cache_write_1h
@@ -174,7 +204,7 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
     cache_write_usd = (write_5m_tokens * write_rate + usage.cache_write_1h_tokens * write_1h_rate) * _PER_TOKEN
     output_usd = (visible_output * output_rate + reasoning * (reasoning_rate if reasoning_rate is not None else output_rate)) * _PER_TOKEN
     request_usd = row.per_request
-    total = input_usd + cache_read_usd + cache_write_usd + output_usd + request_usd
+    total = input_usd + cache_read_usd + cache_write_usd + output_usd + request_usd + tools_usd
     return Cost(
         total_usd=total,
         input_usd=input_usd,
@@ -182,6 +212,7 @@ def price_usage(usage: Usage, row: ModelPrice, *, batch: bool = False, service_t
         cache_write_usd=cache_write_usd,
         output_usd=output_usd,
         request_usd=request_usd,
+        tools_usd=tools_usd,
         status=ESTIMATED if usage.estimated else OK,
         estimated=usage.estimated,
         batch=applied_batch,

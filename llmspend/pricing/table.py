@@ -59,11 +59,13 @@ class LongContextPrice:
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """One model's prices in USD per million tokens (``per_request`` in USD per call).
+    """One model's prices in USD per million tokens (``per_request`` and ``tool_fees`` in USD
+    per call).
 
     Optional prices left as ``None`` mean the provider charges the plain rate for them:
     cache reads and writes at ``input``, reasoning tokens at ``output``. Batch prices left as
-    ``None`` mean the provider has no batch discount we know of for this model.
+    ``None`` mean the provider has no batch discount we know of for this model. A server-side
+    tool missing from ``tool_fees`` has no known fee: a call that used it has an unknown cost.
     """
 
     model: str
@@ -87,6 +89,12 @@ class ModelPrice:
     #: e.g. {"fast": 6.0} (Anthropic's fast mode, ``usage.speed``); a speed the row does not
     #: list, other than ``"standard"``, leaves the cost unknown
     speed_multipliers: Mapping[str, float] = field(default_factory=dict)
+    #: what each call to a server-side tool costs, in USD, by llmspend's tool name (e.g.
+    #: {"web_search": 0.01}); billed on top of tokens, never discounted by batch, tier, speed
+    #: or geography. 0 is a fee: the provider bills the tool's calls nothing beyond tokens
+    tool_fees: Mapping[str, float] = field(default_factory=dict)
+    #: the page the tool fees were read on, when it is not the row's ``source``
+    tool_fees_source: str = ""
     context_window: int | None = None
     max_output_tokens: int | None = None
     source: str = ""
@@ -167,6 +175,18 @@ def _multipliers(where: str, key: str, value: object, what: str, example: str) -
     return {k: float(v) for k, v in value.items()}
 
 
+def _tool_fees(where: str, value: object) -> dict[str, float]:
+    """``tool_fees``: a tool's name to its fee per call, a price in USD."""
+    value = value or {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k for k in value):
+        raise ConfigError(f'{where}: tool_fees must map a tool\'s name to its fee in USD per call '
+                          f'(e.g. {{"web_search": 0.01}}), got {value!r}')
+    for name, fee in value.items():
+        if not _is_price(fee):
+            raise ConfigError(f"{where}: tool_fees[{name!r}] must be a fee in USD per call, a number >= 0, got {fee!r}")
+    return {k: float(v) for k, v in value.items()}
+
+
 def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> ModelPrice:
     where = f"price row {provider}/{model}"
     if not isinstance(raw, Mapping):
@@ -175,6 +195,9 @@ def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[st
     if unknown:
         raise ConfigError(f"{where} has unknown field(s) {sorted(unknown)}; known fields: {sorted(_PRICE_FIELDS)}")
     merged = {**defaults, **raw}
+    if isinstance(defaults.get("tool_fees"), Mapping) and isinstance(raw.get("tool_fees"), Mapping):
+        # a row names the fees it changes; the others are its provider's (or the replaced row's)
+        merged["tool_fees"] = {**defaults["tool_fees"], **raw["tool_fees"]}
     for key in ("input", "output"):
         if key not in merged:
             raise ConfigError(f"{where} needs {key!r} (USD per 1M tokens)")
@@ -183,7 +206,7 @@ def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[st
         value = merged.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise ConfigError(f"{where}: {key} must be a whole number of tokens > 0, got {value!r}")
-    for key in ("source", "checked"):
+    for key in ("source", "checked", "tool_fees_source"):
         if not isinstance(merged.get(key, ""), str):
             raise ConfigError(f"{where}: {key} must be a string, got {merged[key]!r}")
     aliases = merged.get("aliases") or ()
@@ -194,6 +217,7 @@ def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[st
     merged["tiers"] = _tiers(where, merged.get("tiers"))
     merged["geo_multipliers"] = _multipliers(where, "geo_multipliers", merged.get("geo_multipliers"), "a geography", '{"us": 1.1}')
     merged["speed_multipliers"] = _multipliers(where, "speed_multipliers", merged.get("speed_multipliers"), "a speed", '{"fast": 6}')
+    merged["tool_fees"] = _tool_fees(where, merged.get("tool_fees"))
     for key in _NUMERIC:
         if merged.get(key) is not None:
             merged[key] = float(merged[key])
@@ -221,6 +245,10 @@ class PriceTable:
                 bucket[:] = [r for r in bucket if r is not replaced]
             if not row.aliases and replaced.aliases:  # a replacement that names none keeps them
                 row = dataclasses.replace(row, aliases=replaced.aliases)
+            if not row.tool_fees and replaced.tool_fees:  # nor its tool fees (a LiteLLM
+                # file's rows carry none: its prices replace the tokens', not the tools')
+                row = dataclasses.replace(row, tool_fees=replaced.tool_fees,
+                                          tool_fees_source=row.tool_fees_source or replaced.tool_fees_source)
         self._rows[(row.provider, row.model)] = row
         self._providers.add(row.provider)
         for name in (row.model, *row.aliases):

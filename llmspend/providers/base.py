@@ -30,6 +30,11 @@ Contract for implementers (first-party and third-party plugins alike):
   ``with_messages`` puts a rewritten list back and changes nothing else;
   ``estimate_overhead_tokens`` counts what the prompt spends outside that list (tool
   definitions, top-level instructions), so a token budget covers the whole prompt.
+- Server-side tools the provider bills per call, apart from tokens (web search, ...): an
+  adapter counts the calls an answer made in ``Outcome.tool_calls`` (``None`` for a tool that
+  ran an untold number of times) and says which a request enables, and how many calls it
+  allows, in ``tool_call_limits``. A tool it counts that the price table has no fee for makes
+  the call's cost unknown, never a figure short of the bill.
 
 Adapters are registered under the ``llmspend.providers`` entry-point group.
 """
@@ -39,6 +44,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._frozen import quick_init
@@ -48,7 +54,11 @@ if TYPE_CHECKING:
     from ..exceptions import LLMSpendError
     from ..telemetry.content import InputContent
 
-__all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "json_object_body", "number_params"]
+__all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "ToolCallLimit", "json_object_body",
+           "number_params"]
+
+#: an outcome's ``tool_calls`` when the answer used no server-side tool (shared: read-only)
+NO_TOOL_CALLS: Mapping[str, int | None] = MappingProxyType({})
 
 
 @quick_init  # built on every call: see llmspend._frozen
@@ -138,6 +148,11 @@ class Outcome:
     error_type: str | None = None
     #: provider-specific span attributes the answer carries (e.g. server-side tool use counts)
     attributes: Mapping[str, str | bool | int | float] = field(default_factory=dict)
+    #: the calls the provider made to its own (server-side) tools and bills apart from tokens,
+    #: by llmspend's tool name (``web_search``, ``file_search``, ``code_execution``, ...; see
+    #: docs/pricing.md); a count of ``None``: the tool ran but the answer does not say how
+    #: often, so its fee cannot be known
+    tool_calls: Mapping[str, int | None] = field(default_factory=dict)
     #: the answer as the GenAI conventions' output messages (one per choice), for opt-in content
     #: capture: filled only when it is on (see :meth:`ProviderAdapter.output_messages` and
     #: ``StreamReader``); None: read no further than ``output_text``
@@ -145,6 +160,15 @@ class Outcome:
 
     def with_usage(self, usage: Usage) -> Outcome:
         return replace(self, usage=usage)
+
+
+@dataclass(frozen=True)
+class ToolCallLimit:
+    """Server-side tools a request lets the provider call, and the most calls it allows them
+    together (``None``: the request sets no limit), for a budget's bound on the call's cost."""
+
+    tools: tuple[str, ...]
+    max_calls: int | None
 
 
 class StreamReader(Protocol):
@@ -253,6 +277,13 @@ class ProviderAdapter(ABC):
     def estimate_overhead_tokens(self, call: Call) -> int:
         """Input tokens of ``call`` outside :meth:`get_messages`'s list, counted locally."""
         return 0
+
+    # -- server-side tools (optional) -------------------------------------------------------
+    def tool_call_limits(self, call: Call) -> tuple[ToolCallLimit, ...]:
+        """The server-side tools ``call`` enables that the provider bills per call (named as
+        in :attr:`Outcome.tool_calls`), with the most calls the request allows them. Default:
+        none, for an API without such tools."""
+        return ()
 
     def sdk_error(self, error: LLMSpendError) -> BaseException:
         """The exception to raise for an llmspend error (a refused budget, a prompt too long)

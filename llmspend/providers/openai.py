@@ -27,8 +27,9 @@ from .._http import Headers, Request, dumps, loads
 from ..exceptions import ResponseParseError
 from ..tokens import count_chat_messages, count_text
 from ..telemetry.content import InputContent
-from . import openai_content
-from .base import Call, Outcome, ProviderAdapter, StreamReader, Usage, json_object_body, number_params, token_count
+from . import openai_content, openai_tools
+from .base import (NO_TOOL_CALLS, Call, Outcome, ProviderAdapter, StreamReader, ToolCallLimit, Usage, json_object_body,
+                   number_params, token_count)
 from .sse import EventSplitter, event_data
 
 __all__ = ["OpenAIAdapter", "provider_for_host", "sse_from_completion"]
@@ -183,7 +184,7 @@ class OpenAIAdapter(ProviderAdapter):
         if not isinstance(data, dict):
             raise ResponseParseError(f"{call.endpoint} response is not a JSON object")
         if call.endpoint == "responses":
-            return _responses_outcome(data)
+            return _responses_outcome(data, _request_tools(call))
         # JSON objects parse to dicts: isinstance(x, dict) is the Mapping check without the
         # ABC machinery, here and in the helpers below (they read parsed JSON only).
         usage = data.get("usage")
@@ -209,6 +210,7 @@ class OpenAIAdapter(ProviderAdapter):
             finish_reasons=tuple(reasons),
             service_tier=tier if isinstance(tier, str) else None,
             output_text="".join(texts),
+            tool_calls=openai_tools.chat_tool_calls(call) if call.endpoint == "chat.completions" else NO_TOOL_CALLS,
         )
 
     def stream_reader(self, call: Call, request: Request) -> StreamReader:
@@ -262,6 +264,9 @@ class OpenAIAdapter(ProviderAdapter):
         body = dict(call.body)
         body[_MESSAGES_KEY[call.endpoint]] = messages
         return request.replace(json_body=body)
+
+    def tool_call_limits(self, call: Call) -> tuple[ToolCallLimit, ...]:
+        return openai_tools.tool_call_limits(call)
 
     def estimate_overhead_tokens(self, call: Call) -> int:
         body = call.body if isinstance(call.body, Mapping) else {}
@@ -375,10 +380,15 @@ def _choice_text(choice: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _responses_outcome(data: Mapping[str, Any]) -> Outcome:
+def _request_tools(call: Call) -> Any:
+    return call.body.get("tools") if isinstance(call.body, Mapping) else None
+
+
+def _responses_outcome(data: Mapping[str, Any], request_tools: Any) -> Outcome:
     usage = data.get("usage")
     texts = []
-    for item in data.get("output") or ():
+    output = data.get("output") or ()
+    for item in output:
         if not isinstance(item, Mapping):
             continue
         for part in item.get("content") or ():
@@ -397,6 +407,9 @@ def _responses_outcome(data: Mapping[str, Any]) -> Outcome:
         output_text="".join(texts),
         # a failed response (a stream's response.failed) is an error inside a 200 answer
         error_type=_error_type(error, "failed") if status == "failed" else None,
+        # the tools the response echoes are the ones it ran with (a stored prompt may add some)
+        tool_calls=openai_tools.responses_tool_calls(output if isinstance(output, list) else (),
+                                                     data.get("tools") or request_tools),
     )
 
 
@@ -576,6 +589,7 @@ class _OpenAIStreamReader:
             # a caller (the SDK) may close the stream right after the provider's last event
             complete=complete or done,
             error_type=error_type,
+            tool_calls=openai_tools.chat_tool_calls(self._call) if self._call.endpoint == "chat.completions" else NO_TOOL_CALLS,
             output_messages=None if deltas is None else tuple(
                 openai_content.chat_output(openai_content.choices_from_deltas(deltas))),
         )
@@ -587,12 +601,14 @@ class _OpenAIStreamReader:
             payload = _loads(data)
             if payload is not None and isinstance(payload.get("response"), Mapping):
                 final_response = payload["response"]
-                final = _responses_outcome(final_response)
+                final = _responses_outcome(final_response, _request_tools(self._call))
             break
         if final is not None and final.usage is not None and not self.capture_text:
             return replace(final, complete=True)
         texts: list[str] = []
+        items: list[Any] = []  # the output items that arrived whole, for a stream cut short
         response_id = model = None
+        tools = _request_tools(self._call)
         for data in self._payloads:
             payload = _loads(data)
             if payload is None:
@@ -601,14 +617,18 @@ class _OpenAIStreamReader:
             if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
                 if isinstance(payload.get("delta"), str):
                     texts.append(payload["delta"])
+            elif kind == "response.output_item.done":
+                items.append(payload.get("item"))
             response = payload.get("response")
             if isinstance(response, Mapping):
                 response_id = response.get("id") if isinstance(response.get("id"), str) else response_id
                 model = response.get("model") if isinstance(response.get("model"), str) else model
+                tools = response.get("tools") or tools
         if final is not None:
             return replace(final, output_text=final.output_text or "".join(texts), complete=True,
                            output_messages=tuple(openai_content.responses_output(final_response)) if self.capture_text else None)
-        return Outcome(response_id=response_id, response_model=model, output_text="".join(texts), complete=complete)
+        return Outcome(response_id=response_id, response_model=model, output_text="".join(texts), complete=complete,
+                       tool_calls=openai_tools.responses_tool_calls(items, tools))
 
 
 def _event_start(buf: bytes, position: int) -> int:

@@ -135,7 +135,8 @@ class BudgetStage(Stage):
         row = self.prices.lookup(call.model, provider=call.provider) if call.model else None
         estimate = adapter.estimate_input_tokens(call) if row is not None else 0
         return max_call_cost(call, row, estimate, input_margin=self.input_margin,
-                             writes_cache=b'"cache_control"' in request.content)
+                             writes_cache=b'"cache_control"' in request.content,
+                             tool_limits=adapter.tool_call_limits(call) if row is not None else ())
 
     def _reserve(self, request: Request, budgets: Sequence[ActiveBudget]) -> _Hold:
         """Reserve in every budget, for the request's model or else a fallback; or raise."""

@@ -42,6 +42,8 @@ COST_CACHE_READ_USD = "llmspend.cost.cache_read_usd"
 COST_CACHE_WRITE_USD = "llmspend.cost.cache_write_usd"
 COST_OUTPUT_USD = "llmspend.cost.output_usd"
 COST_REQUEST_USD = "llmspend.cost.request_usd"
+#: server-side tool calls (web search, file search, ...) at their fees per call
+COST_TOOLS_USD = "llmspend.cost.tools_usd"
 COST_STATUS = "llmspend.cost.status"
 COST_ESTIMATED = "llmspend.cost.estimated"
 COST_SAVED_USD = "llmspend.cost.saved_usd"
@@ -50,6 +52,8 @@ SAVED_STATUS = "llmspend.cost.saved_status"
 COST_SAVED_STAGE_USD = "llmspend.cost.saved.{stage}_usd"  # one per stage that saved something
 COST_BATCH = "llmspend.cost.batch"
 USAGE_CACHE_WRITE_1H_TOKENS = "llmspend.usage.cache_write_1h.input_tokens"
+#: the calls an answer made to one of the provider's own tools, by llmspend's tool name
+USAGE_TOOL_CALLS = "llmspend.usage.tool_calls.{tool}"
 STREAM_COMPLETE = "llmspend.stream.complete"
 SERVED_FROM = "llmspend.served_from"
 ENDPOINT = "llmspend.endpoint"

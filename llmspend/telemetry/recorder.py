@@ -19,7 +19,8 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from .._redact import error_text
 from ..attribution import UNATTRIBUTED, current_attribution
-from ..pricing.cost import NO_USAGE, UNKNOWN_MODEL, UNKNOWN_SPEED, Cost, price_usage, unknown_cost
+from ..pricing.cost import (NO_USAGE, UNKNOWN_MODEL, UNKNOWN_SPEED, UNKNOWN_TOOL_FEE, Cost, price_usage,
+                            unknown_cost, unpriced_tool)
 from ..providers.base import Call, Outcome, Usage
 from ..tokens import count_text
 from . import attributes as A
@@ -68,7 +69,21 @@ def price_call(prices: PriceTable, call: Call, outcome: Outcome, usage: Usage, *
         )
         return unknown_cost(UNKNOWN_MODEL)
     cost = price_usage(usage, row, batch=batch, service_tier=outcome.service_tier,
-                       inference_geo=outcome.inference_geo, speed=outcome.speed)
+                       inference_geo=outcome.inference_geo, speed=outcome.speed, tool_calls=outcome.tool_calls)
+    if cost.status == UNKNOWN_TOOL_FEE:
+        tool = unpriced_tool(row, outcome.tool_calls) or "?"
+        if outcome.tool_calls.get(tool) is None:
+            warn_once(("unknown_tool_calls", call.provider, row.model, tool),
+                      "llmspend: a %r answer used the provider's %r tool without saying how many calls it made, "
+                      "and the provider bills it per call; its cost is reported as unknown", row.model, tool)
+        else:
+            warn_once(
+                ("unknown_tool_fee", call.provider, row.model, tool),
+                "llmspend: no fee per call for the provider's %r tool with model %r (its price row's tool_fees "
+                "has none); the cost of calls that use it is reported as unknown. Add one with "
+                "wrap(..., prices={%r: {'tool_fees': {%r: USD_PER_CALL}}})",
+                tool, row.model, row.model, tool,
+            )
     if cost.status == UNKNOWN_SPEED:
         warn_once(
             ("unknown_speed", call.provider, row.model, str(outcome.speed)),
@@ -328,6 +343,10 @@ class CallRecorder:
             if call.stream:
                 attrs[A.STREAM_COMPLETE] = outcome.complete
             attrs.update(outcome.attributes)
+            if usage is not None:  # a call answered by a stage called no tool
+                for tool, count in outcome.tool_calls.items():
+                    if count:
+                        attrs[A.USAGE_TOOL_CALLS.format(tool=tool)] = count
             if self.capture_content:
                 content = self._output_content(outcome)
                 if content is not None:
@@ -357,6 +376,8 @@ class CallRecorder:
             attrs[A.COST_OUTPUT_USD] = cost.output_usd
             if cost.request_usd:
                 attrs[A.COST_REQUEST_USD] = cost.request_usd
+            if cost.tools_usd:
+                attrs[A.COST_TOOLS_USD] = cost.tools_usd
             if cost.batch:
                 attrs[A.COST_BATCH] = True
         saved = sum(context.savings.values()) if context.savings else 0.0

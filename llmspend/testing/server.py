@@ -489,7 +489,9 @@ class FakeLLMServer:
         seed = _digest(model, source, body.get("instructions"))
         words = _answer_words(seed, body.get("max_output_tokens"))
         text = " ".join(words)
-        chat_usage = self._usage(request, model, prompt_text, count_text(prompt_text, model) + 7, count_text(text, model))
+        tool_items, content_tokens = _builtin_tool_items(body, model, seed, request)
+        chat_usage = self._usage(request, model, prompt_text, count_text(prompt_text, model) + 7 + content_tokens,
+                                 count_text(text, model))
         usage = None
         if chat_usage is not None:
             usage = {
@@ -513,14 +515,14 @@ class FakeLLMServer:
             "created_at": 1_700_000_000,
             "status": "completed",
             "model": _snapshot(model),
-            "output": [message],
+            "output": [*tool_items, message],
             "usage": usage,
             "error": None,
             "incomplete_details": None,
             "instructions": body.get("instructions"),
             "parallel_tool_calls": True,
             "tool_choice": "auto",
-            "tools": [],
+            "tools": body.get("tools") or [],
         }
         if not body.get("stream"):
             return FakeResponse.json(response)
@@ -529,15 +531,68 @@ class FakeLLMServer:
             start = {**response, "status": "in_progress", "output": [], "usage": None}
             seq = 0
             yield f"event: response.created\ndata: {json.dumps({'type': 'response.created', 'sequence_number': seq, 'response': start})}\n\n"
+            for index, item in enumerate(tool_items):
+                for kind in ("response.output_item.added", "response.output_item.done"):
+                    seq += 1
+                    added = {"type": kind, "sequence_number": seq, "output_index": index, "item": item}
+                    yield f"event: {kind}\ndata: {json.dumps(added)}\n\n"
             for word_index, word in enumerate(words):
                 seq += 1
                 delta = word if word_index == 0 else " " + word
-                payload = {"type": "response.output_text.delta", "sequence_number": seq, "item_id": message["id"], "output_index": 0, "content_index": 0, "delta": delta}
+                payload = {"type": "response.output_text.delta", "sequence_number": seq, "item_id": message["id"], "output_index": len(tool_items), "content_index": 0, "delta": delta}
                 yield f"event: response.output_text.delta\ndata: {json.dumps(payload)}\n\n"
             seq += 1
             yield f"event: response.completed\ndata: {json.dumps({'type': 'response.completed', 'sequence_number': seq, 'response': response})}\n\n"
 
         return FakeResponse.events(events())
+
+
+#: search-result tokens the fake adds to a request's input for each web search (OpenAI bills
+#: them at the model's input rate, except the preview tool on non-reasoning models)
+SEARCH_CONTENT_TOKENS = 400
+
+
+def _builtin_tool_items(body: Mapping[str, Any], model: str, seed: int, request: FakeRequest) -> tuple[list[dict[str, Any]], int]:
+    """The output items of the built-in tools a Responses request enables (``web_search*``,
+    ``file_search``, ``code_interpreter``), called ``x-fake-tool-calls`` times each (default
+    1; 0 for none), at most ``max_tool_calls`` in all; and the search-content input tokens they
+    add. A reasoning model's web search also opens a page (an ``open_page`` action, which
+    OpenAI does not bill)."""
+    wanted = next((v for k, v in request.headers.items() if k.lower() == "x-fake-tool-calls"), "1")
+    calls = int(wanted)
+    cap = body.get("max_tool_calls")
+    limit = cap if isinstance(cap, int) else None
+    reasoning = model.startswith(REASONING_PREFIXES)
+    items: list[dict[str, Any]] = []
+    content_tokens = 0
+
+    def room() -> bool:
+        return limit is None or len(items) < limit
+
+    for tool in body.get("tools") or ():
+        kind = tool.get("type") if isinstance(tool, Mapping) else None
+        if not isinstance(kind, str):
+            continue
+        for _ in range(calls):
+            if not room():
+                break
+            ident = f"{seed % 10**12:012d}{len(items):04d}"
+            query = _WORDS[(seed + len(items)) % len(_WORDS)]
+            if kind.startswith("web_search"):
+                items.append({"type": "web_search_call", "id": f"ws_{ident}", "status": "completed",
+                              "action": {"type": "search", "query": query, "queries": [query]}})
+                if reasoning or not kind.startswith("web_search_preview"):  # free on the preview, non-reasoning
+                    content_tokens += SEARCH_CONTENT_TOKENS
+            elif kind == "file_search":
+                items.append({"type": "file_search_call", "id": f"fs_{ident}", "status": "completed",
+                              "queries": [query], "results": None})
+            elif kind == "code_interpreter":
+                items.append({"type": "code_interpreter_call", "id": f"ci_{ident}", "status": "completed",
+                              "code": "print(6 * 7)", "container_id": "cntr_fake", "outputs": None})
+        if kind.startswith("web_search") and reasoning and calls and room():
+            items.append({"type": "web_search_call", "id": f"ws_{seed % 10**12:012d}{len(items):04d}",
+                          "status": "completed", "action": {"type": "open_page", "url": "https://example.com/"}})
+    return items, content_tokens
 
 
 def _apply_stop(text: str, finish: str, stop: Any) -> tuple[str, str]:

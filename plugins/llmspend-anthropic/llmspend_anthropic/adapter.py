@@ -21,14 +21,15 @@ from typing import Any
 
 from llmspend import Headers, Request
 from llmspend.exceptions import ConfigError, LLMSpendError, ResponseParseError
-from llmspend.providers.base import Call, Outcome, ProviderAdapter, StreamReader, json_object_body, number_params
+from llmspend.providers.base import (Call, Outcome, ProviderAdapter, StreamReader, ToolCallLimit, json_object_body,
+                                     number_params)
 from llmspend.telemetry.content import InputContent
 
 from . import convert, parts
 from .errors import passable
 from .content import block_text, estimate_overhead_tokens, estimate_request_tokens, without_cache_control
 from .stream import AnthropicStreamReader, encode_events, events_from_message
-from .usage import usage_attributes, usage_from_json, usage_string
+from .usage import server_tool_blocks, server_tool_calls, tool_call_limits, usage_attributes, usage_from_json, usage_string
 
 __all__ = ["AnthropicAdapter"]
 
@@ -124,6 +125,8 @@ class AnthropicAdapter(ProviderAdapter):
             speed=usage_string(usage, "speed"),
             output_text="".join(block_text(block) for block in content),
             attributes=usage_attributes(usage),
+            # without usage (a proxy that drops it) the blocks still show which calls ran
+            tool_calls=server_tool_calls(usage, call.body) if usage else server_tool_blocks(content, call.body),
         )
 
     def stream_reader(self, call: Call, request: Request) -> StreamReader:
@@ -168,6 +171,9 @@ class AnthropicAdapter(ProviderAdapter):
         body = dict(call.body)
         body["messages"] = messages
         return request.replace(json_body=body)
+
+    def tool_call_limits(self, call: Call) -> tuple[ToolCallLimit, ...]:
+        return tool_call_limits(call)
 
     def estimate_overhead_tokens(self, call: Call) -> int:
         """Input tokens outside :meth:`get_messages`'s list: the system prompt and the tools."""

@@ -29,7 +29,7 @@ from llmspend.tokens import count_text
 
 from .content import block_text
 from .parts import output_messages
-from .usage import merge_usage, usage_attributes, usage_from_json, usage_string
+from .usage import merge_usage, server_tool_blocks, server_tool_calls, usage_attributes, usage_from_json, usage_string
 
 __all__ = ["MessageAccumulator", "AnthropicStreamReader", "message_from_events", "events_from_message", "encode_events"]
 
@@ -267,6 +267,13 @@ class AnthropicStreamReader:
         complete = (complete or acc.stopped) and acc.failed is None
         raw_usage = message.get("usage")
         usage = None
+        tool_calls = server_tool_calls(raw_usage, self._call.body)
+        if not acc.got_delta:  # message_start's counts are not final: count the calls that did start
+            merged = dict(tool_calls)
+            for tool, count in server_tool_blocks(message.get("content"), self._call.body).items():
+                known = merged.get(tool, 0)
+                merged[tool] = None if known is None else max(known, count or 0)
+            tool_calls = merged
         if acc.started and isinstance(raw_usage, Mapping):
             usage = usage_from_json(raw_usage)
             if not acc.got_delta:
@@ -288,6 +295,7 @@ class AnthropicStreamReader:
             output_text=acc.generated_text(),
             complete=complete,
             attributes=usage_attributes(raw_usage),
+            tool_calls=tool_calls,
             error_type=acc.failed,
             output_messages=tuple(output_messages(message)) if self.capture_text and acc.started else None,
         )

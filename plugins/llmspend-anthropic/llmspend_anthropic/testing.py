@@ -19,6 +19,13 @@ as JSONL in no set order), with realistic usage:
   is not a tool result gets a ``tool_use`` block for the first (or the chosen) tool.
 - **Extended thinking** (``thinking`` of type ``enabled`` or ``adaptive``) adds a thinking block, counted in
   ``output_tokens`` and ``output_tokens_details.thinking_tokens``.
+- **Server tools**: a request with ``web_search_*``, ``web_fetch_*`` or ``code_execution_*``
+  tools gets, for each, ``x-fake-server-tool-calls`` calls (header; default 1): a
+  ``server_tool_use`` block and its result block, before the answer's text, counted in
+  ``usage.server_tool_use`` (``web_search_requests``, ...). A tool's ``max_uses`` caps them:
+  one call more gets the ``max_uses_exceeded`` error result, which is not counted (Anthropic
+  does not bill a search that errors). Search results and fetched pages add
+  :data:`SERVER_TOOL_CONTENT_TOKENS` input tokens per call, as their content enters the context.
 - **Fast mode**: a request with ``speed`` is answered with that speed in ``usage.speed``; the
   header ``x-fake-speed: standard`` makes it fall back as the API may (served, and reported, at
   standard speed).
@@ -48,9 +55,16 @@ from .content import block_text
 from .convert import NO_SAMPLING_VERSION
 from .stream import encode_events, events_from_message
 
-__all__ = ["FakeAnthropicAPI", "error_body", "CACHE_MIN_TOKENS", "NO_SAMPLING_VERSION"]
+__all__ = ["FakeAnthropicAPI", "error_body", "CACHE_MIN_TOKENS", "NO_SAMPLING_VERSION", "SERVER_TOOL_CONTENT_TOKENS"]
 
 CACHE_MIN_TOKENS = 1024
+SERVER_TOOL_CONTENT_TOKENS = 300
+# server tool type prefix -> (the block's tool name, its result block's type, usage counter)
+_SERVER_TOOLS = {
+    "web_search_": ("web_search", "web_search_tool_result", "web_search_requests"),
+    "web_fetch_": ("web_fetch", "web_fetch_tool_result", "web_fetch_requests"),
+    "code_execution_": ("code_execution", "code_execution_tool_result", "code_execution_requests"),
+}
 _MESSAGE_FRAMING = 4  # tokens around each message (role markers)
 _PROMPT_FRAMING = 8  # tokens around the whole prompt
 
@@ -226,16 +240,22 @@ class FakeAnthropicAPI:
         total = usage["input_tokens"] + usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"]
         return FakeResponse.json({"input_tokens": total})
 
-    def message(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The Message the API answers a valid ``body`` with (the prompt cache updated)."""
+    def message(self, body: Mapping[str, Any], *, server_tool_calls: int = 1) -> dict[str, Any]:
+        """The Message the API answers a valid ``body`` with (the prompt cache updated); each
+        server tool the request enables is called ``server_tool_calls`` times."""
         model, messages = body["model"], body["messages"]
         seed = _digest(model, body.get("system"), messages, body.get("tools"), body.get("temperature"))
         content, stop_reason, thinking_tokens = self._content(body, seed, int(body["max_tokens"]), model)
+        tool_blocks, tool_counts = _server_tool_blocks(body, seed, server_tool_calls)
+        content = [*tool_blocks, *content]
         usage: dict[str, Any] = {
             **self.input_usage(body, model),
             "output_tokens": sum(count_text(block_text(b), model) for b in content),
             "service_tier": "standard",
         }
+        if tool_counts:
+            usage["input_tokens"] += SERVER_TOOL_CONTENT_TOKENS * sum(tool_counts.values())
+            usage["server_tool_use"] = {"web_search_requests": 0, "web_fetch_requests": 0, **tool_counts}
         if thinking_tokens:
             usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
         if isinstance(body.get("speed"), str):
@@ -256,7 +276,7 @@ class FakeAnthropicAPI:
         invalid = self._invalid(body, _header(request, "anthropic-version"))
         if invalid is not None:
             return invalid
-        message = self.message(body)
+        message = self.message(body, server_tool_calls=int(_header(request, "x-fake-server-tool-calls") or 1))
         served_at = _header(request, "x-fake-speed")
         if served_at is not None and "speed" in message["usage"]:
             message["usage"]["speed"] = served_at
@@ -351,3 +371,37 @@ class FakeAnthropicAPI:
         blocks.append({"type": "text", "text": text})
         return blocks, stop, thinking_tokens
 
+
+def _server_tool_blocks(body: Mapping[str, Any], seed: int, calls: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The blocks of the server tool calls ``body`` asks for (see the module docstring) and
+    the usage counters they add up to."""
+    blocks: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for tool in body.get("tools") or ():
+        kind = tool.get("type") if isinstance(tool, Mapping) else None
+        found = next((v for k, v in _SERVER_TOOLS.items() if isinstance(kind, str) and kind.startswith(k)), None)
+        if found is None:
+            continue
+        name, result_type, counter = found
+        uses = tool.get("max_uses")
+        for attempt in range(calls):
+            ident = f"srvtoolu_{seed % 10**12:012d}{len(blocks):04d}"
+            word = _WORDS[(seed + len(blocks)) % len(_WORDS)]
+            blocks.append({"type": "server_tool_use", "id": ident, "name": name,
+                           "input": {"url": f"https://example.com/{word}"} if name == "web_fetch"
+                           else {"code": "print(6 * 7)"} if name == "code_execution" else {"query": word}})
+            if isinstance(uses, int) and attempt >= uses:
+                blocks.append({"type": result_type, "tool_use_id": ident,
+                               "content": {"type": f"{result_type}_error", "error_code": "max_uses_exceeded"}})
+                break
+            counts[counter] = counts.get(counter, 0) + 1
+            if name == "web_search":
+                result: Any = [{"type": "web_search_result", "title": f"About {word}", "url": f"https://example.com/{word}",
+                                "encrypted_content": f"enc{seed % 10**8:08d}", "page_age": None}]
+            elif name == "web_fetch":
+                result = {"type": "web_fetch_result", "url": f"https://example.com/{word}", "retrieved_at": "2026-11-22T00:00:00Z",
+                          "content": {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": word}}}
+            else:
+                result = {"type": "code_execution_result", "stdout": "42\n", "stderr": "", "return_code": 0, "content": []}
+            blocks.append({"type": result_type, "tool_use_id": ident, "content": result})
+    return blocks, counts

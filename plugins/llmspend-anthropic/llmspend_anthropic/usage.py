@@ -6,6 +6,10 @@ Anthropic reports input in three parts that do not overlap: ``input_tokens`` (un
 conventions (and llmspend's pricing) want ``input_tokens`` to be *all* input, so the three are
 added here, once; the pricing rules then charge each part at its own rate and nothing twice.
 Peers that add the cache write to the input and *also* charge it at the write rate bill it twice.
+
+The server tool calls ``usage.server_tool_use`` counts (web search, billed per search on top of
+the tokens) are read here too, by llmspend's tool names, for their fees per call; and the server
+tools a request enables, with their ``max_uses``, for a budget's bound.
 """
 
 from __future__ import annotations
@@ -13,9 +17,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from llmspend.providers.base import Usage
+from llmspend.providers.base import NO_TOOL_CALLS, Call, ToolCallLimit, Usage, token_count
 
-__all__ = ["usage_from_json", "usage_attributes", "merge_usage", "usage_string"]
+__all__ = ["usage_from_json", "usage_attributes", "merge_usage", "usage_string", "server_tool_calls",
+           "server_tool_blocks", "tool_call_limits"]
+
+#: request tool types with which code execution is free (platform.claude.com/docs/en/about-claude/pricing,
+#: "Code execution tool": "When web_search_20260209 or web_fetch_20260209 is included in your API
+#: request, there are no additional charges for code execution tool calls"); other versions,
+#: later ones included, are not taken to waive it until the page says so
+_FREE_CODE_EXECUTION_WITH = frozenset({"web_search_20260209", "web_fetch_20260209"})
+CODE_EXECUTION = "code_execution"
+# the server tools a request names by type (``web_search_20250305``), by llmspend's tool name
+_SERVER_TOOL_TYPES = ("web_search", "web_fetch", CODE_EXECUTION)
+# what a ``server_tool_use`` block's name says ran, by llmspend's tool name
+_BLOCK_TOOLS = {"web_search": "web_search", "web_fetch": "web_fetch", CODE_EXECUTION: CODE_EXECUTION,
+                "bash_code_execution": CODE_EXECUTION, "text_editor_code_execution": CODE_EXECUTION}
 
 
 def _int(value: Any) -> int:
@@ -65,7 +82,8 @@ def _counts(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
 
 def usage_attributes(usage: Any) -> dict[str, str | int]:
     """Span attributes for what ``usage`` says beyond token counts: server-side tool requests
-    (web search and fetch, which Anthropic bills per request, outside the token price) and the
+    (web search, which Anthropic bills per search on top of the tokens, web fetch, code
+    execution; priced from :func:`server_tool_calls`) and the
     service tier, where inference ran and which speed served the call (fast mode). Names follow
     the anthropic SDK's own spans."""
     attributes: dict[str, str | int] = {}
@@ -81,6 +99,61 @@ def usage_attributes(usage: Any) -> dict[str, str | int]:
         if value is not None:
             attributes[f"anthropic.response.{key}"] = value
     return attributes
+
+
+def _tool_types(body: Any) -> list[str]:
+    tools = body.get("tools") if isinstance(body, Mapping) else None
+    return [t["type"] for t in tools if isinstance(t, Mapping) and isinstance(t.get("type"), str)] \
+        if isinstance(tools, list) else []
+
+
+def _free(tool: str, body: Any) -> bool:
+    """Whether the request ``body`` makes ``tool``'s calls free (code execution beside the
+    web search and fetch tools that filter their results with it)."""
+    return tool == CODE_EXECUTION and not _FREE_CODE_EXECUTION_WITH.isdisjoint(_tool_types(body))
+
+
+def server_tool_calls(usage: Any, body: Any) -> Mapping[str, int | None]:
+    """The server tool calls ``usage.server_tool_use`` counts (``web_search_requests``: 2 is
+    ``{"web_search": 2}``), by llmspend's tool name; ``body`` is the request (see :func:`_free`).
+    Every counter is taken, so a tool Anthropic bills in the future is not priced as free."""
+    server = usage.get("server_tool_use") if isinstance(usage, Mapping) else None
+    if not isinstance(server, Mapping):
+        return NO_TOOL_CALLS
+    counts: dict[str, int | None] = {}
+    for key, value in server.items():
+        if value is None or value == 0 or not isinstance(key, str) or not key.endswith("_requests"):
+            continue
+        tool = key[: -len("_requests")]
+        if not _free(tool, body):
+            counts[tool] = token_count(value)  # None for a count that is not one: unknown, not 0
+    return counts or NO_TOOL_CALLS
+
+
+def server_tool_blocks(content: Any, body: Any) -> Mapping[str, int | None]:
+    """The server tool calls an answer's ``server_tool_use`` blocks show: what a stream cut
+    short before its final usage did call (an estimate: a call that failed is not billed)."""
+    counts: dict[str, int | None] = {}
+    for block in content if isinstance(content, list) else ():
+        if isinstance(block, Mapping) and block.get("type") == "server_tool_use":
+            tool = _BLOCK_TOOLS.get(str(block.get("name")))
+            if tool is not None and not _free(tool, body):
+                counts[tool] = (counts.get(tool) or 0) + 1
+    return counts or NO_TOOL_CALLS
+
+
+def tool_call_limits(call: Call) -> tuple[ToolCallLimit, ...]:
+    """The server tools ``call`` enables, each with its ``max_uses`` (None: no limit)."""
+    limits = []
+    tools = call.body.get("tools") if isinstance(call.body, Mapping) else None
+    for tool in tools if isinstance(tools, list) else ():
+        kind = tool.get("type") if isinstance(tool, Mapping) else None
+        name = next((n for n in _SERVER_TOOL_TYPES if isinstance(kind, str) and kind.startswith(n + "_")), None)
+        if name is None or _free(name, call.body):
+            continue
+        uses = tool.get("max_uses")
+        limits.append(ToolCallLimit((name,), uses if isinstance(uses, int) and not isinstance(uses, bool) and uses >= 0 else None))
+    return tuple(limits)
 
 
 def usage_string(usage: Any, key: str) -> str | None:
