@@ -22,12 +22,21 @@ FOREVER = Window("none", 0, None)
 
 
 def run_threads(make: Callable[[], Ledger], clients: int, **options: Any) -> list[LedgerRun]:
-    barrier = threading.Barrier(clients)
+    # A client that fails before the barrier would leave the others waiting at it for ever:
+    # the barrier times out, and the first client's error is raised here.
+    barrier = threading.Barrier(clients, timeout=60)
     runs: list[LedgerRun] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def client(seed: int) -> None:
-        run = hammer_ledger(make, "feature/none", limit_usd=LIMIT, seed=seed, barrier=barrier, **options)
+        try:
+            run = hammer_ledger(make, "feature/none", limit_usd=LIMIT, seed=seed, barrier=barrier, **options)
+        except BaseException as exc:
+            barrier.abort()
+            with lock:
+                errors.append(exc)
+            return
         with lock:
             runs.append(run)
 
@@ -36,6 +45,9 @@ def run_threads(make: Callable[[], Ledger], clients: int, **options: Any) -> lis
         t.start()
     for t in threads:
         t.join()
+    first = next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0] if errors else None)
+    if first is not None:
+        raise first
     return runs
 
 
@@ -84,6 +96,30 @@ def test_memory_ledger_threads_with_overruns_stay_within_the_bound() -> None:
     runs = run_threads(lambda: ledger, 8, overrun=0.2)
     check(ledger, runs)
     assert sum(r.excess_usd for r in runs) > 0  # the overrun case really happened
+
+
+def test_a_fresh_disk_ledger_opened_by_many_at_once(tmp_path: Path) -> None:
+    # Workers starting together on a new ledger: SQLite answers "database is locked" at once,
+    # without its busy timeout, to a connection turning on WAL while another does. Before, about
+    # one such start in fifteen failed with LedgerError (and a client thread died).
+    for trial in range(60):
+        path = tmp_path / f"ledger-{trial}"
+        barrier = threading.Barrier(6, timeout=60)
+        errors: list[BaseException] = []
+
+        def open_it() -> None:
+            barrier.wait()
+            try:
+                DiskLedger(path).reserve("feature/none", 0.001, LIMIT, FOREVER)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], f"trial {trial}"
 
 
 def test_disk_ledger_threads(tmp_path: Path) -> None:
