@@ -53,7 +53,7 @@ def run_threads(make: Callable[[], Ledger], clients: int, **options: Any) -> lis
 
 def run_processes(make: Callable[[], Ledger], clients: int, **options: Any) -> list[LedgerRun]:
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(clients)
+    barrier = ctx.Barrier(clients, timeout=60)
     queue = ctx.Queue()
     procs = [
         ctx.Process(target=hammer_in_process,

@@ -163,7 +163,7 @@ def _check(book: Ledger, runs: list[LedgerRun]) -> None:
 
 def test_many_clients_in_threads_never_overspend(ledger: RedisLedger, redis_url: str) -> None:
     clients = 8
-    barrier = threading.Barrier(clients)
+    barrier = threading.Barrier(clients, timeout=60)  # a client that dies first fails the test, never hangs it
     runs: list[LedgerRun] = []
 
     def client(seed: int) -> None:  # each thread its own client and connection pool
@@ -182,7 +182,7 @@ def test_many_clients_in_threads_never_overspend(ledger: RedisLedger, redis_url:
 def test_many_processes_never_overspend(ledger: RedisLedger, redis_url: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     clients = 3
-    barrier, queue = ctx.Barrier(clients), ctx.Queue()
+    barrier, queue = ctx.Barrier(clients, timeout=60), ctx.Queue()
     make = functools.partial(RedisLedger, redis_url)
     procs = [ctx.Process(target=hammer_in_process,
                          args=((make, "feature/none", {"limit_usd": LIMIT, "seed": s, "barrier": barrier,
