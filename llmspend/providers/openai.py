@@ -437,6 +437,9 @@ _USAGE_LITERAL = b'"usage"'
 # bytes the provider sends when usage is not asked for.
 _NULL_USAGE = re.compile(rb',[ \t]*"usage"[ \t]*:[ \t]*null(?=[ \t]*[,}])|"usage"[ \t]*:[ \t]*null[ \t]*,[ \t]*')
 _RESPONSE_END_LITERAL = b'"type"'
+# how far into a stream whose first event names no model the one that does is looked for
+# (Azure's is the second; a server that names none is not parsed to its end for it)
+_NAMING_EVENTS = 4
 # An error event in a chat stream (``data: {"error": {...}}``, which the SDK raises as an
 # APIError; vLLM and LiteLLM send one and then ``[DONE]``). As for usage: a key, not text.
 _ERROR_EVENT = re.compile(rb'"error"\s*:')
@@ -558,8 +561,7 @@ class _OpenAIStreamReader:
                 if payload is not None and payload.get("error"):  # the SDK's own test
                     error_type = _error_type(payload["error"], "error")
                     break
-        end = buf.find(b"\n\n")
-        first = _loads(event_data(buf if end < 0 else buf[: end + 2])) or {}
+        first = self._first_named(buf)
         reasons: dict[int, str] = {}
         texts: list[str] = []
         want_text = usage is None or self.capture_text
@@ -593,6 +595,20 @@ class _OpenAIStreamReader:
             output_messages=None if deltas is None else tuple(
                 openai_content.chat_output(openai_content.choices_from_deltas(deltas))),
         )
+
+    def _first_named(self, buf: bytes) -> Mapping[str, Any]:
+        """The first event, or, when it names no model, the first that does: Azure OpenAI opens
+        a stream with the prompt's content-filter results, an event whose ``id`` and ``model``
+        are empty strings (the deployment's name in the request is not a model to price)."""
+        end = buf.find(b"\n\n")
+        first = _loads(event_data(buf if end < 0 else buf[: end + 2])) or {}
+        if first.get("model"):
+            return first
+        for data in self._payloads[1:_NAMING_EVENTS]:
+            payload = _loads(data)
+            if payload is not None and isinstance(payload.get("model"), str) and payload["model"]:
+                return payload
+        return first
 
     def _responses_outcome(self, complete: bool) -> Outcome:
         final: Outcome | None = None

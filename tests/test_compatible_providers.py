@@ -1,0 +1,114 @@
+"""OpenAI-compatible providers as they really answer: Azure OpenAI, OpenRouter, Perplexity, Groq.
+
+The official SDK is pointed at the provider's own host and sent through a forward proxy that
+is the fake server on 127.0.0.1 (``http_client=httpx2.Client(proxy=...)``), so llmspend sees
+the provider's host and path, and the server answers in that provider's wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+import llmspend
+from llmspend.pricing.table import PriceTable
+from llmspend.testing import FakeLLMServer, FakeRequest, FakeResponse
+
+from .conftest import Spans
+
+AZURE_KEY = "azure-SECRET-key-0123456789abcdef"
+USAGE = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+
+
+def _usd(model: str, provider: str, usage: dict[str, int] = USAGE) -> float:
+    row = PriceTable.default().lookup(model, provider=provider)
+    assert row is not None
+    return (usage["prompt_tokens"] * row.input + usage["completion_tokens"] * row.output) / 1e6
+
+
+def _chunk(model: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 5, "model": model,
+            "choices": choices, **extra}
+
+
+def _delta(text: str) -> list[dict[str, Any]]:
+    return [{"index": 0, "delta": {"content": text}, "finish_reason": None}]
+
+
+FINISH = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+
+
+def _completion(model: str, usage: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    return {"id": "gen-1", "object": "chat.completion", "created": 5, "model": model, **extra,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": usage}
+
+
+@pytest.fixture
+def answer(server: FakeLLMServer) -> Iterator[Callable[[Callable[[FakeRequest], FakeResponse]], None]]:
+    """Set how the server answers every POST (the proxied request's path is the full URL)."""
+    handlers: list[Callable[[FakeRequest], FakeResponse]] = []
+    server.route_pattern("POST", r"http://.*", lambda request: handlers[-1](request))
+    yield handlers.append
+
+
+def _sync_http(server: FakeLLMServer) -> httpx2.Client:
+    return httpx2.Client(proxy=server.url)
+
+
+def _async_http(server: FakeLLMServer) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(proxy=server.url)
+
+
+# -- Azure OpenAI ----------------------------------------------------------------------------
+
+def _azure_stream(request: FakeRequest) -> FakeResponse:
+    """Azure's stream: a first event for the prompt's content filter, with an empty id and model
+    and no choices, then the chunks naming the model the deployment runs."""
+    include_usage = (request.json().get("stream_options") or {}).get("include_usage") is True
+    model = "gpt-4o-2024-11-20"
+    events: list[dict[str, Any]] = [
+        {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+         "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]},
+        _chunk(model, [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
+                        "content_filter_results": {}}]),
+        _chunk(model, _delta("Hello")),
+        _chunk(model, FINISH),
+    ]
+    if include_usage:
+        events = [{**event, "usage": None} for event in events] + [_chunk(model, [], usage=USAGE)]
+    return FakeResponse.events([*events, "data: [DONE]\n\n"])
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_azure_stream_is_priced_from_the_model_its_chunks_name(
+        server: FakeLLMServer, spans: Spans, answer: Any, is_async: bool) -> None:
+    # The deployment's name is not a model: the price comes from the model the answer names.
+    answer(_azure_stream)
+    options = dict(azure_endpoint="http://myres.openai.azure.com", api_version="2024-10-21", api_key=AZURE_KEY)
+
+    if is_async:
+        async def run() -> list[Any]:
+            client = llmspend.wrap(openai.AsyncAzureOpenAI(**options, http_client=_async_http(server)),
+                                   tracer_provider=spans.provider)
+            stream = await client.chat.completions.create(model="prod-chat", messages=[{"role": "user", "content": "hi"}],
+                                                          stream=True)
+            return [chunk async for chunk in stream]
+        chunks = asyncio.run(run())
+    else:
+        client = llmspend.wrap(openai.AzureOpenAI(**options, http_client=_sync_http(server)), tracer_provider=spans.provider)
+        chunks = list(client.chat.completions.create(model="prod-chat", messages=[{"role": "user", "content": "hi"}],
+                                                     stream=True))
+    assert [c.model for c in chunks] == ["", "gpt-4o-2024-11-20", "gpt-4o-2024-11-20", "gpt-4o-2024-11-20"]
+    a = spans.attrs()
+    assert a["gen_ai.provider.name"] == "azure.ai.openai"
+    assert a["gen_ai.request.model"] == "prod-chat"
+    assert a["gen_ai.response.model"] == "gpt-4o-2024-11-20"
+    assert a["gen_ai.response.id"] == "chatcmpl-9"
+    assert a["llmspend.cost.status"] == "ok"
+    assert a["llmspend.cost.usd"] == pytest.approx(_usd("gpt-4o", "openai"))
