@@ -112,3 +112,40 @@ def test_azure_stream_is_priced_from_the_model_its_chunks_name(
     assert a["gen_ai.response.id"] == "chatcmpl-9"
     assert a["llmspend.cost.status"] == "ok"
     assert a["llmspend.cost.usd"] == pytest.approx(_usd("gpt-4o", "openai"))
+
+
+def _azure_completion(request: FakeRequest) -> FakeResponse:
+    return FakeResponse.json(_completion("gpt-4o-2024-11-20", USAGE,
+                                         prompt_filter_results=[{"prompt_index": 0, "content_filter_results": {}}]))
+
+
+@pytest.mark.parametrize("host", ["myres.openai.azure.com", "myres.cognitiveservices.azure.com",
+                                  "myproject.services.ai.azure.com"])
+def test_every_azure_openai_host_is_azure(server: FakeLLMServer, spans: Spans, answer: Any, host: str) -> None:
+    # Azure OpenAI answers on a resource's openai.azure.com and cognitiveservices.azure.com
+    # hosts and on an AI Foundry resource's services.ai.azure.com, classic path and v1 path.
+    answer(_azure_completion)
+    azure = llmspend.wrap(openai.AzureOpenAI(azure_endpoint=f"http://{host}", api_version="2024-10-21", api_key=AZURE_KEY,
+                                             http_client=_sync_http(server)), tracer_provider=spans.provider)
+    v1 = llmspend.wrap(openai.OpenAI(base_url=f"http://{host}/openai/v1/", api_key=AZURE_KEY, http_client=_sync_http(server)),
+                       tracer_provider=spans.provider)
+    azure.chat.completions.create(model="prod-chat", messages=[{"role": "user", "content": "hi"}])
+    v1.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert [r.path.split("/", 3)[3] for r in server.requests] == [
+        "openai/deployments/prod-chat/chat/completions", "openai/v1/chat/completions"]
+    assert server.requests[0].headers["api-key"] == AZURE_KEY
+    for a in (spans.attrs(0), spans.attrs(1)):
+        assert a["gen_ai.provider.name"] == "azure.ai.openai"
+        assert a["llmspend.cost.usd"] == pytest.approx(_usd("gpt-4o", "openai"))
+
+
+def test_azure_ai_model_inference_is_named_apart(server: FakeLLMServer, spans: Spans, answer: Any) -> None:
+    # A Foundry resource's /models route serves other vendors' models (the Azure AI Model
+    # Inference API): not Azure OpenAI.
+    answer(lambda request: FakeResponse.json(_completion("DeepSeek-R1", USAGE)))
+    client = llmspend.wrap(openai.OpenAI(base_url="http://myproject.services.ai.azure.com/models", api_key=AZURE_KEY,
+                                         http_client=_sync_http(server)), tracer_provider=spans.provider)
+    client.chat.completions.create(model="DeepSeek-R1", messages=[{"role": "user", "content": "hi"}])
+    a = spans.attrs()
+    assert a["gen_ai.provider.name"] == "azure.ai.inference"
+    assert a["llmspend.cost.status"] == "unknown_model" and "llmspend.cost.usd" not in a

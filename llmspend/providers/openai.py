@@ -39,7 +39,10 @@ __all__ = ["OpenAIAdapter", "provider_for_host", "sse_from_completion"]
 # provider= to wrap() to name it otherwise.
 _HOST_PROVIDERS = (
     ("api.openai.com", "openai"),
+    # Azure OpenAI: a resource's own host, an AI Services resource's, an AI Foundry one's
     (".openai.azure.com", "azure.ai.openai"),
+    (".cognitiveservices.azure.com", "azure.ai.openai"),
+    (".services.ai.azure.com", "azure.ai.openai"),
     ("api.together.xyz", "together"),
     ("api.together.ai", "together"),
     ("api.groq.com", "groq"),
@@ -60,6 +63,14 @@ def provider_for_host(host: str, default: str = "openai") -> str:
         if host == suffix or (suffix.startswith(".") and host.endswith(suffix)):
             return name
     return default
+
+
+def _provider_for(host: str, path: str) -> str:
+    provider = provider_for_host(host)
+    if provider == "azure.ai.openai" and path.startswith("/models/"):
+        # an Azure AI Foundry resource's Model Inference API: other vendors' models, not OpenAI's
+        return "azure.ai.inference"
+    return provider
 
 
 # (path suffix, endpoint, gen_ai.operation.name); chat first: it also ends in /completions.
@@ -156,7 +167,7 @@ class OpenAIAdapter(ProviderAdapter):
         )
         model = body.get("model")
         return Call(
-            provider=self.provider or provider_for_host(request.host),
+            provider=self.provider or _provider_for(request.host, request.path),
             operation=operation,
             endpoint=endpoint,
             model=model if isinstance(model, str) else None,
