@@ -149,3 +149,70 @@ def test_azure_ai_model_inference_is_named_apart(server: FakeLLMServer, spans: S
     a = spans.attrs()
     assert a["gen_ai.provider.name"] == "azure.ai.inference"
     assert a["llmspend.cost.status"] == "unknown_model" and "llmspend.cost.usd" not in a
+
+
+# -- costs the provider reports --------------------------------------------------------------
+
+def _openrouter_stream(model: str, usage: dict[str, Any]) -> Callable[[FakeRequest], FakeResponse]:
+    # OpenRouter always ends a stream with a usage chunk, asked for or not
+    return lambda request: FakeResponse.events([_chunk(model, _delta("hi")), _chunk(model, FINISH),
+                                                _chunk(model, [], usage=usage), "data: [DONE]\n\n"])
+
+
+OPENROUTER = "http://openrouter.ai/api/v1"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openrouter_cost_is_the_one_it_reports(server: FakeLLMServer, spans: Spans, answer: Any, stream: bool) -> None:
+    # OpenRouter routes an open model to whichever host it picks, at that host's price, and
+    # says what it charged in usage.cost (its credits are USD). A table row for the same model
+    # name on another host (Groq's) is not that price.
+    model = "meta-llama/llama-4-scout-17b-16e-instruct"
+    usage = {**USAGE, "cost": 0.000113, "is_byok": False, "cost_details": {"upstream_inference_cost": None}}
+    answer(_openrouter_stream(model, usage) if stream else lambda request: FakeResponse.json(_completion(model, usage)))
+    client = llmspend.wrap(openai.OpenAI(base_url=OPENROUTER, api_key="sk-or-v1-SECRET0123456789",
+                                         http_client=_sync_http(server)), tracer_provider=spans.provider)
+    r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], stream=stream)
+    if stream:
+        list(r)  # type: ignore[call-overload]
+    a = spans.attrs()
+    assert a["gen_ai.provider.name"] == "openrouter"
+    assert PriceTable.default().lookup(model, provider="openrouter") is not None  # a row the call is not priced from
+    assert a["llmspend.cost.status"] == "ok"
+    assert a["llmspend.cost.usd"] == pytest.approx(0.000113)
+    assert a["llmspend.cost.reported"] is True
+    assert "llmspend.cost.input_usd" not in a  # no parts: the provider gives none
+
+
+def test_openrouter_byok_cost_adds_what_the_upstream_provider_billed(server: FakeLLMServer, spans: Spans, answer: Any) -> None:
+    # With the user's own provider key, usage.cost is OpenRouter's fee and
+    # cost_details.upstream_inference_cost what the provider billed that key: both are spent.
+    usage = {**USAGE, "cost": 0.0001, "is_byok": True, "cost_details": {"upstream_inference_cost": 0.002}}
+    answer(lambda request: FakeResponse.json(_completion("openai/gpt-4o", usage)))
+    client = llmspend.wrap(openai.OpenAI(base_url=OPENROUTER, api_key="sk-or-v1-SECRET0123456789",
+                                         http_client=_sync_http(server)), tracer_provider=spans.provider)
+    client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert spans.attrs()["llmspend.cost.usd"] == pytest.approx(0.0021)
+
+
+def test_perplexity_cost_includes_its_request_fee(server: FakeLLMServer, spans: Spans, answer: Any) -> None:
+    # Perplexity bills a search fee per request on top of tokens and reports the whole in
+    # usage.cost.total_cost (USD); no table row prices its models.
+    cost = {"input_tokens_cost": 0.001, "output_tokens_cost": 0.0001, "request_cost": 0.005, "total_cost": 0.0061}
+    answer(lambda request: FakeResponse.json(_completion("sonar", {**USAGE, "search_context_size": "low", "cost": cost})))
+    client = llmspend.wrap(openai.OpenAI(base_url="http://api.perplexity.ai", api_key="pplx-SECRET0123456789",
+                                         http_client=_sync_http(server)), tracer_provider=spans.provider)
+    client.chat.completions.create(model="sonar", messages=[{"role": "user", "content": "hi"}])
+    a = spans.attrs()
+    assert a["gen_ai.provider.name"] == "perplexity"
+    assert a["llmspend.cost.status"] == "ok" and a["llmspend.cost.usd"] == pytest.approx(0.0061)
+
+
+@pytest.mark.parametrize("cost", ["0.01", -1, None, {"total_cost": "n/a"}, True])
+def test_a_reported_cost_that_is_no_amount_is_ignored(server: FakeLLMServer, spans: Spans, answer: Any, cost: Any) -> None:
+    answer(lambda request: FakeResponse.json(_completion("gpt-4o", {**USAGE, "cost": cost})))
+    client = llmspend.wrap(openai.OpenAI(base_url="http://api.openai.com/v1", api_key="sk-SECRET0123456789",
+                                         http_client=_sync_http(server)), tracer_provider=spans.provider)
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    a = spans.attrs()
+    assert a["llmspend.cost.usd"] == pytest.approx(_usd("gpt-4o", "openai")) and "llmspend.cost.reported" not in a

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -216,6 +217,7 @@ class OpenAIAdapter(ProviderAdapter):
         response_id, model, tier = data.get("id"), data.get("model"), data.get("service_tier")
         return Outcome(
             usage=_chat_usage(usage) if usage else None,
+            reported_cost_usd=_reported_cost(usage) if usage else None,
             response_id=response_id if isinstance(response_id, str) else None,
             response_model=model if isinstance(model, str) else None,
             finish_reasons=tuple(reasons),
@@ -373,6 +375,30 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     )
 
 
+def _reported_cost(usage: Mapping[str, Any]) -> float | None:
+    """What the provider says the call cost, in USD, if its usage says so: OpenRouter's
+    ``cost`` (its credits are dollars), plus, when the call ran on the user's own provider key
+    (BYOK), ``cost_details.upstream_inference_cost``, what that provider billed the key
+    (``cost`` is then OpenRouter's fee alone); Perplexity's ``cost.total_cost`` (search fees
+    included). Anything that is not an amount is no report."""
+    cost = usage.get("cost")
+    if isinstance(cost, dict):
+        return _usd(cost.get("total_cost"))
+    total = _usd(cost)
+    details = usage.get("cost_details")
+    upstream = _usd(details.get("upstream_inference_cost")) if isinstance(details, dict) else None
+    if total is not None and upstream is not None and usage.get("is_byok") is not False:
+        return total + upstream
+    return total
+
+
+def _usd(value: Any) -> float | None:
+    """``value`` as an amount in USD; None when it is none (a string, a flag, NaN, below 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
 def _choice_text(choice: Mapping[str, Any]) -> str:
     message = choice.get("message") or choice.get("delta") or {}
     parts: list[str] = []
@@ -411,6 +437,7 @@ def _responses_outcome(data: Mapping[str, Any], request_tools: Any) -> Outcome:
     error = data.get("error")
     return Outcome(
         usage=_chat_usage(usage) if isinstance(usage, Mapping) else None,
+        reported_cost_usd=_reported_cost(usage) if isinstance(usage, Mapping) else None,
         response_id=data.get("id") if isinstance(data.get("id"), str) else None,
         response_model=data.get("model") if isinstance(data.get("model"), str) else None,
         finish_reasons=(status,) if isinstance(status, str) else (),
@@ -557,11 +584,13 @@ class _OpenAIStreamReader:
         buf = self._buffer()
         done = buf.rstrip().endswith(b"[DONE]")
         usage: Usage | None = None
+        reported_cost = None
         for data in self._last_matching(_USAGE, _USAGE_LITERAL):
             payload = _loads(data)
             if payload is not None and isinstance(payload.get("usage"), Mapping):
                 try:
                     usage = _chat_usage(payload["usage"])
+                    reported_cost = _reported_cost(payload["usage"])
                 except ResponseParseError:
                     pass
                 break
@@ -594,6 +623,7 @@ class _OpenAIStreamReader:
                     reasons[index if isinstance(index, int) else 0] = choice["finish_reason"]
         return Outcome(
             usage=usage,
+            reported_cost_usd=reported_cost,
             response_id=first.get("id") if isinstance(first.get("id"), str) else None,
             response_model=first.get("model") if isinstance(first.get("model"), str) else None,
             finish_reasons=tuple(reasons[i] for i in sorted(reasons)),
