@@ -216,3 +216,27 @@ def test_a_reported_cost_that_is_no_amount_is_ignored(server: FakeLLMServer, spa
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     a = spans.attrs()
     assert a["llmspend.cost.usd"] == pytest.approx(_usd("gpt-4o", "openai")) and "llmspend.cost.reported" not in a
+
+
+# -- usage where each server puts it ---------------------------------------------------------
+
+def test_groq_stream_usage_is_read_from_x_groq(server: FakeLLMServer, spans: Spans, answer: Any) -> None:
+    # Groq puts a stream's usage in its own x_groq object on the last chunk, asked for or not:
+    # an adapter told not to ask for usage (add_stream_usage=False) still has the exact count.
+    from llmspend.providers.openai import OpenAIAdapter
+
+    model = "llama-3.3-70b-versatile"
+    answer(lambda request: FakeResponse.events([
+        _chunk(model, _delta("hi"), x_groq={"id": "req_1"}),
+        _chunk(model, FINISH, x_groq={"id": "req_1", "usage": {**USAGE, "queue_time": 0.01, "total_time": 0.2}}),
+        "data: [DONE]\n\n"]))
+    client = llmspend.wrap(openai.OpenAI(base_url="http://api.groq.com/openai/v1", api_key="gsk_SECRET0123456789",
+                                         http_client=_sync_http(server)),
+                           tracer_provider=spans.provider, provider=OpenAIAdapter(add_stream_usage=False))
+    list(client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert "stream_options" not in server.requests[-1].json()
+    a = spans.attrs()
+    assert a["gen_ai.provider.name"] == "groq"
+    assert a["gen_ai.usage.input_tokens"] == 1000 and a["gen_ai.usage.output_tokens"] == 100
+    assert a["llmspend.cost.status"] == "ok" and a["llmspend.cost.estimated"] is False
+    assert a["llmspend.cost.usd"] == pytest.approx(_usd(model, "groq"))

@@ -130,7 +130,8 @@ class OpenAIAdapter(ProviderAdapter):
     ``provider`` fixes ``gen_ai.provider.name`` (and the price-table provider) for every call;
     by default it follows the host (``api.groq.com`` is ``groq``, unknown hosts ``openai``).
     ``add_stream_usage=False`` stops the adapter from asking streams for usage, for servers
-    that reject ``stream_options``; their streamed costs are then estimated.
+    that reject ``stream_options``; their streamed costs are then estimated, unless the server
+    reports usage anyway (on its last content chunk, or in Groq's ``x_groq``).
     """
 
     name = "openai"
@@ -375,6 +376,16 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     )
 
 
+def _stream_usage(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The usage a stream's event carries: its own, or Groq's in its ``x_groq`` object (on the
+    last chunk, whether usage was asked for or not)."""
+    usage = payload.get("usage")
+    if not isinstance(usage, Mapping):
+        groq = payload.get("x_groq")
+        usage = groq.get("usage") if isinstance(groq, Mapping) else None
+    return usage if isinstance(usage, Mapping) else None
+
+
 def _reported_cost(usage: Mapping[str, Any]) -> float | None:
     """What the provider says the call cost, in USD, if its usage says so: OpenRouter's
     ``cost`` (its credits are dollars), plus, when the call ran on the user's own provider key
@@ -587,10 +598,11 @@ class _OpenAIStreamReader:
         reported_cost = None
         for data in self._last_matching(_USAGE, _USAGE_LITERAL):
             payload = _loads(data)
-            if payload is not None and isinstance(payload.get("usage"), Mapping):
+            found = _stream_usage(payload) if payload is not None else None
+            if found is not None:
                 try:
-                    usage = _chat_usage(payload["usage"])
-                    reported_cost = _reported_cost(payload["usage"])
+                    usage = _chat_usage(found)
+                    reported_cost = _reported_cost(found)
                 except ResponseParseError:
                     pass
                 break
