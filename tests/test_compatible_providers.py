@@ -240,3 +240,21 @@ def test_groq_stream_usage_is_read_from_x_groq(server: FakeLLMServer, spans: Spa
     assert a["gen_ai.usage.input_tokens"] == 1000 and a["gen_ai.usage.output_tokens"] == 100
     assert a["llmspend.cost.status"] == "ok" and a["llmspend.cost.estimated"] is False
     assert a["llmspend.cost.usd"] == pytest.approx(_usd(model, "groq"))
+
+
+# -- self-hosted servers ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("prices", [None, {"llama3.2:3b": {"input": 0.05, "output": 0.2}}])
+def test_a_self_hosted_model_is_unknown_until_priced(server: FakeLLMServer, spans: Spans, answer: Any,
+                                                     prices: dict[str, Any] | None) -> None:
+    answer(lambda request: FakeResponse.json(_completion("llama3.2:3b", USAGE)))
+    client = llmspend.wrap(openai.OpenAI(base_url="http://localhost:11434/v1", api_key="ollama",
+                                         http_client=_sync_http(server)), tracer_provider=spans.provider, prices=prices)
+    client.chat.completions.create(model="llama3.2:3b", messages=[{"role": "user", "content": "hi"}])
+    a = spans.attrs()
+    assert a["gen_ai.provider.name"] == "openai" and a["server.port"] == 11434
+    if prices is None:
+        assert a["llmspend.cost.status"] == "unknown_model" and "llmspend.cost.usd" not in a
+    else:
+        assert a["llmspend.cost.status"] == "ok"
+        assert a["llmspend.cost.usd"] == pytest.approx((1000 * 0.05 + 100 * 0.2) / 1e6)
