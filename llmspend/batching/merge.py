@@ -149,4 +149,7 @@ def add_usage(body: Mapping[str, Any], extra: Usage) -> dict[str, Any]:
     out_details = dict(usage.get("completion_tokens_details") or {})
     out_details["reasoning_tokens"] = int(out_details.get("reasoning_tokens") or 0) + extra.reasoning_tokens
     usage["completion_tokens_details"] = out_details
+    # a cost the provider reported (OpenRouter's) was for the tokens before these were added
+    for key in ("cost", "cost_details"):
+        usage.pop(key, None)
     return {**body, "usage": usage}

@@ -67,6 +67,8 @@ class Cost:
     status: str = OK
     estimated: bool = False
     batch: bool = False
+    #: the provider's own figure for the call (``Outcome.reported_cost_usd``): a total without parts
+    reported: bool = False
 
     @property
     def known(self) -> bool:

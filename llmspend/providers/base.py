@@ -157,6 +157,10 @@ class Outcome:
     #: capture: filled only when it is on (see :meth:`ProviderAdapter.output_messages` and
     #: ``StreamReader``); None: read no further than ``output_text``
     output_messages: tuple[Mapping[str, Any], ...] | None = None
+    #: the call's cost in USD as the provider reports it in its answer (OpenRouter's
+    #: ``usage.cost``, Perplexity's ``usage.cost.total_cost``): what it billed, used instead of
+    #: the price table
+    reported_cost_usd: float | None = None
 
     def with_usage(self, usage: Usage) -> Outcome:
         return replace(self, usage=usage)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -39,7 +40,10 @@ __all__ = ["OpenAIAdapter", "provider_for_host", "sse_from_completion"]
 # provider= to wrap() to name it otherwise.
 _HOST_PROVIDERS = (
     ("api.openai.com", "openai"),
+    # Azure OpenAI: a resource's own host, an AI Services resource's, an AI Foundry one's
     (".openai.azure.com", "azure.ai.openai"),
+    (".cognitiveservices.azure.com", "azure.ai.openai"),
+    (".services.ai.azure.com", "azure.ai.openai"),
     ("api.together.xyz", "together"),
     ("api.together.ai", "together"),
     ("api.groq.com", "groq"),
@@ -60,6 +64,14 @@ def provider_for_host(host: str, default: str = "openai") -> str:
         if host == suffix or (suffix.startswith(".") and host.endswith(suffix)):
             return name
     return default
+
+
+def _provider_for(host: str, path: str) -> str:
+    provider = provider_for_host(host)
+    if provider == "azure.ai.openai" and path.startswith("/models/"):
+        # an Azure AI Foundry resource's Model Inference API: other vendors' models, not OpenAI's
+        return "azure.ai.inference"
+    return provider
 
 
 # (path suffix, endpoint, gen_ai.operation.name); chat first: it also ends in /completions.
@@ -118,7 +130,8 @@ class OpenAIAdapter(ProviderAdapter):
     ``provider`` fixes ``gen_ai.provider.name`` (and the price-table provider) for every call;
     by default it follows the host (``api.groq.com`` is ``groq``, unknown hosts ``openai``).
     ``add_stream_usage=False`` stops the adapter from asking streams for usage, for servers
-    that reject ``stream_options``; their streamed costs are then estimated.
+    that reject ``stream_options``; their streamed costs are then estimated, unless the server
+    reports usage anyway (on its last content chunk, or in Groq's ``x_groq``).
     """
 
     name = "openai"
@@ -156,7 +169,7 @@ class OpenAIAdapter(ProviderAdapter):
         )
         model = body.get("model")
         return Call(
-            provider=self.provider or provider_for_host(request.host),
+            provider=self.provider or _provider_for(request.host, request.path),
             operation=operation,
             endpoint=endpoint,
             model=model if isinstance(model, str) else None,
@@ -205,6 +218,7 @@ class OpenAIAdapter(ProviderAdapter):
         response_id, model, tier = data.get("id"), data.get("model"), data.get("service_tier")
         return Outcome(
             usage=_chat_usage(usage) if usage else None,
+            reported_cost_usd=_reported_cost(usage) if usage else None,
             response_id=response_id if isinstance(response_id, str) else None,
             response_model=model if isinstance(model, str) else None,
             finish_reasons=tuple(reasons),
@@ -362,6 +376,40 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     )
 
 
+def _stream_usage(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The usage a stream's event carries: its own, or Groq's in its ``x_groq`` object (on the
+    last chunk, whether usage was asked for or not)."""
+    usage = payload.get("usage")
+    if not isinstance(usage, Mapping):
+        groq = payload.get("x_groq")
+        usage = groq.get("usage") if isinstance(groq, Mapping) else None
+    return usage if isinstance(usage, Mapping) else None
+
+
+def _reported_cost(usage: Mapping[str, Any]) -> float | None:
+    """What the provider says the call cost, in USD, if its usage says so: OpenRouter's
+    ``cost`` (its credits are dollars), plus, when the call ran on the user's own provider key
+    (BYOK), ``cost_details.upstream_inference_cost``, what that provider billed the key
+    (``cost`` is then OpenRouter's fee alone); Perplexity's ``cost.total_cost`` (search fees
+    included). Anything that is not an amount is no report."""
+    cost = usage.get("cost")
+    if isinstance(cost, dict):
+        return _usd(cost.get("total_cost"))
+    total = _usd(cost)
+    details = usage.get("cost_details")
+    upstream = _usd(details.get("upstream_inference_cost")) if isinstance(details, dict) else None
+    if total is not None and upstream is not None and usage.get("is_byok") is not False:
+        return total + upstream
+    return total
+
+
+def _usd(value: Any) -> float | None:
+    """``value`` as an amount in USD; None when it is none (a string, a flag, NaN, below 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
 def _choice_text(choice: Mapping[str, Any]) -> str:
     message = choice.get("message") or choice.get("delta") or {}
     parts: list[str] = []
@@ -400,6 +448,7 @@ def _responses_outcome(data: Mapping[str, Any], request_tools: Any) -> Outcome:
     error = data.get("error")
     return Outcome(
         usage=_chat_usage(usage) if isinstance(usage, Mapping) else None,
+        reported_cost_usd=_reported_cost(usage) if isinstance(usage, Mapping) else None,
         response_id=data.get("id") if isinstance(data.get("id"), str) else None,
         response_model=data.get("model") if isinstance(data.get("model"), str) else None,
         finish_reasons=(status,) if isinstance(status, str) else (),
@@ -437,6 +486,9 @@ _USAGE_LITERAL = b'"usage"'
 # bytes the provider sends when usage is not asked for.
 _NULL_USAGE = re.compile(rb',[ \t]*"usage"[ \t]*:[ \t]*null(?=[ \t]*[,}])|"usage"[ \t]*:[ \t]*null[ \t]*,[ \t]*')
 _RESPONSE_END_LITERAL = b'"type"'
+# how far into a stream whose first event names no model the one that does is looked for
+# (Azure's is the second; a server that names none is not parsed to its end for it)
+_NAMING_EVENTS = 4
 # An error event in a chat stream (``data: {"error": {...}}``, which the SDK raises as an
 # APIError; vLLM and LiteLLM send one and then ``[DONE]``). As for usage: a key, not text.
 _ERROR_EVENT = re.compile(rb'"error"\s*:')
@@ -543,11 +595,14 @@ class _OpenAIStreamReader:
         buf = self._buffer()
         done = buf.rstrip().endswith(b"[DONE]")
         usage: Usage | None = None
+        reported_cost = None
         for data in self._last_matching(_USAGE, _USAGE_LITERAL):
             payload = _loads(data)
-            if payload is not None and isinstance(payload.get("usage"), Mapping):
+            found = _stream_usage(payload) if payload is not None else None
+            if found is not None:
                 try:
-                    usage = _chat_usage(payload["usage"])
+                    usage = _chat_usage(found)
+                    reported_cost = _reported_cost(found)
                 except ResponseParseError:
                     pass
                 break
@@ -558,8 +613,7 @@ class _OpenAIStreamReader:
                 if payload is not None and payload.get("error"):  # the SDK's own test
                     error_type = _error_type(payload["error"], "error")
                     break
-        end = buf.find(b"\n\n")
-        first = _loads(event_data(buf if end < 0 else buf[: end + 2])) or {}
+        first = self._first_named(buf)
         reasons: dict[int, str] = {}
         texts: list[str] = []
         want_text = usage is None or self.capture_text
@@ -581,6 +635,7 @@ class _OpenAIStreamReader:
                     reasons[index if isinstance(index, int) else 0] = choice["finish_reason"]
         return Outcome(
             usage=usage,
+            reported_cost_usd=reported_cost,
             response_id=first.get("id") if isinstance(first.get("id"), str) else None,
             response_model=first.get("model") if isinstance(first.get("model"), str) else None,
             finish_reasons=tuple(reasons[i] for i in sorted(reasons)),
@@ -593,6 +648,20 @@ class _OpenAIStreamReader:
             output_messages=None if deltas is None else tuple(
                 openai_content.chat_output(openai_content.choices_from_deltas(deltas))),
         )
+
+    def _first_named(self, buf: bytes) -> Mapping[str, Any]:
+        """The first event, or, when it names no model, the first that does: Azure OpenAI opens
+        a stream with the prompt's content-filter results, an event whose ``id`` and ``model``
+        are empty strings (the deployment's name in the request is not a model to price)."""
+        end = buf.find(b"\n\n")
+        first = _loads(event_data(buf if end < 0 else buf[: end + 2])) or {}
+        if first.get("model"):
+            return first
+        for data in self._payloads[1:_NAMING_EVENTS]:
+            payload = _loads(data)
+            if payload is not None and isinstance(payload.get("model"), str) and payload["model"]:
+                return payload
+        return first
 
     def _responses_outcome(self, complete: bool) -> Outcome:
         final: Outcome | None = None

@@ -51,6 +51,9 @@ COST_SAVED_USD = "llmspend.cost.saved_usd"
 SAVED_STATUS = "llmspend.cost.saved_status"
 COST_SAVED_STAGE_USD = "llmspend.cost.saved.{stage}_usd"  # one per stage that saved something
 COST_BATCH = "llmspend.cost.batch"
+#: the cost is the one the provider reported in its answer (OpenRouter, Perplexity), not priced
+#: from the table: it comes without parts
+COST_REPORTED = "llmspend.cost.reported"
 USAGE_CACHE_WRITE_1H_TOKENS = "llmspend.usage.cache_write_1h.input_tokens"
 #: the calls an answer made to one of the provider's own tools, by llmspend's tool name
 USAGE_TOOL_CALLS = "llmspend.usage.tool_calls.{tool}"

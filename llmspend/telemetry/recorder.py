@@ -49,8 +49,14 @@ def warn_once(key: tuple[str, ...], message: str, *args: object) -> None:
 
 
 def price_call(prices: PriceTable, call: Call, outcome: Outcome, usage: Usage, *, batch: bool = False) -> Cost:
-    """Price ``usage`` for ``call``: the response's model first (a dated snapshot may be priced
-    apart from its alias), then the requested one. Unknown models get no number."""
+    """Price ``usage`` for ``call``: what the provider says it billed when its answer says so,
+    else from the table by the response's model first (a dated snapshot may be priced apart
+    from its alias), then the requested one. Unknown models get no number."""
+    if outcome.reported_cost_usd is not None and usage is outcome.usage:
+        # A router's price for a model is that of the host it picked, which no table row knows
+        # (OpenRouter), and a provider's search fees depend on what it searched (Perplexity).
+        # The figure is for the usage it came with: a batch caller's share of it is not.
+        return Cost(total_usd=outcome.reported_cost_usd, reported=True)
     row = None
     for model in (outcome.response_model, call.model):
         if model:
@@ -367,7 +373,10 @@ class CallRecorder:
                 attrs[A.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
         attrs[A.COST_STATUS] = cost.status
         attrs[A.COST_ESTIMATED] = cost.estimated
-        if cost.total_usd is not None:
+        if cost.reported and cost.total_usd is not None:  # the provider's total, without parts
+            attrs[A.USAGE_COST] = attrs[A.COST_USD] = cost.total_usd
+            attrs[A.COST_REPORTED] = True
+        elif cost.total_usd is not None:
             attrs[A.USAGE_COST] = cost.total_usd
             attrs[A.COST_USD] = cost.total_usd
             attrs[A.COST_INPUT_USD] = cost.input_usd
