@@ -218,6 +218,19 @@ def test_a_reported_cost_that_is_no_amount_is_ignored(server: FakeLLMServer, spa
     assert a["llmspend.cost.usd"] == pytest.approx(_usd("gpt-4o", "openai")) and "llmspend.cost.reported" not in a
 
 
+@pytest.mark.parametrize("base_url", ["http://api.openai.com/v1", "http://llm-gateway.internal:4000/v1"])
+def test_a_cost_reported_by_another_server_is_not_taken_as_the_bill(server: FakeLLMServer, spans: Spans,
+                                                                    answer: Any, base_url: str) -> None:
+    # Only OpenRouter and Perplexity are known to state their bill in dollars; a gateway's
+    # usage.cost may be credits, cents or its own estimate: the call is priced from the table.
+    answer(lambda request: FakeResponse.json(_completion("gpt-4o", {**USAGE, "cost": 42.0})))
+    client = llmspend.wrap(openai.OpenAI(base_url=base_url, api_key="sk-SECRET0123456789",
+                                         http_client=_sync_http(server)), tracer_provider=spans.provider)
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    a = spans.attrs()
+    assert a["llmspend.cost.usd"] == pytest.approx(_usd("gpt-4o", "openai")) and "llmspend.cost.reported" not in a
+
+
 # -- usage where each server puts it ---------------------------------------------------------
 
 def test_groq_stream_usage_is_read_from_x_groq(server: FakeLLMServer, spans: Spans, answer: Any) -> None:

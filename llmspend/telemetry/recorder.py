@@ -48,11 +48,17 @@ def warn_once(key: tuple[str, ...], message: str, *args: object) -> None:
     logger.warning(message, *args)
 
 
+#: providers whose answers state what the call cost, in US dollars (OpenRouter's credits are
+#: dollars; Perplexity's ``usage.cost``). Another server's ``usage.cost`` (a proxy, a local
+#: gateway) may be in credits or cents, or an estimate of its own: it is not taken as the bill.
+REPORTS_COST_USD = frozenset({"openrouter", "perplexity"})
+
+
 def price_call(prices: PriceTable, call: Call, outcome: Outcome, usage: Usage, *, batch: bool = False) -> Cost:
     """Price ``usage`` for ``call``: what the provider says it billed when its answer says so,
     else from the table by the response's model first (a dated snapshot may be priced apart
     from its alias), then the requested one. Unknown models get no number."""
-    if outcome.reported_cost_usd is not None and usage is outcome.usage:
+    if outcome.reported_cost_usd is not None and usage is outcome.usage and call.provider in REPORTS_COST_USD:
         # A router's price for a model is that of the host it picked, which no table row knows
         # (OpenRouter), and a provider's search fees depend on what it searched (Perplexity).
         # The figure is for the usage it came with: a batch caller's share of it is not.
