@@ -143,3 +143,11 @@ def test_other_claude_models_get_the_larger_rule(model: str) -> None:
 def test_anthropic_unknown_size_bounds(size: tuple[int, int]) -> None:
     for model in ("claude-sonnet-4-5", "claude-opus-4-7"):
         assert 0 < anthropic_image_tokens(model, size) <= anthropic_image_tokens(model, None)
+
+
+def test_the_package_example_runs() -> None:
+    import doctest
+
+    import llmspend.vision
+
+    assert doctest.testmod(llmspend.vision).failed == 0
