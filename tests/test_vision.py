@@ -4,6 +4,7 @@ against the worked examples on their pages (llmspend/vision/rules.py quotes them
 from __future__ import annotations
 
 import base64
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -111,14 +112,28 @@ def test_unknown_size_bounds_are_the_largest_the_rule_can_give() -> None:
     assert openai_image_tokens("gpt-4.1-mini", None, "low") == 2489  # 1536 x 1.62
 
 
-@pytest.mark.parametrize("model", ["gpt-5.4", "gpt-6-astra", "gpt-4.1-turbo-next", "llama-4-scout", None])
+@pytest.mark.parametrize(("model", "family"), [("gpt-4o-mini-search-preview", "gpt-4o-mini"),
+                                              ("gpt-4o-search-preview", "gpt-4o"),
+                                              ("gpt-4.1-mini-2025-04-14", "gpt-4.1-mini"),
+                                              ("gpt-5-mini-2025-08-07", "gpt-5-mini")])
+def test_a_variant_named_with_a_dash_follows_its_model(model: str, family: str) -> None:
+    # before, gpt-4o-mini-search-preview fell to the fallback: a tenth of GPT-4o-mini's count
+    assert openai_rule(model) == OPENAI_RULES[family]
+
+
+@pytest.mark.parametrize("model", ["gpt-5.4", "gpt-6-astra", "gpt-4.2", "llama-4-scout", None])
 def test_a_model_without_a_published_rule_gets_the_most_expensive(model: str | None) -> None:
+    # the dearest published rule for each image, GPT-4o-mini's aside (scaled to its own token
+    # price, it would reserve some 30 times an image's cost on any other model)
     assert openai_rule(model) is None
+    others = [known for known in OPENAI_RULES if known != "gpt-4o-mini"]
     for size in [(1024, 1024), (128, 64), (3000, 200), None]:
         for detail in ["low", "high"]:
             got = openai_image_tokens(model, size, detail)
-            assert got == max(openai_image_tokens(known, size, detail) for known in OPENAI_RULES)
-    assert openai_image_tokens(model, (1024, 1024), "high") == 2833 + 4 * 5667  # gpt-4o-mini's rule
+            assert got == max(openai_image_tokens(known, size, detail) for known in others)
+            assert got >= openai_image_tokens("gpt-4o", size, detail)
+    assert openai_image_tokens(model, (1024, 1024), "high") == math.ceil(1024 * 2.46)  # gpt-4.1-nano's patches
+    assert openai_image_tokens(model, None, "high") == math.ceil(1536 * 2.46)
 
 
 # -- Anthropic's rule ----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Every figure here is from the provider's own page (quoted in docs/trim.md, "Images"); a model
 whose rule is not published there gets the most expensive rule llmspend knows for that
-provider, so a budget reserves too much rather than too little. A size of ``None`` (an image
+provider (for OpenAI, leaving out GPT-4o-mini's, which is scaled to that one model's token
+price), so a budget reserves too much rather than too little. A size of ``None`` (an image
 given by URL or file id, or data that cannot be read) gets the largest count the rule can give
 at that detail level: an upper bound, never a guess.
 
@@ -142,11 +143,16 @@ def _base_model(model: str | None) -> str:
 
 
 def openai_rule(model: str | None) -> OpenAIRule | None:
-    """The published rule for ``model`` (or its dated snapshot), or ``None``."""
+    """The published rule for ``model``, its dated snapshot or a variant of it named with a
+    dash (``gpt-4o-mini-search-preview`` is GPT-4o-mini's, the longest name that fits), or
+    ``None``. ``gpt-5.4`` is not a variant of ``gpt-5``: a newer model, with rules of its own."""
     name = _base_model(model)
     rule = OPENAI_RULES.get(name)
     if rule is None:
         rule = OPENAI_RULES.get(_OPENAI_SNAPSHOT.sub("", name))
+    if rule is None:
+        family = max((known for known in OPENAI_RULES if name.startswith(known + "-")), key=len, default=None)
+        rule = OPENAI_RULES[family] if family is not None else None
     return rule
 
 
@@ -156,10 +162,14 @@ def openai_image_tokens(model: str | None, size: Size | None, detail: str | None
     rule = openai_rule(model)
     if rule is not None:
         return rule.tokens(size, detail)
-    return max(rule.tokens(size, detail) for rule in _DISTINCT_OPENAI_RULES)
+    return max(rule.tokens(size, detail) for rule in _FALLBACK_OPENAI_RULES)
 
 
-_DISTINCT_OPENAI_RULES = tuple(dict.fromkeys(OPENAI_RULES.values()))
+#: the rules a model without one of its own is counted by, the dearest of them for each image:
+#: every published rule but GPT-4o-mini's. Its figures (33 times GPT-4o's) bill its images at
+#: GPT-4o's dollar price at its own token price, a sixteenth of GPT-4o's: counted on a model
+#: with a normal token price, they would reserve some 30 times what its images cost.
+_FALLBACK_OPENAI_RULES = tuple(dict.fromkeys(rule for name, rule in OPENAI_RULES.items() if name != "gpt-4o-mini"))
 
 
 # -- Anthropic ---------------------------------------------------------------------------------
