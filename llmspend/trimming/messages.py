@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..tokens import TOKENS_PER_MESSAGE, count_text, message_text
+from ..vision.parts import item_image_tokens, without_images
 
 __all__ = ["Shape", "read", "map_text", "item_text", "item_tokens", "SYSTEM", "USER", "ASSISTANT", "TOOL", "OTHER"]
 
@@ -146,8 +147,8 @@ def item_text(item: Any) -> str:
             value = item.get(key)
             if isinstance(value, str):
                 pieces.append(value)
-            elif value is not None:
-                pieces.append(json.dumps(value, ensure_ascii=False, default=str))
+            elif value is not None:  # images are counted by item_image_tokens, not as text
+                pieces.append(json.dumps(without_images(value), ensure_ascii=False, default=str))
     content = item.get("content")
     if isinstance(content, list):
         for part in content:
@@ -158,5 +159,6 @@ def item_text(item: Any) -> str:
 
 
 def item_tokens(item: Any, model: str | None) -> int:
-    """Estimated prompt tokens of one item, by OpenAI's chat rule (text + 3 per message)."""
-    return TOKENS_PER_MESSAGE + count_text(item_text(item), model)
+    """Estimated prompt tokens of one item, by OpenAI's chat rule (text + 3 per message), plus
+    its images by the provider's rule (:mod:`llmspend.vision`)."""
+    return TOKENS_PER_MESSAGE + count_text(item_text(item), model) + item_image_tokens(item, model)

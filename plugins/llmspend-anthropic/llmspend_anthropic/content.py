@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from llmspend.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMER, count_text
+from llmspend.vision import content_image_tokens
 
 __all__ = [
     "block_text",
@@ -24,7 +25,8 @@ __all__ = [
 
 def block_text(block: Any) -> str:
     """The text a content block carries (what the model reads or wrote), as far as text goes.
-    Images and documents have no text here: their tokens cannot be estimated offline."""
+    Images have no text here (:func:`estimate_request_tokens` counts them by Anthropic's rule);
+    nor have documents, whose tokens are not estimated offline."""
     if isinstance(block, str):
         return block
     if not isinstance(block, Mapping):
@@ -70,10 +72,14 @@ def estimate_overhead_tokens(body: Mapping[str, Any], model: str | None = None) 
 
 def estimate_request_tokens(body: Mapping[str, Any], model: str | None = None) -> int:
     """Input tokens of a Messages request counted locally: an estimate (Claude's tokenizer is
-    not available offline, so llmspend's offline encoding stands in for it)."""
+    not available offline, so llmspend's offline encoding stands in for it). Images, in a
+    message or a tool result, count by Anthropic's published rule (:mod:`llmspend.vision`)."""
     total = TOKENS_REPLY_PRIMER + estimate_overhead_tokens(body, model)
     for message in _messages(body):
-        total += TOKENS_PER_MESSAGE + count_text(content_text(message.get("content")), model)
+        content = message.get("content")
+        total += TOKENS_PER_MESSAGE + count_text(content_text(content), model)
+        if not isinstance(content, str):
+            total += content_image_tokens(content, model)
     return total
 
 
