@@ -138,14 +138,24 @@ class RedisClients:
             with self._lock:
                 client = self._async.get(loop)
                 if client is None:
+                    self._forget_closed_loops()
                     client = redis.asyncio.Redis.from_url(self.url, **self._options)
                     self._async[loop] = client
         return client
 
+    def _forget_closed_loops(self) -> None:
+        """Drop the clients of event loops that have closed (``asyncio.run`` per task, a test's
+        loop). A client's connections refer to its loop, so its entry would never leave the weak
+        dict by itself, and each loop would keep its connections open for good. Once dropped,
+        they close when collected (a closed loop can no longer run ``aclose``)."""
+        for loop in [loop for loop in self._async if loop.is_closed()]:
+            self._async.pop(loop, None)
+
     def close(self) -> None:
         """Close the sync client. An async client can only be closed on its own event loop:
         :meth:`aclose` does that for the running loop's (an async llmspend client calls it
-        when it closes); others close their connections when they are collected."""
+        when it closes); those of loops that have closed are dropped when another loop asks for
+        one, and close their connections when they are collected."""
         self.sync.close()
 
     async def aclose(self) -> None:

@@ -4,6 +4,8 @@ slow or holds garbage. Every test talks to a real redis-server it started itself
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
 import time
@@ -271,3 +273,25 @@ def test_a_prefix_with_glob_characters_clears_and_counts_its_own_entries_only(re
     finally:
         mine.close()
         other.close()
+
+
+def test_one_cache_used_from_many_event_loops_keeps_few_connections(redis_server: RedisServer, server: FakeLLMServer) -> None:
+    """A worker that runs each job in ``asyncio.run`` (a new event loop each time) and shares one
+    RedisCache: the connections of loops that have closed are let go, not kept one per job until
+    the server's maxclients refuses everyone (the ledger on the same Redis included)."""
+    backend = RedisCache(redis_server.url)
+
+    async def job() -> None:
+        client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), cache=backend)
+        await client.chat.completions.create(**ASK)
+        await client.close()  # the cache is the caller's: closing the client leaves it open
+
+    try:
+        for _ in range(12):
+            asyncio.run(job())
+        gc.collect()
+        connected = len(redis_server.client().client_list()) - 1  # less the one asking
+        assert connected <= 2, f"{connected} connections left open by 12 closed event loops"
+        assert len(server.requests) == 1  # and the cache was used all along
+    finally:
+        backend.close()
