@@ -295,3 +295,37 @@ def test_one_cache_used_from_many_event_loops_keeps_few_connections(redis_server
         assert len(server.requests) == 1  # and the cache was used all along
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_connections_the_server_closed_are_replaced_without_a_miss(asynchronous: bool, redis_server: RedisServer, server: FakeLLMServer,
+                                                                  spans: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Redis closes connections under a client: its ``timeout`` for idle clients (managed
+    services close idle ones after minutes), a restart, a failover. The next lookup opens a new
+    connection and hits; it is not a miss, a warning and a second of no cache."""
+    backend = RedisCache(redis_server.url)
+    kill = lambda: redis_server.client().client_kill_filter(_type="normal", skipme=True)  # noqa: E731
+    recorder._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="llmspend"):
+        if asynchronous:
+            async def calls() -> None:
+                client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), cache=backend,
+                                       tracer_provider=spans.provider)
+                await client.chat.completions.create(**ASK)
+                kill()
+                await asyncio.sleep(0.05)  # the loop sees the connection close, as a running app's would
+                await client.chat.completions.create(**ASK)
+                await client.close()
+
+            asyncio.run(calls())
+        else:
+            client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache=backend,
+                                   tracer_provider=spans.provider)
+            client.chat.completions.create(**ASK)
+            kill()
+            client.chat.completions.create(**ASK)
+            client.close()
+    backend.close()
+    assert spans.attrs()["llmspend.cache.hit"] is True and "llmspend.cache.error" not in spans.attrs()
+    assert len(server.requests) == 1
+    assert not [r for r in caplog.records if "cache fault" in r.getMessage()]
