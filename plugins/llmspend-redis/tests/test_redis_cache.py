@@ -22,7 +22,7 @@ from llmspend.cli import main
 from llmspend.telemetry import recorder
 from llmspend.testing import FakeLLMServer
 from llmspend_redis import RedisCache
-from llmspend_redis.testing import RedisServer, free_port
+from llmspend_redis.testing import RedisServer, free_port, redis_server_binary
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("entry_points_installed")]
 
@@ -329,3 +329,21 @@ def test_connections_the_server_closed_are_replaced_without_a_miss(asynchronous:
     assert spans.attrs()["llmspend.cache.hit"] is True and "llmspend.cache.error" not in spans.attrs()
     assert len(server.requests) == 1
     assert not [r for r in caplog.records if "cache fault" in r.getMessage()]
+
+
+def test_a_unix_socket_url_opens_the_cache_and_the_ledger(tmp_path: Any, server: FakeLLMServer) -> None:
+    """``unix:///path`` (a Redis on the same host, e.g. a sidecar) is a URL redis-py takes and the
+    error messages name: the plugin handles it for ``cache=`` and ``ledger=``, not a ConfigError
+    telling to install the plugin that is installed."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    sock = tmp_path / "redis.sock"
+    with RedisServer("--unixsocket", str(sock), "--unixsocketperm", "700"):
+        url = f"unix://{sock}?db=0"
+        client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache=url)
+        with llmspend.track(feature="sidecar", budget_usd=1.0, period="day", ledger=url):
+            for _ in range(2):
+                client.chat.completions.create(**ASK)
+        client.close()
+        assert len(server.requests) == 1
+        assert llmspend.spent("sidecar", period="day", ledger=url).calls == 2  # the hit too, at $0
