@@ -5,7 +5,7 @@
 - ``llmspend.track(..., ledger="redis://host:6379/0")``: budgets (:class:`RedisLedger`, entry
   points ``llmspend.ledgers``).
 
-Both register the ``redis`` and ``rediss`` URL schemes.
+Both register the ``redis``, ``rediss`` and ``unix`` (a socket: ``unix:///run/redis.sock?db=0``) URL schemes.
 """
 
 from .cache import RedisCache

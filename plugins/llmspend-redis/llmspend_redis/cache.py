@@ -75,7 +75,7 @@ class RedisCache(CacheBackend):
         self.url = url
         self.prefix = prefix
         self.timeout_s = seconds("RedisCache timeout_s", timeout_s)
-        self._clients = RedisClients(url, timeout_s=self.timeout_s, **client_options)
+        self._clients = RedisClients(url, timeout_s=self.timeout_s, reconnect=True, **client_options)
         self._breaker = Breaker(redact_url(url), seconds("RedisCache retry_after_s", retry_after_s))
         self._stats_key = prefix + "stats"
         self._entries_pattern = _glob_literal(prefix) + "e:*"

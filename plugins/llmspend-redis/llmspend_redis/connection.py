@@ -1,7 +1,9 @@
 """Redis connections that never hold a call up for long, shared by this plugin's parts.
 
 Every command waits at most ``timeout_s`` for the connection and for the reply, and the client
-does not retry: llmspend decides what a failure means (the cache goes on without Redis).
+does not retry a command that failed or timed out: llmspend decides what a failure means (the
+cache goes on without Redis). Only a connection the server had closed is replaced, once, for
+the cache's commands.
 After a connection failure or a timeout the :class:`Breaker` makes further commands fail at
 once for ``retry_after_s``, so a Redis that is down costs one timeout, not one per call.
 """
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -117,15 +120,22 @@ def _bad_option(exc: TypeError) -> ConfigError:
 
 class RedisClients:
     """A sync client, and one asyncio client per event loop (an asyncio connection belongs to
-    the loop that opened it), all for one URL with bounded timeouts."""
+    the loop that opened it), all for one URL with bounded timeouts.
 
-    def __init__(self, url: str, *, timeout_s: float, **options: Any) -> None:
+    ``reconnect``: a command whose connection the server had closed (its idle ``timeout``, a
+    restart, a failover) is sent once more on a new connection, for commands that may run twice
+    (the cache's). A timeout is never retried: that would double the bounded wait."""
+
+    def __init__(self, url: str, *, timeout_s: float, reconnect: bool = False, **options: Any) -> None:
         self.url = url
+        retries = 1 if reconnect else 0
+        bounded = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
         self._options: dict[str, Any] = {
-            "socket_timeout": timeout_s,
-            "socket_connect_timeout": timeout_s,
-            "retry": Retry(NoBackoff(), 0),
-            **options,
+            **bounded, "retry": Retry(NoBackoff(), retries, supported_errors=(redis.ConnectionError,)), **options,
+        }
+        # the asyncio client awaits its own Retry; given the sync one, it would never retry
+        self._async_options: dict[str, Any] = {
+            **bounded, "retry": AsyncRetry(NoBackoff(), retries, supported_errors=(redis.ConnectionError,)), **options,
         }
         self.sync = _client(url, self._options)
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = weakref.WeakKeyDictionary()
@@ -138,14 +148,24 @@ class RedisClients:
             with self._lock:
                 client = self._async.get(loop)
                 if client is None:
-                    client = redis.asyncio.Redis.from_url(self.url, **self._options)
+                    self._forget_closed_loops()
+                    client = redis.asyncio.Redis.from_url(self.url, **self._async_options)
                     self._async[loop] = client
         return client
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the clients of event loops that have closed (``asyncio.run`` per task, a test's
+        loop). A client's connections refer to its loop, so its entry would never leave the weak
+        dict by itself, and each loop would keep its connections open for good. Once dropped,
+        they close when collected (a closed loop can no longer run ``aclose``)."""
+        for loop in [loop for loop in self._async if loop.is_closed()]:
+            self._async.pop(loop, None)
 
     def close(self) -> None:
         """Close the sync client. An async client can only be closed on its own event loop:
         :meth:`aclose` does that for the running loop's (an async llmspend client calls it
-        when it closes); others close their connections when they are collected."""
+        when it closes); those of loops that have closed are dropped when another loop asks for
+        one, and close their connections when they are collected."""
         self.sync.close()
 
     async def aclose(self) -> None:

@@ -4,7 +4,9 @@ Each check-and-reserve is one Lua script, which Redis runs atomically: no other 
 command runs between reading what is spent and reserved and adding the new reservation, so
 clients on any number of machines can never reserve past a limit between them. Reservations
 expire on the *server's* clock (``TIME``), so a client with a skewed clock cannot keep or drop
-another's hold early.
+another's hold early. A reservation also carries, in server time, when its client stops waiting
+for the answer: one that Redis gets to later (it stalled) holds nothing, where it would have held
+budget for a lease that no call settles.
 
 Layout, under ``prefix`` (default ``llmspend:ledger``), for budget key K and window start S:
 
@@ -53,17 +55,22 @@ for _, rid in ipairs(expired) do
 end
 """
 
-# ARGV: id, amount, limit ('' = none), lease seconds, ttl seconds ('' = keep)
-# Returns {reserved (0|1), fresh (1 when the account did not exist: a new window, or a flushed
-# or restarted server, whose budgets hash must be written again)}.
+# ARGV: id, amount, limit ('' = none), lease seconds, ttl seconds ('' = keep), the server time
+# after which the client no longer waits for the answer ('' = it waits for ever)
+# Returns {reserved (1, 0 when it would not fit, -1 when it came too late), fresh (1 when the
+# account did not exist: a new window, or a flushed or restarted server, whose budgets hash must
+# be written again), the server's TIME (seconds, microseconds)}.
 _RESERVE = _PURGE + """
 local amount = ARGV[2]
 local fresh = 1 - redis.call('EXISTS', KEYS[1])
+if ARGV[6] ~= '' and now > tonumber(ARGV[6]) then
+  return {-1, fresh, now_parts[1], now_parts[2]}
+end
 if ARGV[3] ~= '' then
   local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
   if spent + reserved + tonumber(amount) > tonumber(ARGV[3]) then
-    return {0, fresh}
+    return {0, fresh, now_parts[1], now_parts[2]}
   end
 end
 redis.call('HINCRBY', KEYS[1], 'reserved', amount)
@@ -72,7 +79,7 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
 if ARGV[5] ~= '' then
   for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 end
-return {1, fresh}
+return {1, fresh, now_parts[1], now_parts[2]}
 """
 
 # ARGV: id
@@ -104,6 +111,10 @@ return redis.call('HMGET', KEYS[1], 'spent', 'reserved', 'calls', 'unknown')
 #: must not refuse calls that a reachable one would allow.
 DEFAULT_TIMEOUT_S = 1.0
 
+#: A reservation carries the server time after which its client no longer waits for the answer,
+#: less this share of the timeout for the answer's way back; Redis refuses it after that time.
+_DEADLINE_MARGIN = 0.1
+
 
 class RedisLedger(Ledger):
     """See the module docstring. ``url``: ``redis://[:password@]host:port/db`` or
@@ -111,7 +122,9 @@ class RedisLedger(Ledger):
     ``redis.Redis`` to use instead; ``lease_s``: how long an unsettled reservation holds budget;
     ``timeout_s``: how long each command waits to connect and for its reply (default 1 s;
     not retried: a reservation sent twice would hold twice) before it fails with a
-    :class:`~llmspend.LedgerError`."""
+    :class:`~llmspend.LedgerError`. A reservation that Redis only gets to after its client
+    gave up (a stall longer than ``timeout_s``) holds nothing: it carries its deadline in
+    server time (the offset of the server's clock is learnt from each answer)."""
 
     blocking = True
 
@@ -128,6 +141,12 @@ class RedisLedger(Ledger):
             if not url:
                 raise ConfigError("RedisLedger needs a URL such as redis://localhost:6379/0, or client=")
             client = RedisClients(url, timeout_s=seconds("RedisLedger timeout_s", timeout_s)).sync
+        # how long a command is waited for: a reservation Redis runs later holds nothing
+        pool = getattr(client, "connection_pool", None)  # a cluster client has none
+        self._gives_up_after_s: float | None = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
+        # the server's clock less time.monotonic(), from its last answer (it lags by that
+        # answer's way back, which makes a deadline early, never late)
+        self._clock_offset: float | None = None
         self.url = redact_url(url) if url else repr(client)
         self.client = client
         self.prefix = prefix
@@ -162,11 +181,31 @@ class RedisLedger(Ledger):
         if registered not in self._registered:  # once per key, window and limit: saves a round trip
             self._register(key, window, limit_usd)
         args = [rid, str(amount), limit, repr(float(self.lease_s)), self._ttl(window)]
-        reserved, fresh = self._run("reserve", self._reserve, keys=self._keys(key, window), args=args)
+        reserved, fresh = self._reserve_in_time(self._keys(key, window), args)
         if fresh and registered in self._registered:  # the server lost its data since (FLUSHDB, restart)
             self._register(key, window, limit_usd)
         self._registered.add(registered)
         return Reservation(key, window, from_nano(amount), rid) if reserved else None
+
+    def _reserve_in_time(self, keys: list[str], args: list[str]) -> tuple[int, int]:
+        """Run the reserve script with a deadline. An answer that says it came too late (it
+        came in time after all, or the server's clock moved) is asked again, with the offset
+        it brought; nothing was held."""
+        for _ in range(2):
+            sent = time.monotonic()
+            reserved, fresh, secs, usecs = self._run("reserve", self._reserve, keys=keys, args=[*args, self._deadline(sent)])
+            self._clock_offset = int(secs) + int(usecs) / 1e6 - time.monotonic()
+            if reserved >= 0:
+                return int(reserved), int(fresh)
+        raise LedgerError(f"budget ledger {self.url}: could not reserve: Redis answered after {self._gives_up_after_s}s, twice")
+
+    def _deadline(self, sent: float) -> str:
+        if self._gives_up_after_s is None:
+            return ""
+        if self._clock_offset is None:
+            secs, usecs = self._run("read the server's clock", self.client.time)
+            self._clock_offset = secs + usecs / 1e6 - time.monotonic()
+        return repr(sent + self._clock_offset + (1 - _DEADLINE_MARGIN) * self._gives_up_after_s)
 
     def _register(self, key: str, window: Window, limit_usd: float | None) -> None:
         """Record the budget's period and limit, for ``keys()`` (``llmspend budget status``)."""

@@ -4,6 +4,8 @@ slow or holds garbage. Every test talks to a real redis-server it started itself
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
 import time
@@ -20,7 +22,7 @@ from llmspend.cli import main
 from llmspend.telemetry import recorder
 from llmspend.testing import FakeLLMServer
 from llmspend_redis import RedisCache
-from llmspend_redis.testing import RedisServer, free_port
+from llmspend_redis.testing import RedisServer, free_port, redis_server_binary
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("entry_points_installed")]
 
@@ -271,3 +273,77 @@ def test_a_prefix_with_glob_characters_clears_and_counts_its_own_entries_only(re
     finally:
         mine.close()
         other.close()
+
+
+def test_one_cache_used_from_many_event_loops_keeps_few_connections(redis_server: RedisServer, server: FakeLLMServer) -> None:
+    """A worker that runs each job in ``asyncio.run`` (a new event loop each time) and shares one
+    RedisCache: the connections of loops that have closed are let go, not kept one per job until
+    the server's maxclients refuses everyone (the ledger on the same Redis included)."""
+    backend = RedisCache(redis_server.url)
+
+    async def job() -> None:
+        client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), cache=backend)
+        await client.chat.completions.create(**ASK)
+        await client.close()  # the cache is the caller's: closing the client leaves it open
+
+    try:
+        for _ in range(12):
+            asyncio.run(job())
+        gc.collect()
+        connected = len(redis_server.client().client_list()) - 1  # less the one asking
+        assert connected <= 2, f"{connected} connections left open by 12 closed event loops"
+        assert len(server.requests) == 1  # and the cache was used all along
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_connections_the_server_closed_are_replaced_without_a_miss(asynchronous: bool, redis_server: RedisServer, server: FakeLLMServer,
+                                                                  spans: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Redis closes connections under a client: its ``timeout`` for idle clients (managed
+    services close idle ones after minutes), a restart, a failover. The next lookup opens a new
+    connection and hits; it is not a miss, a warning and a second of no cache."""
+    backend = RedisCache(redis_server.url)
+    kill = lambda: redis_server.client().client_kill_filter(_type="normal", skipme=True)  # noqa: E731
+    recorder._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="llmspend"):
+        if asynchronous:
+            async def calls() -> None:
+                client = llmspend.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY), cache=backend,
+                                       tracer_provider=spans.provider)
+                await client.chat.completions.create(**ASK)
+                kill()
+                await asyncio.sleep(0.05)  # the loop sees the connection close, as a running app's would
+                await client.chat.completions.create(**ASK)
+                await client.close()
+
+            asyncio.run(calls())
+        else:
+            client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache=backend,
+                                   tracer_provider=spans.provider)
+            client.chat.completions.create(**ASK)
+            kill()
+            client.chat.completions.create(**ASK)
+            client.close()
+    backend.close()
+    assert spans.attrs()["llmspend.cache.hit"] is True and "llmspend.cache.error" not in spans.attrs()
+    assert len(server.requests) == 1
+    assert not [r for r in caplog.records if "cache fault" in r.getMessage()]
+
+
+def test_a_unix_socket_url_opens_the_cache_and_the_ledger(tmp_path: Any, server: FakeLLMServer) -> None:
+    """``unix:///path`` (a Redis on the same host, e.g. a sidecar) is a URL redis-py takes and the
+    error messages name: the plugin handles it for ``cache=`` and ``ledger=``, not a ConfigError
+    telling to install the plugin that is installed."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    sock = tmp_path / "redis.sock"
+    with RedisServer("--unixsocket", str(sock), "--unixsocketperm", "700"):
+        url = f"unix://{sock}?db=0"
+        client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key=API_KEY), cache=url)
+        with llmspend.track(feature="sidecar", budget_usd=1.0, period="day", ledger=url):
+            for _ in range(2):
+                client.chat.completions.create(**ASK)
+        client.close()
+        assert len(server.requests) == 1
+        assert llmspend.spent("sidecar", period="day", ledger=url).calls == 2  # the hit too, at $0

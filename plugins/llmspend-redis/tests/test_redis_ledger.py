@@ -9,6 +9,7 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -237,3 +238,33 @@ def test_an_absurd_max_tokens_is_refused_or_counted_in_redis(ledger: RedisLedger
         assert len(server.requests) == 1
     status = llmspend.spent("count", period="day", ledger=ledger)
     assert status.calls == 1 and 0 < status.spent_usd < 0.01 and status.reserved_usd == 0
+
+
+def test_a_reservation_redis_runs_after_the_client_gave_up_holds_nothing() -> None:
+    """Redis stalls past the ledger's timeout_s (a snapshot's fork, a failover, a slow script):
+    the call is refused with a LedgerError. When Redis gets to that reservation afterwards, it
+    holds nothing; before, it held the call's whole cost bound for lease_s (an hour) that no
+    call would ever settle, and the budget refused calls it had room for."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    ask: dict[str, Any] = dict(model="gpt-4o-mini", max_tokens=100, messages=[{"role": "user", "content": "hello"}])
+    with RedisServer("--enable-debug-command", "yes") as redis_server, FakeLLMServer() as server:
+        book = RedisLedger(redis_server.url, timeout_s=0.2)
+        client = llmspend.wrap(openai.OpenAI(base_url=server.base_url, api_key="sk-test"))
+        stall = threading.Thread(target=lambda: redis_server.client().execute_command("DEBUG", "SLEEP", "0.6"))
+        with llmspend.track(feature="stall", budget_usd=0.01, period="day", ledger=book):
+            client.chat.completions.create(**ask)
+            spent = llmspend.spent("stall", period="day", ledger=book).spent_usd
+            stall.start()
+            time.sleep(0.1)  # the server is asleep now
+            with pytest.raises(llmspend.LedgerError, match="Timeout"):
+                client.chat.completions.create(**ask)
+            stall.join()
+            status = llmspend.spent("stall", period="day", ledger=book)
+            assert (status.reserved_usd, status.spent_usd, status.calls) == (0, spent, 1)
+            client.chat.completions.create(**ask)  # and the ledger goes on as before
+        assert len(server.requests) == 2
+        assert llmspend.spent("stall", period="day", ledger=book).calls == 2
+        book._clock_offset -= 3600  # as if the server's clock had jumped an hour: asked again, reserved
+        assert book.reserve("stall/none", 0.001, 1.0, FOREVER) is not None
+        book.close()
