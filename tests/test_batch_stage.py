@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
@@ -558,3 +559,51 @@ async def test_callers_with_other_timeouts_are_not_merged(server: FakeLLMServer,
     assert isinstance(hasty, openai.APITimeoutError)
     assert not merged_requests(server)
     assert patient.choices[0].message.content == plain_answer(server, ask(QUESTIONS[0]))
+
+
+# -- providers' own ways ------------------------------------------------------------------------
+def _reply(request: FakeRequest, usage: dict[str, Any], finish: str = "stop", **extra: Any) -> FakeResponse:
+    """A chat completion in a provider's own shape: ``A[i]: answer to <question>`` lines for a
+    batched prompt, ``answer to <question>`` for one asked alone."""
+    body = request.json()
+    questions = batched_questions(body["messages"])
+    text = ("\n".join(f"A[{i}]: answer to {q}" for i, q in questions.items()) if questions
+            else f"answer to {body['messages'][-1]['content']}")
+    return FakeResponse.json({
+        "id": "gen-1", "object": "chat.completion", "created": 5, "model": body["model"], **extra,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": usage})
+
+
+def via_proxy(server: FakeLLMServer, spans: Spans, base_url: str, answer: Any) -> openai.AsyncOpenAI:
+    """An async client of the provider at ``base_url``, reached through the fake server as a
+    forward proxy (so llmspend sees the provider's host), which answers with ``answer``."""
+    server.route_pattern("POST", r"http://.*", answer)
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=base_url, api_key="sk-provider-SECRET",
+                                              http_client=httpx2.AsyncClient(proxy=server.url)),
+                           tracer_provider=spans.provider, batch={"window_ms": 150, "max_size": 4})
+    _open.append(client)
+    return client
+
+
+@pytest.mark.parametrize("extra", [{"web_search_options": {}}, {"model": "gpt-4o-search-preview"}])
+async def test_calls_that_search_the_web_go_alone(server: FakeLLMServer, spans: Spans, extra: dict[str, Any]) -> None:
+    """A search model searches for what its request asks and cites what it found in the
+    answer's annotations: merged, one search would serve four questions and the citations
+    would belong to no caller (each caller's answer lost its own). Never merged, even marked."""
+    client = wrapped(server, spans)
+    await gather(client, [ask(q, **extra, extra_headers={"x-llmspend-batch": "on"}) for q in QUESTIONS[:3]])
+    assert len(server.requests) == 3 and not merged_requests(server)
+
+
+async def test_perplexity_calls_go_alone(server: FakeLLMServer, spans: Spans) -> None:
+    """Perplexity searches on every call and returns that call's citations beside the answer:
+    a merged reply's citations would be every caller's at once, and reach none of them."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100, "cost": {"total_cost": 0.0061}}
+    client = via_proxy(server, spans, "http://api.perplexity.ai",
+                       lambda request: _reply(request, usage, citations=[f"https://example.com/{len(server.requests)}"]))
+    results = await gather(client, [ask(q, model="sonar") for q in QUESTIONS[:2]])
+    assert len(server.requests) == 2 and not merged_requests(server)
+    assert [r.choices[0].message.content for r in results] == [f"answer to {q}" for q in QUESTIONS[:2]]
+    assert all(getattr(r, "citations", None) for r in results)
+    assert [s.attributes["llmspend.cost.usd"] for s in caller_spans(spans)] == [pytest.approx(0.0061)] * 2
