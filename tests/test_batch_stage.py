@@ -5,6 +5,7 @@ its own answer and its share of the cost; any answer in doubt is asked again on 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -607,3 +608,25 @@ async def test_perplexity_calls_go_alone(server: FakeLLMServer, spans: Spans) ->
     assert [r.choices[0].message.content for r in results] == [f"answer to {q}" for q in QUESTIONS[:2]]
     assert all(getattr(r, "citations", None) for r in results)
     assert [s.attributes["llmspend.cost.usd"] for s in caller_spans(spans)] == [pytest.approx(0.0061)] * 2
+
+
+async def test_a_reply_cut_by_the_content_filter_asks_its_last_answer_again(server: FakeLLMServer, spans: Spans) -> None:
+    """Azure OpenAI stops a reply whose output trips its content filter (finish_reason
+    "content_filter"): the answer written last is cut short, like one cut by the token limit,
+    and must not reach its caller as a whole answer with finish_reason "stop"."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+
+    def answer(request: FakeRequest) -> FakeResponse:
+        reply = _reply(request, usage)
+        if batched_questions(request.json()["messages"]) is None:
+            return reply
+        data = json.loads(reply.body)  # type: ignore[arg-type]
+        data["choices"][0]["message"]["content"] = data["choices"][0]["message"]["content"].rsplit(" ", 2)[0]
+        data["choices"][0]["finish_reason"] = "content_filter"
+        return FakeResponse.json(data)
+
+    server.route("POST", "/v1/chat/completions", answer)
+    results = await gather(wrapped(server, spans), [ask(q) for q in QUESTIONS[:2]])
+    assert len(merged_requests(server)) == 1 and len(server.requests) == 2
+    assert [r.choices[0].message.content for r in results] == [f"answer to {q}" for q in QUESTIONS[:2]]
+    assert caller_spans(spans)[1].attributes["llmspend.batch.resent"] == "malformed"

@@ -155,6 +155,10 @@ def wants_batch(body: Any, marked: bool | None, options: BatchOptions, *, budget
     return options.auto and bounded(body)
 
 
+#: finish reasons of a reply stopped before its end (the token limit; a content filter, as Azure
+#: OpenAI's stops an answer it flags): the answer written last may be cut short
+_CUT_SHORT = frozenset({"length", "content_filter"})
+
 #: providers that search the web for every chat call: an answer cites its own request's
 #: search results (``citations``, ``search_results`` beside the choices)
 _SEARCHING_PROVIDERS = frozenset({"perplexity"})
@@ -337,7 +341,7 @@ class BatchStage(Stage):
             end_failed(span, "unreadable_response")
             return
         data, text, finish_reason = read
-        parsed = self.options.format.parse(text, len(members), truncated=finish_reason == "length")
+        parsed = self.options.format.parse(text, len(members), truncated=finish_reason in _CUT_SHORT)
         merged_call = merged.call
         outcome = read_outcome(merged, merged_call, content)
         usage = outcome.usage if outcome is not None else None
