@@ -630,3 +630,35 @@ async def test_a_reply_cut_by_the_content_filter_asks_its_last_answer_again(serv
     assert len(merged_requests(server)) == 1 and len(server.requests) == 2
     assert [r.choices[0].message.content for r in results] == [f"answer to {q}" for q in QUESTIONS[:2]]
     assert caller_spans(spans)[1].attributes["llmspend.batch.resent"] == "malformed"
+
+
+@pytest.mark.parametrize("model", [
+    "meta-llama/llama-4-scout-17b-16e-instruct",  # a row in the table, at another host's price: parts by price
+    "acme/unpriced-model-1",  # no row: parts by tokens
+])
+async def test_a_cost_openrouter_reports_is_shared_among_the_callers(server: FakeLLMServer, spans: Spans, model: str) -> None:
+    """OpenRouter states what a call cost (usage.cost), and that figure is the bill, not the
+    table's price for the model on some other host. The callers' parts of a merged call's
+    reported cost add up to it; one whose question was asked again pays its part plus the
+    cost reported for its own call."""
+    merged_usage = {"prompt_tokens": 1500, "completion_tokens": 90, "total_tokens": 1590, "cost": 0.003,
+                    "is_byok": False, "cost_details": {"upstream_inference_cost": None}}
+    alone_usage = {**merged_usage, "prompt_tokens": 700, "completion_tokens": 30, "total_tokens": 730, "cost": 0.001}
+
+    def answer(request: FakeRequest) -> FakeResponse:
+        if batched_questions(request.json()["messages"]) is None:
+            return _reply(request, alone_usage)
+        reply = json.loads(_reply(request, merged_usage).body)  # type: ignore[arg-type]
+        reply["choices"][0]["message"]["content"] = "\n".join(  # no answer to question 2
+            line for line in reply["choices"][0]["message"]["content"].splitlines() if not line.startswith("A[2]"))
+        return FakeResponse.json(reply)
+
+    client = via_proxy(server, spans, "http://openrouter.ai/api/v1", answer)
+    results = await gather(client, [ask(q, model=model) for q in QUESTIONS[:3]])
+    assert len(merged_requests(server)) == 1 and len(server.requests) == 2
+    assert [r.choices[0].message.content for r in results] == [f"answer to {q}" for q in QUESTIONS[:3]]
+    callers = [s.attributes for s in caller_spans(spans)]
+    assert all(a["llmspend.cost.reported"] is True and a["llmspend.cost.status"] == "ok" for a in callers)
+    assert sum(a["llmspend.cost.usd"] for a in callers) == pytest.approx(0.003 + 0.001, rel=1e-9)
+    assert callers[1]["llmspend.batch.resent"] == "missing" and callers[1]["llmspend.cost.usd"] > 0.001
+    assert merged_span(spans).attributes["llmspend.batch.cost_usd"] == pytest.approx(0.003)

@@ -51,6 +51,7 @@ from ..batching.reply import (
     deliver,
     read_outcome,
     read_reply,
+    reported_cost_shares,
     resent_response,
 )
 from ..batching.spans import (
@@ -359,6 +360,7 @@ class BatchStage(Stage):
         answers = {i: a for i, a in parsed.answers.items() if i in waiting}
         resent_waiting = {i: r for i, r in resent_by_index.items() if i in waiting}
         shares = caller_shares(usage, [m.question for m in members], answers, resent_waiting, model)
+        costs = reported_cost_shares(data, merged_call, outcome, shares, self.prices)
 
         for i, member in enumerate(members, 1):
             if i not in waiting:
@@ -370,7 +372,8 @@ class BatchStage(Stage):
             if i in parsed.answers:
                 note_saving(context, member.call, self.prices, self.name, merged_estimate=merged_estimate,
                             usage=usage, share=shares.get(i), outcome=outcome)
-                deliver(member.future, answer_response(response, data, i, parsed.answers[i], shares.get(i), model))
+                deliver(member.future, answer_response(response, data, i, parsed.answers[i], shares.get(i), model,
+                                                        costs.get(i)))
                 continue
             context.set_attribute(RESENT, parsed.failures[i])
             result = resent_by_index.get(i)
@@ -382,7 +385,7 @@ class BatchStage(Stage):
             if isinstance(result, BaseException):
                 member.future.set_exception(result)
                 continue
-            deliver(member.future, resent_response(result, shares.get(i)))
+            deliver(member.future, resent_response(result, shares.get(i), costs.get(i)))
 
         end_merged_span(span, self.prices, answers=parsed.answers, failures=parsed.failures,
                         usage=usage, call=merged_call, outcome=outcome, data=data, unclaimed=not waiting)
