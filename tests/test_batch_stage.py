@@ -5,10 +5,12 @@ its own answer and its share of the cost; any answer in doubt is asked again on 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
@@ -558,3 +560,105 @@ async def test_callers_with_other_timeouts_are_not_merged(server: FakeLLMServer,
     assert isinstance(hasty, openai.APITimeoutError)
     assert not merged_requests(server)
     assert patient.choices[0].message.content == plain_answer(server, ask(QUESTIONS[0]))
+
+
+# -- providers' own ways ------------------------------------------------------------------------
+def _reply(request: FakeRequest, usage: dict[str, Any], finish: str = "stop", **extra: Any) -> FakeResponse:
+    """A chat completion in a provider's own shape: ``A[i]: answer to <question>`` lines for a
+    batched prompt, ``answer to <question>`` for one asked alone."""
+    body = request.json()
+    questions = batched_questions(body["messages"])
+    text = ("\n".join(f"A[{i}]: answer to {q}" for i, q in questions.items()) if questions
+            else f"answer to {body['messages'][-1]['content']}")
+    return FakeResponse.json({
+        "id": "gen-1", "object": "chat.completion", "created": 5, "model": body["model"], **extra,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": usage})
+
+
+def via_proxy(server: FakeLLMServer, spans: Spans, base_url: str, answer: Any) -> openai.AsyncOpenAI:
+    """An async client of the provider at ``base_url``, reached through the fake server as a
+    forward proxy (so llmspend sees the provider's host), which answers with ``answer``."""
+    server.route_pattern("POST", r"http://.*", answer)
+    client = llmspend.wrap(openai.AsyncOpenAI(base_url=base_url, api_key="sk-provider-SECRET",
+                                              http_client=httpx2.AsyncClient(proxy=server.url)),
+                           tracer_provider=spans.provider, batch={"window_ms": 150, "max_size": 4})
+    _open.append(client)
+    return client
+
+
+@pytest.mark.parametrize("extra", [{"web_search_options": {}}, {"model": "gpt-4o-search-preview"}])
+async def test_calls_that_search_the_web_go_alone(server: FakeLLMServer, spans: Spans, extra: dict[str, Any]) -> None:
+    """A search model searches for what its request asks and cites what it found in the
+    answer's annotations: merged, one search would serve four questions and the citations
+    would belong to no caller (each caller's answer lost its own). Never merged, even marked."""
+    client = wrapped(server, spans)
+    await gather(client, [ask(q, **extra, extra_headers={"x-llmspend-batch": "on"}) for q in QUESTIONS[:3]])
+    assert len(server.requests) == 3 and not merged_requests(server)
+
+
+async def test_perplexity_calls_go_alone(server: FakeLLMServer, spans: Spans) -> None:
+    """Perplexity searches on every call and returns that call's citations beside the answer:
+    a merged reply's citations would be every caller's at once, and reach none of them."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100, "cost": {"total_cost": 0.0061}}
+    client = via_proxy(server, spans, "http://api.perplexity.ai",
+                       lambda request: _reply(request, usage, citations=[f"https://example.com/{len(server.requests)}"]))
+    results = await gather(client, [ask(q, model="sonar") for q in QUESTIONS[:2]])
+    assert len(server.requests) == 2 and not merged_requests(server)
+    assert [r.choices[0].message.content for r in results] == [f"answer to {q}" for q in QUESTIONS[:2]]
+    assert all(getattr(r, "citations", None) for r in results)
+    assert [s.attributes["llmspend.cost.usd"] for s in caller_spans(spans)] == [pytest.approx(0.0061)] * 2
+
+
+async def test_a_reply_cut_by_the_content_filter_asks_its_last_answer_again(server: FakeLLMServer, spans: Spans) -> None:
+    """Azure OpenAI stops a reply whose output trips its content filter (finish_reason
+    "content_filter"): the answer written last is cut short, like one cut by the token limit,
+    and must not reach its caller as a whole answer with finish_reason "stop"."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+
+    def answer(request: FakeRequest) -> FakeResponse:
+        reply = _reply(request, usage)
+        if batched_questions(request.json()["messages"]) is None:
+            return reply
+        data = json.loads(reply.body)  # type: ignore[arg-type]
+        data["choices"][0]["message"]["content"] = data["choices"][0]["message"]["content"].rsplit(" ", 2)[0]
+        data["choices"][0]["finish_reason"] = "content_filter"
+        return FakeResponse.json(data)
+
+    server.route("POST", "/v1/chat/completions", answer)
+    results = await gather(wrapped(server, spans), [ask(q) for q in QUESTIONS[:2]])
+    assert len(merged_requests(server)) == 1 and len(server.requests) == 2
+    assert [r.choices[0].message.content for r in results] == [f"answer to {q}" for q in QUESTIONS[:2]]
+    assert caller_spans(spans)[1].attributes["llmspend.batch.resent"] == "malformed"
+
+
+@pytest.mark.parametrize("model", [
+    "meta-llama/llama-4-scout-17b-16e-instruct",  # a row in the table, at another host's price: parts by price
+    "acme/unpriced-model-1",  # no row: parts by tokens
+])
+async def test_a_cost_openrouter_reports_is_shared_among_the_callers(server: FakeLLMServer, spans: Spans, model: str) -> None:
+    """OpenRouter states what a call cost (usage.cost), and that figure is the bill, not the
+    table's price for the model on some other host. The callers' parts of a merged call's
+    reported cost add up to it; one whose question was asked again pays its part plus the
+    cost reported for its own call."""
+    merged_usage = {"prompt_tokens": 1500, "completion_tokens": 90, "total_tokens": 1590, "cost": 0.003,
+                    "is_byok": False, "cost_details": {"upstream_inference_cost": None}}
+    alone_usage = {**merged_usage, "prompt_tokens": 700, "completion_tokens": 30, "total_tokens": 730, "cost": 0.001}
+
+    def answer(request: FakeRequest) -> FakeResponse:
+        if batched_questions(request.json()["messages"]) is None:
+            return _reply(request, alone_usage)
+        reply = json.loads(_reply(request, merged_usage).body)  # type: ignore[arg-type]
+        reply["choices"][0]["message"]["content"] = "\n".join(  # no answer to question 2
+            line for line in reply["choices"][0]["message"]["content"].splitlines() if not line.startswith("A[2]"))
+        return FakeResponse.json(reply)
+
+    client = via_proxy(server, spans, "http://openrouter.ai/api/v1", answer)
+    results = await gather(client, [ask(q, model=model) for q in QUESTIONS[:3]])
+    assert len(merged_requests(server)) == 1 and len(server.requests) == 2
+    assert [r.choices[0].message.content for r in results] == [f"answer to {q}" for q in QUESTIONS[:3]]
+    callers = [s.attributes for s in caller_spans(spans)]
+    assert all(a["llmspend.cost.reported"] is True and a["llmspend.cost.status"] == "ok" for a in callers)
+    assert sum(a["llmspend.cost.usd"] for a in callers) == pytest.approx(0.003 + 0.001, rel=1e-9)
+    assert callers[1]["llmspend.batch.resent"] == "missing" and callers[1]["llmspend.cost.usd"] > 0.001
+    assert merged_span(spans).attributes["llmspend.batch.cost_usd"] == pytest.approx(0.003)

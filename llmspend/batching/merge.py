@@ -24,6 +24,8 @@ __all__ = [
     "answer_completion",
     "usage_json",
     "add_usage",
+    "scale_cost",
+    "COST_KEYS",
     "question_line",
 ]
 
@@ -112,10 +114,40 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
+#: usage fields in which a provider states what a call cost (OpenRouter's ``cost``, with
+#: ``cost_details`` and ``is_byok``; Perplexity's ``cost`` object)
+COST_KEYS = ("cost", "cost_details", "is_byok")
+
+
+def scale_cost(fields: Mapping[str, Any], fraction: float) -> dict[str, Any]:
+    """The cost ``fields`` of a usage object (:data:`COST_KEYS`) with every amount in them
+    multiplied by ``fraction``, in the provider's own shape."""
+    return {k: _scaled(v, fraction) for k, v in fields.items()}
+
+
+def _scaled(value: Any, fraction: float) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _scaled(v, fraction) for k, v in value.items()}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value * fraction
+    return value
+
+
+def _summed(a: Any, b: Any) -> Any:
+    """Two cost fields of the same shape added up (an amount missing on one side is none)."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return {k: _summed(a.get(k), b.get(k)) for k in {**a, **b}}
+    numbers = [v for v in (a, b) if isinstance(v, int | float) and not isinstance(v, bool)]
+    if numbers and all(v is None or v in numbers for v in (a, b)):
+        return sum(numbers)
+    return a if a is not None else b
+
+
 def answer_completion(merged: Mapping[str, Any], index: int, answer: str, usage: Usage | None,
-                      model: str | None = None) -> dict[str, Any]:
+                      model: str | None = None, cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The chat completion one caller gets: the merged response's metadata (``model`` when
-    it names none), its own answer and its share of the usage (none when none was reported)."""
+    it names none), its own answer and its share of the usage (none when none was reported),
+    with ``cost``, its share of a cost the provider reported (:func:`scale_cost`), in it."""
     rid = merged.get("id")
     body: dict[str, Any] = {
         "id": f"{rid}-{index}" if isinstance(rid, str) else f"chatcmpl-batch-{index}",
@@ -133,12 +165,13 @@ def answer_completion(merged: Mapping[str, Any], index: int, answer: str, usage:
         if key in merged:
             body[key] = merged[key]
     if usage is not None:
-        body["usage"] = usage_json(usage)
+        body["usage"] = {**usage_json(usage), **(cost or {})}
     return body
 
 
-def add_usage(body: Mapping[str, Any], extra: Usage) -> dict[str, Any]:
-    """``body`` (a chat completion with usage) with ``extra`` tokens added to its usage."""
+def add_usage(body: Mapping[str, Any], extra: Usage, extra_cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``body`` (a chat completion with usage) with ``extra`` tokens added to its usage, and
+    ``extra_cost`` (their part of a cost the provider reported) to the cost it reports."""
     usage = dict(body["usage"])
     usage["prompt_tokens"] = int(usage.get("prompt_tokens") or 0) + extra.input_tokens
     usage["completion_tokens"] = int(usage.get("completion_tokens") or 0) + extra.output_tokens
@@ -149,7 +182,9 @@ def add_usage(body: Mapping[str, Any], extra: Usage) -> dict[str, Any]:
     out_details = dict(usage.get("completion_tokens_details") or {})
     out_details["reasoning_tokens"] = int(out_details.get("reasoning_tokens") or 0) + extra.reasoning_tokens
     usage["completion_tokens_details"] = out_details
-    # a cost the provider reported (OpenRouter's) was for the tokens before these were added
-    for key in ("cost", "cost_details"):
-        usage.pop(key, None)
+    # a cost the provider reported (OpenRouter's) was for the tokens before these were added:
+    # it stands only with theirs added to it
+    own = {k: usage.pop(k) for k in COST_KEYS if k in usage}
+    if extra_cost and "cost" in own and "cost" in extra_cost:
+        usage.update({k: _summed(own.get(k), extra_cost.get(k)) for k in COST_KEYS if k in own or k in extra_cost})
     return {**body, "usage": usage}

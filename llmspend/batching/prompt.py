@@ -31,7 +31,7 @@ class BatchFormat(Protocol):
 
     def parse(self, text: str, count: int, *, truncated: bool = False) -> ParsedAnswers:
         """The answers in ``text`` to the ``count`` questions. ``truncated``: the reply was cut
-        off by the token limit, so its last answer may be incomplete."""
+        off (by the token limit or a content filter), so its last answer may be incomplete."""
         ...
 
 

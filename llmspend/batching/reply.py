@@ -15,13 +15,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from .._http import Headers, Request, Response, dumps
+from ..pricing.table import PriceTable
 from ..providers.base import Call, Outcome, Usage
+from ..telemetry.recorder import REPORTS_COST_USD, price_call
 from ..tokens import count_text
 from .apportion import apportion_usage
-from .merge import add_usage, answer_completion, question_line
+from .merge import COST_KEYS, add_usage, answer_completion, question_line, scale_cost
 
 __all__ = [
-    "read_reply", "read_outcome", "usage_body", "caller_shares",
+    "read_reply", "read_outcome", "usage_body", "caller_shares", "reported_cost_shares",
     "answer_response", "resent_response", "deliver",
 ]
 
@@ -87,20 +89,48 @@ def caller_shares(
     return shares
 
 
+def reported_cost_shares(
+    data: Mapping[str, Any],
+    call: Call | None,
+    outcome: Outcome | None,
+    shares: Mapping[int, Usage | None],
+    prices: PriceTable,
+) -> dict[int, dict[str, Any]]:
+    """Each caller's part of the cost the provider reported for the merged call (OpenRouter's
+    ``usage.cost``, which the telemetry stage takes as the bill), as usage fields in the
+    provider's shape. The parts add up to the bill: in proportion to what each share costs at
+    the table's prices, or, for a model the table does not price, to its tokens. Empty when
+    the provider reported no cost to be taken as the bill."""
+    usage = data.get("usage")
+    carriers = {i: s for i, s in shares.items() if s is not None}
+    if (call is None or outcome is None or outcome.reported_cost_usd is None or call.provider not in REPORTS_COST_USD
+            or not isinstance(usage, Mapping) or not carriers):
+        return {}
+    fields = {k: usage[k] for k in COST_KEYS if k in usage}
+    priced = any(prices.lookup(m, provider=call.provider) for m in (outcome.response_model, call.model) if m)
+    costs = [price_call(prices, call, outcome, s).total_usd for s in carriers.values()] if priced else []
+    weights: list[float] = [c for c in costs if c is not None]
+    if len(weights) != len(carriers) or sum(weights) <= 0:
+        weights = [float(s.input_tokens + s.output_tokens) for s in carriers.values()]
+    total = sum(weights)
+    return {i: scale_cost(fields, w / total if total else 1 / len(carriers)) for i, w in zip(carriers, weights)}
+
+
 def answer_response(merged: Response, data: Mapping[str, Any], index: int, answer: str,
-                    share: Usage | None, model: str | None) -> Response:
+                    share: Usage | None, model: str | None, cost: Mapping[str, Any] | None = None) -> Response:
     """The response a caller whose answer the merged reply held gets: a plain chat completion."""
-    reply = answer_completion(data, index, answer, share, model)
+    reply = answer_completion(data, index, answer, share, model, cost)
     return Response(merged.status_code, _json_headers(merged), content=dumps(reply))
 
 
-def resent_response(result: Response, share: Usage | None) -> Response:
-    """A resent call's response with the caller's share of the merged call added to its usage
-    (the caller paid for both), or unchanged when either has no usage."""
+def resent_response(result: Response, share: Usage | None, cost: Mapping[str, Any] | None = None) -> Response:
+    """A resent call's response with the caller's share of the merged call (and of a cost the
+    provider reported for it) added to its usage (the caller paid for both), or unchanged when
+    either has no usage."""
     body = usage_body(result)
     if body is None or share is None:
         return result
-    return Response(result.status_code, _json_headers(result), content=dumps(add_usage(body, share)))
+    return Response(result.status_code, _json_headers(result), content=dumps(add_usage(body, share, cost)))
 
 
 def deliver(future: asyncio.Future[_T], result: _T) -> None:

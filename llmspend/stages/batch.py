@@ -17,7 +17,7 @@ Which calls are batched: per call, the header ``x-llmspend-batch: on|off`` (remo
 sending); per feature, ``features={"faq": True, "chat": False}`` matched against the call's
 ``llmspend`` feature; otherwise, with ``auto`` on, calls with no tools, n = 1, no streaming
 and a ``max_tokens`` bound. Calls that cannot be merged (tools, streams, JSON mode, a last
-message that is not plain user text) are never batched, whatever they are marked.
+message that is not plain user text, a web search) are never batched, whatever they are marked.
 
 Layout: this module holds the stage (which calls are held, grouping them and the window
 timer, sending the merged request and the questions asked again), its pure decisions
@@ -51,6 +51,7 @@ from ..batching.reply import (
     deliver,
     read_outcome,
     read_reply,
+    reported_cost_shares,
     resent_response,
 )
 from ..batching.spans import (
@@ -73,7 +74,7 @@ from ..telemetry.recorder import warn_once
 from ..tokens import count_chat_messages
 from .budget import LIMITED as BUDGET_LIMITED
 
-__all__ = ["BatchOptions", "BatchStage", "HEADER", "wants_batch", "marking"]
+__all__ = ["BatchOptions", "BatchStage", "HEADER", "wants_batch", "marking", "searches"]
 
 _ON = frozenset({"on", "true", "1", "yes"})
 _OFF = frozenset({"off", "false", "0", "no"})
@@ -142,15 +143,38 @@ def marking(header: str | None, feature: str | None, options: BatchOptions) -> b
     return None
 
 
-def wants_batch(body: Any, marked: bool | None, options: BatchOptions, *, budget_limited: bool = False) -> bool:
+def wants_batch(body: Any, marked: bool | None, options: BatchOptions, *, budget_limited: bool = False,
+                searches: bool = False) -> bool:
     """Whether to hold a chat call for batching. Unmergeable calls never are, nor calls held
     to a budget's limit: a merged request's share (the batch instruction, an answer longer
-    than the caller's own ``max_tokens``) could cost more than the budget reserved."""
-    if budget_limited or not mergeable(body):
+    than the caller's own ``max_tokens``) could cost more than the budget reserved. Nor calls
+    that ``searches`` (:func:`searches`)."""
+    if budget_limited or searches or not mergeable(body):
         return False
     if marked is not None:
         return marked
     return options.auto and bounded(body)
+
+
+#: finish reasons of a reply stopped before its end (the token limit; a content filter, as Azure
+#: OpenAI's stops an answer it flags): the answer written last may be cut short
+_CUT_SHORT = frozenset({"length", "content_filter"})
+
+#: providers that search the web for every chat call: an answer cites its own request's
+#: search results (``citations``, ``search_results`` beside the choices)
+_SEARCHING_PROVIDERS = frozenset({"perplexity"})
+
+
+def searches(request: Request, call: Call) -> bool:
+    """Whether ``call`` runs a server-side tool (a search model's web search, a built-in tool
+    billed per call) or goes to a provider that searches on every call. Its answer then rests
+    on, and cites, what its own request found: a merged request would search once for every
+    question, and the citations (``annotations``, Perplexity's ``citations``) would belong to
+    no single caller."""
+    if call.provider in _SEARCHING_PROVIDERS:
+        return True
+    adapter = request.adapter
+    return adapter is not None and bool(adapter.tool_call_limits(call))
 
 
 def _timeouts(request: Request) -> str:
@@ -222,8 +246,9 @@ class BatchStage(Stage):
             return await call_next(request)
         marked = marking(header, current_attribution().feature, self.options)
         limited = bool(request.context.extra.get(BUDGET_LIMITED))
-        if not wants_batch(call.body, marked, self.options, budget_limited=limited):
-            if limited and wants_batch(call.body, marked, self.options):  # the budget alone kept it out
+        searching = searches(request, call)
+        if not wants_batch(call.body, marked, self.options, budget_limited=limited, searches=searching):
+            if limited and wants_batch(call.body, marked, self.options, searches=searching):  # the budget alone kept it out
                 request.context.set_attribute(NOT_MERGED, "budget")
             return await call_next(request)
         result = await self._join(request, call, call_next)
@@ -317,7 +342,7 @@ class BatchStage(Stage):
             end_failed(span, "unreadable_response")
             return
         data, text, finish_reason = read
-        parsed = self.options.format.parse(text, len(members), truncated=finish_reason == "length")
+        parsed = self.options.format.parse(text, len(members), truncated=finish_reason in _CUT_SHORT)
         merged_call = merged.call
         outcome = read_outcome(merged, merged_call, content)
         usage = outcome.usage if outcome is not None else None
@@ -335,6 +360,7 @@ class BatchStage(Stage):
         answers = {i: a for i, a in parsed.answers.items() if i in waiting}
         resent_waiting = {i: r for i, r in resent_by_index.items() if i in waiting}
         shares = caller_shares(usage, [m.question for m in members], answers, resent_waiting, model)
+        costs = reported_cost_shares(data, merged_call, outcome, shares, self.prices)
 
         for i, member in enumerate(members, 1):
             if i not in waiting:
@@ -346,7 +372,8 @@ class BatchStage(Stage):
             if i in parsed.answers:
                 note_saving(context, member.call, self.prices, self.name, merged_estimate=merged_estimate,
                             usage=usage, share=shares.get(i), outcome=outcome)
-                deliver(member.future, answer_response(response, data, i, parsed.answers[i], shares.get(i), model))
+                deliver(member.future, answer_response(response, data, i, parsed.answers[i], shares.get(i), model,
+                                                        costs.get(i)))
                 continue
             context.set_attribute(RESENT, parsed.failures[i])
             result = resent_by_index.get(i)
@@ -358,7 +385,7 @@ class BatchStage(Stage):
             if isinstance(result, BaseException):
                 member.future.set_exception(result)
                 continue
-            deliver(member.future, resent_response(result, shares.get(i)))
+            deliver(member.future, resent_response(result, shares.get(i), costs.get(i)))
 
         end_merged_span(span, self.prices, answers=parsed.answers, failures=parsed.failures,
                         usage=usage, call=merged_call, outcome=outcome, data=data, unclaimed=not waiting)
