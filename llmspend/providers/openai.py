@@ -392,7 +392,7 @@ def _reported_cost(usage: Mapping[str, Any]) -> float | None:
     details = usage.get("cost_details")
     upstream = _usd(details.get("upstream_inference_cost")) if isinstance(details, dict) else None
     if total is not None and upstream is not None and usage.get("is_byok") is not False:
-        return total + upstream
+        return _usd(total + upstream)  # two amounts whose sum overflows are no amount
     return total
 
 
