@@ -426,6 +426,20 @@ def test_cost_bound_of_a_fast_mode_request_is_at_the_fast_price() -> None:
     assert unknown.usd is None and "speed 'fast'" in unknown.reason
 
 
+def test_cost_bound_of_a_request_for_a_geography_is_at_its_price() -> None:
+    """Anthropic bills a request that asks for US-only inference (``inference_geo: "us"``) at
+    the row's factor for it, on top of fast mode's: the bound holds that price (before: 1.0x,
+    so a fast US-only call on Opus 4.6 was bounded at 6x and billed at 6.6x)."""
+    per = 1e-6
+    row = ModelPrice("m", "p", input=2.0, output=8.0, max_output_tokens=1000, per_request=0.01,
+                     speed_multipliers={"fast": 6.0}, geo_multipliers={"us": 1.1})
+    us = max_call_cost(call({"max_tokens": 10, "speed": "fast", "inference_geo": "us"}), row, 100, input_margin=0)
+    assert us.usd == pytest.approx(6 * 1.1 * (100 * 2 * per + 10 * 8 * per) + 0.01)
+    for other in ("global", None, 5):  # a geography without a factor is billed at the standard rate
+        plain = max_call_cost(call({"max_tokens": 10, "inference_geo": other}), row, 100, input_margin=0)
+        assert plain.usd == pytest.approx(100 * 2 * per + 10 * 8 * per + 0.01)
+
+
 def test_cost_bound_unknown() -> None:
     assert max_call_cost(call({}), None, 10, input_margin=0.1).usd is None
     no_limit = ModelPrice("m", "p", input=1.0, output=1.0)

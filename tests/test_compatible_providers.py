@@ -208,10 +208,14 @@ def test_perplexity_cost_includes_its_request_fee(server: FakeLLMServer, spans: 
     assert a["llmspend.cost.status"] == "ok" and a["llmspend.cost.usd"] == pytest.approx(0.0061)
 
 
-@pytest.mark.parametrize("cost", ["0.01", -1, None, {"total_cost": "n/a"}, True])
+@pytest.mark.parametrize("cost", ["0.01", -1, None, {"total_cost": "n/a"}, True, float("inf"),
+                                  # each an amount, their sum none (before: an infinite cost, status ok)
+                                  {"cost": 1e308, "cost_details": {"upstream_inference_cost": 1e308}}])
 def test_a_reported_cost_that_is_no_amount_is_ignored(server: FakeLLMServer, spans: Spans, answer: Any, cost: Any) -> None:
-    answer(lambda request: FakeResponse.json(_completion("gpt-4o", {**USAGE, "cost": cost})))
-    client = llmspend.wrap(openai.OpenAI(base_url="http://api.openai.com/v1", api_key="sk-SECRET0123456789",
+    # OpenRouter's (a server whose usage.cost is taken as the bill): the table prices the call
+    fields = cost if isinstance(cost, dict) and "cost" in cost else {"cost": cost}
+    answer(lambda request: FakeResponse.json(_completion("gpt-4o", {**USAGE, **fields})))
+    client = llmspend.wrap(openai.OpenAI(base_url=OPENROUTER, api_key="sk-or-v1-SECRET0123456789",
                                          http_client=_sync_http(server)), tracer_provider=spans.provider)
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     a = spans.attrs()

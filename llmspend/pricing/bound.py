@@ -8,7 +8,8 @@ at the dearest rate it could be billed at: long-context rates when the input cou
 threshold, the requested service tier's rates, cache-write rates when the request asks the
 provider to write its cache, the reasoning rate where it is higher than output, and the row's
 factor for the requested ``speed`` (Anthropic's fast mode: a fast request may be served fast,
-so it is bounded at that price; a speed the row has no factor for has no bound). Server-side
+so it is bounded at that price; a speed the row has no factor for has no bound) times its
+factor for the requested ``inference_geo`` (Anthropic's US-only inference). Server-side
 tools the request enables add the most calls it allows them (Anthropic's ``max_uses``, OpenAI's
 ``max_tool_calls``) at the dearest of their fees; a tool with a fee and no such limit, or with
 no known fee, leaves the call without a bound. What the tools bring into the context (search
@@ -107,6 +108,10 @@ def max_call_cost(
     if speed_factor is None:
         return CostBound(None, input_tokens, output_tokens,
                          reason=f"the price table has no factor for {row.model!r} at speed {speed!r} (speed_multipliers)")
+    geo = body.get("inference_geo")
+    # stacks with speed, as in the bill (a geography set for the whole workspace is not in the
+    # request: the bound cannot see it)
+    token_factor = speed_factor * (row.geo_multipliers.get(geo, 1.0) if isinstance(geo, str) else 1.0)
 
     input_rate, output_rate = row.input, row.output
     write_rates = [row.cache_write, row.cache_write_1h]
@@ -142,5 +147,5 @@ def max_call_cost(
                              reason=f"the request enables the provider's {names}, billed per call, and sets no limit "
                                     "on their calls (Anthropic: the tool's max_uses; OpenAI Responses: max_tool_calls)")
         tools_usd += allowed.max_calls * dearest
-    usd = (input_tokens * input_rate + output_tokens * output_rate) * speed_factor * _PER_TOKEN + row.per_request + tools_usd
+    usd = (input_tokens * input_rate + output_tokens * output_rate) * token_factor * _PER_TOKEN + row.per_request + tools_usd
     return CostBound(usd, input_tokens, output_tokens)

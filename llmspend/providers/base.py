@@ -48,6 +48,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._frozen import quick_init
+from ..exceptions import ResponseParseError
 
 if TYPE_CHECKING:
     from .._http import Headers, Request
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from ..telemetry.content import InputContent
 
 __all__ = ["Call", "Usage", "Outcome", "StreamReader", "ProviderAdapter", "ToolCallLimit", "json_object_body",
-           "number_params"]
+           "number_params", "token_count", "usage_count"]
 
 #: an outcome's ``tool_calls`` when the answer used no server-side tool (shared: read-only)
 NO_TOOL_CALLS: Mapping[str, int | None] = MappingProxyType({})
@@ -350,6 +351,19 @@ def token_count(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
     return None
+
+
+def usage_count(usage: Mapping[str, Any], key: str) -> int:
+    """A count ``usage`` may leave out (0 then); one that is there but is not a token count
+    raises :class:`ResponseParseError`: read as 0, its tokens would be priced at another rate
+    or not at all, a figure short of the bill reported as exact."""
+    value = usage.get(key)
+    if value is None:
+        return 0
+    count = token_count(value)
+    if count is None:
+        raise ResponseParseError(f"usage {key} is not a token count")
+    return count
 
 
 def json_object_body(request: Request) -> dict[str, Any] | None:

@@ -31,7 +31,7 @@ from ..tokens import count_chat_messages, count_text
 from ..vision.parts import item_image_tokens, without_images
 from . import openai_content, openai_tools
 from .base import (NO_TOOL_CALLS, Call, Outcome, ProviderAdapter, StreamReader, ToolCallLimit, Usage, json_object_body,
-                   number_params, token_count)
+                   number_params, token_count, usage_count)
 from .sse import EventSplitter, event_data
 
 __all__ = ["OpenAIAdapter", "provider_for_host", "sse_from_completion"]
@@ -111,18 +111,6 @@ _PARAMS = {
 
 # where each endpoint keeps its conversation (the list the trim stage may rewrite)
 _MESSAGES_KEY = {"chat.completions": "messages", "responses": "input"}
-
-
-def _detail(found: Mapping[str, Any], key: str) -> int:
-    """A count the usage may leave out (0 then); one that is there but not a count makes the
-    cost unknowable: read as 0, cached or reasoning tokens would be priced at the wrong rate."""
-    value = found.get(key)
-    if value is None:
-        return 0
-    count = token_count(value)
-    if count is None:
-        raise ResponseParseError(f"usage {key} is not a token count")
-    return count
 
 
 class OpenAIAdapter(ProviderAdapter):
@@ -362,7 +350,7 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
     prompt, output = token_count(prompt), 0 if completion is None else token_count(completion)
     if prompt is None or output is None:
         raise ResponseParseError("usage has no readable token counts")
-    reasoning = _detail(out_details, "reasoning_tokens")
+    reasoning = usage_count(out_details, "reasoning_tokens")
     total = usage.get("total_tokens")
     if reasoning > 0 and total == prompt + output + reasoning:
         # Some OpenAI-compatible servers and proxies (those translating Gemini's
@@ -373,10 +361,10 @@ def _chat_usage(usage: Mapping[str, Any]) -> Usage:
         input_tokens=prompt,
         output_tokens=output,
         # DeepSeek reports its cache hits in a field of its own (prompt_tokens = hit + miss)
-        cache_read_tokens=_detail(in_details, "cached_tokens") or _detail(usage, "prompt_cache_hit_tokens"),
+        cache_read_tokens=usage_count(in_details, "cached_tokens") or usage_count(usage, "prompt_cache_hit_tokens"),
         # GPT-5.6 and later bill prompt-cache writes above plain input; like cached reads they
         # are part of the input count, reported apart in the details
-        cache_write_tokens=_detail(in_details, "cache_write_tokens"),
+        cache_write_tokens=usage_count(in_details, "cache_write_tokens"),
         reasoning_tokens=reasoning,
     )
 
@@ -404,7 +392,7 @@ def _reported_cost(usage: Mapping[str, Any]) -> float | None:
     details = usage.get("cost_details")
     upstream = _usd(details.get("upstream_inference_cost")) if isinstance(details, dict) else None
     if total is not None and upstream is not None and usage.get("is_byok") is not False:
-        return total + upstream
+        return _usd(total + upstream)  # two amounts whose sum overflows are no amount
     return total
 
 

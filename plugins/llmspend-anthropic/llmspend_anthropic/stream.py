@@ -23,7 +23,8 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from llmspend.providers.base import Call, Outcome
+from llmspend.exceptions import ResponseParseError
+from llmspend.providers.base import Call, Outcome, token_count
 from llmspend.providers.sse import EventSplitter, event_data
 from llmspend.tokens import count_text
 
@@ -75,7 +76,7 @@ class MessageAccumulator:
             if isinstance(usage, Mapping):
                 self.message["usage"] = merge_usage(self.message.get("usage") or {}, usage)
                 # without one (a proxy that drops usage) message_start's placeholder stays one
-                self.got_delta = self.got_delta or isinstance(usage.get("output_tokens"), int)
+                self.got_delta = self.got_delta or token_count(usage.get("output_tokens")) is not None
         elif kind == "message_stop":
             self.stopped = True
         elif kind == "error":
@@ -275,14 +276,17 @@ class AnthropicStreamReader:
                 merged[tool] = None if known is None else max(known, count or 0)
             tool_calls = merged
         if acc.started and isinstance(raw_usage, Mapping):
-            usage = usage_from_json(raw_usage)
-            if not acc.got_delta:
-                # message_start's output count is a placeholder: count what did arrive.
-                usage = usage_from_json(
-                    {**raw_usage, "output_tokens": count_text(acc.generated_text(), self._call.model),
-                     "output_tokens_details": None},
-                    estimated=True,
-                )
+            try:
+                usage = usage_from_json(raw_usage)
+                if not acc.got_delta:
+                    # message_start's output count is a placeholder: count what did arrive.
+                    usage = usage_from_json(
+                        {**raw_usage, "output_tokens": count_text(acc.generated_text(), self._call.model),
+                         "output_tokens_details": None},
+                        estimated=True,
+                    )
+            except ResponseParseError:
+                usage = None  # counts that are not counts: estimated from the text, as without usage
         stop = message.get("stop_reason")
         return Outcome(
             usage=usage,

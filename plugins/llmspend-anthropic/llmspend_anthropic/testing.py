@@ -28,7 +28,7 @@ as JSONL in no set order), with realistic usage:
   :data:`SERVER_TOOL_CONTENT_TOKENS` input tokens per call, as their content enters the context.
 - **Fast mode**: a request with ``speed`` is answered with that speed in ``usage.speed``; the
   header ``x-fake-speed: standard`` makes it fall back as the API may (served, and reported, at
-  standard speed).
+  standard speed). A request's ``inference_geo`` is reported in ``usage.inference_geo``.
 - **Errors** in the API's envelope: :meth:`FakeAnthropicAPI.fail_next` queues 429 (with
   ``retry-after``), 529 ``overloaded_error`` and the rest; a request without ``max_tokens >= 1``
   gets the real 400 ``invalid_request_error``, and so does one with ``temperature``, ``top_p`` or
@@ -260,6 +260,8 @@ class FakeAnthropicAPI:
             usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
         if isinstance(body.get("speed"), str):
             usage["speed"] = body["speed"]
+        if isinstance(body.get("inference_geo"), str):
+            usage["inference_geo"] = body["inference_geo"]
         return {
             "id": f"msg_{seed:024x}"[:28],
             "type": "message",

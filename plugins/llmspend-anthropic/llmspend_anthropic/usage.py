@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from llmspend.providers.base import NO_TOOL_CALLS, Call, ToolCallLimit, Usage, token_count
+from llmspend.providers.base import NO_TOOL_CALLS, Call, ToolCallLimit, Usage, token_count, usage_count
 
 __all__ = ["usage_from_json", "usage_attributes", "merge_usage", "usage_string", "server_tool_calls",
            "server_tool_blocks", "tool_call_limits"]
@@ -46,6 +46,9 @@ def usage_from_json(usage: Mapping[str, Any], *, estimated: bool = False) -> Usa
     are taken as 5-minute writes, the API's default lifetime. The ``compaction`` entries of
     ``usage.iterations`` (context management, beta) are added: the API leaves a compaction's
     tokens out of the top-level counts, and bills them, at the same model's rates.
+
+    Counts written as whole floats (``900.0``, by a gateway that keeps numbers as doubles) are
+    read; a count that is not one (text, a fraction, below 0) raises ``ResponseParseError``.
     """
     uncached, read, write, one_hour, output = _counts(usage)
     iterations = usage.get("iterations")
@@ -54,7 +57,7 @@ def usage_from_json(usage: Mapping[str, Any], *, estimated: bool = False) -> Usa
             more = _counts(entry)
             uncached, read, write, one_hour, output = (a + b for a, b in zip((uncached, read, write, one_hour, output), more))
     details = usage.get("output_tokens_details")
-    thinking = _int(details.get("thinking_tokens")) if isinstance(details, Mapping) else 0
+    thinking = usage_count(details, "thinking_tokens") if isinstance(details, Mapping) else 0
     return Usage(
         input_tokens=uncached + read + write,
         output_tokens=output,
@@ -71,13 +74,13 @@ def _counts(usage: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
     breakdown = usage.get("cache_creation")
     five_min = one_hour = 0
     if isinstance(breakdown, Mapping):
-        five_min = _int(breakdown.get("ephemeral_5m_input_tokens"))
-        one_hour = _int(breakdown.get("ephemeral_1h_input_tokens"))
+        five_min = usage_count(breakdown, "ephemeral_5m_input_tokens")
+        one_hour = usage_count(breakdown, "ephemeral_1h_input_tokens")
     written = usage.get("cache_creation_input_tokens")
     # The total is the authority; the breakdown only says which part had which lifetime.
-    write = _int(written) if written is not None else five_min + one_hour
-    return (_int(usage.get("input_tokens")), _int(usage.get("cache_read_input_tokens")), write,
-            min(one_hour, write), _int(usage.get("output_tokens")))
+    write = usage_count(usage, "cache_creation_input_tokens") if written is not None else five_min + one_hour
+    return (usage_count(usage, "input_tokens"), usage_count(usage, "cache_read_input_tokens"), write,
+            min(one_hour, write), usage_count(usage, "output_tokens"))
 
 
 def usage_attributes(usage: Any) -> dict[str, str | int]:

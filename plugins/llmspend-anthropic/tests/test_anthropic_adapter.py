@@ -80,11 +80,21 @@ def test_usage_adds_cache_parts_to_input_once() -> None:
     # a breakdown but no total: the breakdown is the total
     ({"input_tokens": 5, "cache_creation": {"ephemeral_5m_input_tokens": 7, "ephemeral_1h_input_tokens": 3}, "output_tokens": 2},
      Usage(15, 2, 0, 10, 3)),
-    # nulls and junk count as nothing, never raise
-    ({"input_tokens": None, "cache_read_input_tokens": "x", "output_tokens": -1, "cache_creation": None}, Usage()),
+    # nulls count as nothing; whole floats (a gateway's doubles) are counts
+    ({"input_tokens": None, "cache_read_input_tokens": None, "output_tokens": None, "cache_creation": None}, Usage()),
+    ({"input_tokens": 5.0, "cache_read_input_tokens": 3.0, "output_tokens": 2.0}, Usage(8, 2, 3)),
 ])
 def test_usage_shapes(raw: dict[str, Any], expected: Usage) -> None:
     assert usage_from_json(raw) == expected
+
+
+@pytest.mark.parametrize("junk", [{"cache_read_input_tokens": "x"}, {"output_tokens": -1}, {"input_tokens": 2.5},
+                                  {"cache_creation": {"ephemeral_1h_input_tokens": True}},
+                                  {"output_tokens_details": {"thinking_tokens": "7"}}])
+def test_usage_with_a_count_that_is_not_one_is_unreadable(junk: dict[str, Any]) -> None:
+    """Read as 0 it would price the call short with status ok; unreadable, its cost is unknown."""
+    with pytest.raises(ResponseParseError, match="is not a token count"):
+        usage_from_json({"input_tokens": 5, "output_tokens": 2, **junk})
 
 
 # -- requests and hooks -------------------------------------------------------------------

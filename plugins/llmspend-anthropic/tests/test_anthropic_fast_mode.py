@@ -141,3 +141,31 @@ def test_fast_mode_on_a_model_without_a_known_factor_has_no_cost(server: FakeLLM
     client = sync_client(server, spans, prices={model: {"speed_multipliers": {"fast": 3}}})
     usage = _create(client, False, model=model)
     assert spans.attrs()["llmspend.cost.usd"] == pytest.approx(3 * _standard_price(_row(model), usage), rel=1e-12)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_a_budget_bounds_a_fast_us_only_request_at_its_price(server: FakeLLMServer, api: FakeAnthropicAPI,
+                                                             spans: Spans, is_async: bool) -> None:
+    """The bill is fast x US-only (6 x 1.1 on Opus 4.6); before, the bound left the geography
+    out, so a budget reserved less than a long answer could cost."""
+    import asyncio
+
+    import llmspend
+    from llmspend.ledger import MemoryLedger
+
+    def spend(geo: dict[str, str]) -> dict[str, Any]:
+        with llmspend.track("fast-geo", budget_usd=10, period="day", ledger=MemoryLedger()):
+            if is_async:
+                asyncio.run(async_client(server, spans).beta.messages.create(
+                    model=OPUS_4_6, max_tokens=64, messages=HI, speed="fast", betas=[BETA], extra_body=geo))
+            else:
+                sync_client(server, spans).beta.messages.create(
+                    model=OPUS_4_6, max_tokens=64, messages=HI, speed="fast", betas=[BETA], extra_body=geo)
+        attrs = spans.attrs()
+        spans.clear()
+        return attrs
+
+    fast, us = spend({}), spend({"inference_geo": "us"})
+    assert us["anthropic.response.inference_geo"] == "us"
+    assert us["llmspend.cost.usd"] == pytest.approx(1.1 * fast["llmspend.cost.usd"], rel=1e-12)
+    assert us["llmspend.budget.reserved_usd"] == pytest.approx(1.1 * fast["llmspend.budget.reserved_usd"], rel=1e-12)

@@ -3,6 +3,7 @@ tools, thinking, count_tokens, missing usage and unreadable bodies, sync and asy
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import anthropic
@@ -315,3 +316,39 @@ async def test_captured_tool_use_and_results_are_tool_parts(server: FakeLLMServe
     ]
     assert json.loads(attrs["gen_ai.output.messages"]) == [{"role": "assistant", "finish_reason": "tool_use", "parts": [
         {"type": "tool_call", "id": call.id, "name": "get_weather", "arguments": call.input}]}]
+
+
+def _answer_with_usage(server: FakeLLMServer, usage: dict[str, object]) -> None:
+    message = {"id": "msg_u", "type": "message", "role": "assistant", "model": MODEL,
+               "content": [{"type": "text", "text": "Five days."}], "stop_reason": "end_turn", "stop_sequence": None,
+               "usage": usage}
+    server.route("POST", "/v1/messages", lambda request: FakeResponse.json(message))
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_token_counts_written_as_whole_floats_are_read(server: FakeLLMServer, spans: Spans, row: ModelPrice,
+                                                       is_async: bool) -> None:
+    """A gateway that keeps numbers as doubles writes 900.0. Before, each such count was read
+    as 0: the call was priced at $0.00 with status ok."""
+    _answer_with_usage(server, {"input_tokens": 900.0, "output_tokens": 40.0, "cache_read_input_tokens": 100.0,
+                                "cache_creation_input_tokens": 0.0})
+    if is_async:
+        asyncio.run(async_client(server, spans).messages.create(model=MODEL, max_tokens=64, messages=HI))
+    else:
+        sync_client(server, spans).messages.create(model=MODEL, max_tokens=64, messages=HI)
+    attrs = spans.attrs()
+    assert attrs["llmspend.cost.status"] == "ok"
+    assert attrs["gen_ai.usage.input_tokens"] == 1000 and attrs["gen_ai.usage.output_tokens"] == 40
+    assert attrs["llmspend.cost.usd"] == pytest.approx(price(row, uncached=900, read=100, output=40), rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", ["900", -900, 900.5, True])
+def test_a_token_count_that_is_not_one_makes_the_cost_unknown(server: FakeLLMServer, spans: Spans, bad: object) -> None:
+    """Before, a count that was not a whole number >= 0 was read as 0 and the call priced short
+    (the others' tokens only) with status ok; the caller still gets the answer unchanged."""
+    _answer_with_usage(server, {"input_tokens": 900, "output_tokens": 40, "cache_read_input_tokens": bad})
+    message = sync_client(server, spans).messages.create(model=MODEL, max_tokens=64, messages=HI)
+    assert message.usage.input_tokens == 900
+    attrs = spans.attrs()
+    assert attrs["llmspend.cost.status"] == "no_usage"
+    assert "llmspend.cost.usd" not in attrs

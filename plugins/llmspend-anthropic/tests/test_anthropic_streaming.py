@@ -191,3 +191,27 @@ def test_message_delta_without_usage_does_not_make_the_placeholder_exact(server:
     attrs = spans.attrs()
     assert attrs["gen_ai.usage.input_tokens"] == 12  # exact, from message_start
     assert attrs["llmspend.cost.status"] == "estimated" and attrs["gen_ai.usage.output_tokens"] > 1
+
+
+@pytest.mark.parametrize(("counts", "status"), [((12.0, 40.0), "ok"), (("12", 40), "estimated")])
+async def test_stream_token_counts_as_whole_floats_or_junk(server: FakeLLMServer, spans: Spans, row: ModelPrice,
+                                                            counts: tuple[object, object], status: str) -> None:
+    """Whole floats are counts (before: read as 0, the stream cost $0.00 with status ok); a
+    count that is not one leaves the stream's cost estimated from its text, never short."""
+    from llmspend.testing import FakeResponse
+    from llmspend_anthropic.stream import encode_events, events_from_message
+
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": MODEL, "stop_reason": "end_turn",
+               "stop_sequence": None, "content": [{"type": "text", "text": "thirty days from the day it is back"}],
+               "usage": {"input_tokens": 12, "output_tokens": 40}}
+    events = events_from_message(message)
+    events[0]["message"]["usage"]["input_tokens"] = events[-2]["usage"]["input_tokens"] = counts[0]
+    events[-2]["usage"]["output_tokens"] = counts[1]
+    server.route("POST", "/v1/messages", lambda _: FakeResponse(200, b"".join(encode_events(events)),
+                                                                {"content-type": "text/event-stream"}))
+    stream = await async_client(server, spans).messages.create(model=MODEL, max_tokens=300, messages=LONG, stream=True)
+    assert [event async for event in stream]
+    attrs = spans.attrs()
+    assert attrs["llmspend.cost.status"] == status and attrs["llmspend.cost.usd"] > 0
+    if status == "ok":
+        assert attrs["llmspend.cost.usd"] == pytest.approx(price(row, uncached=12, output=40), rel=1e-12)
