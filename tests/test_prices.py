@@ -723,6 +723,10 @@ def test_speed_multipliers_are_validated_and_overridable() -> None:
             PriceTable.default().with_overrides({"claude-sonnet-4-6": {"speed_multipliers": bad}})
     with pytest.raises(ConfigError, match="speed_multipliers"):
         llmspend.wrap(openai.OpenAI(api_key="sk-test"), prices={"gpt-4o": {"speed_multipliers": {"fast": 0}}})
+    # "standard" is the speed the row's prices are for: a factor for it would price an answer
+    # that says "standard" apart from one that says nothing
+    with pytest.raises(ConfigError, match='cannot set "standard"'):
+        llmspend.wrap(openai.OpenAI(api_key="sk-test"), prices={"claude-opus-4-6": {"speed_multipliers": {"standard": 2}}})
     # a user's factor for a model the table has none for, the row's other prices kept
     table = PriceTable.default().with_overrides({"claude-sonnet-4-6": {"speed_multipliers": {"fast": 3}}})
     row = table.lookup("claude-sonnet-4-6", provider="anthropic")

@@ -217,6 +217,11 @@ def _row(provider: str, model: str, raw: Mapping[str, Any], defaults: Mapping[st
     merged["tiers"] = _tiers(where, merged.get("tiers"))
     merged["geo_multipliers"] = _multipliers(where, "geo_multipliers", merged.get("geo_multipliers"), "a geography", '{"us": 1.1}')
     merged["speed_multipliers"] = _multipliers(where, "speed_multipliers", merged.get("speed_multipliers"), "a speed", '{"fast": 6}')
+    if "standard" in merged["speed_multipliers"]:
+        # the row's own prices are the standard speed's: a factor for it would price an answer
+        # that says "standard" apart from one that says nothing
+        raise ConfigError(f'{where}: speed_multipliers cannot set "standard", the speed the row\'s prices are for; '
+                          "change the row's prices instead")
     merged["tool_fees"] = _tool_fees(where, merged.get("tool_fees"))
     for key in _NUMERIC:
         if merged.get(key) is not None:
