@@ -153,10 +153,34 @@ def wrap(client: T, **options: Any) -> T:
     _, is_async = found
     adapters = _adapters_for(client if sdk_http is not None else None, options.get("provider"))
     pipeline = build_pipeline(is_async=is_async, adapters=adapters, **options)
+    if sdk_http is not None and getattr(client, "_use_sigv4", False) is True:
+        _check_signed_requests(client, pipeline)
     wrapped_http = install(http, pipeline)
     if sdk_http is None:
         return wrapped_http  # type: ignore[no-any-return]
     return _sdk_client(client, wrapped_http, pipeline, options.get("retry", True) is True)
+
+
+#: stages that change a request after the SDK built it (its body, its headers) or key on its
+#: credential header: trimming, batching and cascades rewrite the body, the cache strips its
+#: control headers and scopes entries by the Authorization header
+_CHANGES_SIGNED_REQUESTS = ("trim", "batch", "cascade", "cache")
+
+
+def _check_signed_requests(client: Any, pipeline: Pipeline) -> None:
+    """An SDK client that signs each request with AWS SigV4 (``AnthropicAWS``,
+    ``AnthropicBedrockMantle`` with AWS credentials) signs its body and headers before the
+    transport sees them: a stage that changes them would have AWS reject the call, and the
+    signature in the Authorization header changes on every request, so a cache scoped by it
+    would store every answer and never hit. Such stages are a configuration error."""
+    found = [name for name in _CHANGES_SIGNED_REQUESTS if pipeline.stage(name) is not None]
+    if found:
+        raise ConfigError(
+            f"{type(client).__name__} signs every request with AWS SigV4, so llmspend cannot use "
+            f"{', '.join(f'{name}=' for name in found)} with it (a changed request fails AWS's signature check, "
+            "and the cache would be keyed by a signature that changes on every call). Remove those options, "
+            "or create the client with an API key (api_key=...) instead of AWS credentials"
+        )
 
 
 def _sdk_client(client: T, http_client: Any, pipeline: Pipeline, default_retry: bool) -> T:

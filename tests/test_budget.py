@@ -124,6 +124,24 @@ def test_fallback_model_takes_the_call_that_would_not_fit(client: openai.OpenAI,
     assert spent_on(book).spent_usd == pytest.approx(a["llmspend.cost.usd"])
 
 
+def test_a_signed_request_is_refused_not_sent_to_the_fallback(server: FakeLLMServer, spans: Spans) -> None:
+    # An SDK that signs its requests with AWS SigV4 (AnthropicAWS) signed the body before the
+    # transport: rewritten to the fallback model, AWS would reject it. It is refused instead.
+    import httpx2
+
+    client = llmspend.wrap(httpx2.Client(), tracer_provider=spans.provider, retry=False)
+    signed = {"authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261122/us-east-1/bedrock/aws4_request, "
+                               "SignedHeaders=host;x-amz-date, Signature=abc123", "x-amz-date": "20261122T000000Z"}
+    body = {"model": "gpt-4o", "max_tokens": 200, "messages": QUESTION}
+    with llmspend.track(feature="bulk", budget_usd=0.001, period="day", fallback_model="gpt-4o-mini",
+                        ledger=MemoryLedger()):
+        with pytest.raises(llmspend.BudgetExceededError):
+            client.post(server.base_url + "/chat/completions", json=body, headers=signed)
+        assert not server.requests
+        plain = client.post(server.base_url + "/chat/completions", json=body, headers={"authorization": "Bearer sk-x"})
+    assert plain.json()["model"].startswith("gpt-4o-mini")  # an unsigned one still falls back
+
+
 async def test_async_fallback_and_refusal_when_the_fallback_does_not_fit_either(
     aclient: openai.AsyncOpenAI, server: FakeLLMServer
 ) -> None:

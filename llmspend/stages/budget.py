@@ -144,7 +144,9 @@ class BudgetStage(Stage):
         assert adapter is not None
         now = self.clock()
         refusal: tuple[ActiveBudget, CostBound] | None = None
-        fixed = bool(request.context.extra.get(FIXED_MODEL))
+        # A request the SDK signed (AWS SigV4) cannot be rewritten to a fallback model: AWS
+        # would reject the changed body; it is refused instead
+        fixed = bool(request.context.extra.get(FIXED_MODEL)) or _signed(request)
         for model in _candidates(request.call, budgets, fixed=fixed):
             candidate = request if model is None else adapter.with_model(request, model)
             call = candidate.call
@@ -321,6 +323,11 @@ def _accounts(budgets: Sequence[ActiveBudget]) -> list[ActiveBudget]:
         if kept is None or (active.limit_usd is not None and (kept.limit_usd is None or active.limit_usd < kept.limit_usd)):
             chosen[account] = active
     return list(chosen.values())
+
+
+def _signed(request: Request) -> bool:
+    """Whether the SDK signed ``request`` over its bytes (AWS SigV4)."""
+    return (request.headers.get("authorization") or "").startswith("AWS4-HMAC-SHA256")
 
 
 def _candidates(call: Call | None, budgets: Sequence[ActiveBudget], *, fixed: bool = False) -> list[str | None]:

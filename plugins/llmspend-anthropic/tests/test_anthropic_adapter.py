@@ -66,6 +66,25 @@ def test_cloud_clients_are_refused_with_the_reason() -> None:
     assert AnthropicAdapter().unsupported_client(anthropic.Anthropic(api_key="k")) is None
 
 
+@pytest.mark.parametrize("cls", [anthropic.AnthropicAWS, anthropic.AsyncAnthropicAWS])
+def test_a_client_signing_with_aws_sigv4_refuses_stages_that_change_requests(cls: Any, tmp_path: Any) -> None:
+    # AnthropicAWS with AWS credentials signs body and headers before the transport: trimming,
+    # batching or a cascade would have AWS reject the call, and a cache keyed by the signature
+    # would store every answer and never hit. Before, wrap() took them and calls failed later.
+    import llmspend
+
+    signing = cls(aws_access_key="AKIDEXAMPLE", aws_secret_key="secret", aws_region="us-east-1", workspace_id="w")
+    for options in ({"cache": str(tmp_path / "c")}, {"trim": True}, {"batch": True}):
+        if options.get("batch") and cls is anthropic.AnthropicAWS:
+            continue  # batching is for async clients
+        with pytest.raises(llmspend.ConfigError, match=r"signs every request with AWS SigV4.*api_key=") as refused:
+            llmspend.wrap(signing, **options)
+        assert f"{next(iter(options))}=" in str(refused.value)
+    assert llmspend.wrap(signing)  # spans, costs, budgets and retries leave the request as it is
+    keyed = cls(api_key="sk-ant-test", aws_region="us-east-1", workspace_id="w")  # an API key: not signed
+    assert llmspend.wrap(keyed, cache=str(tmp_path / "k"))
+
+
 def test_usage_adds_cache_parts_to_input_once() -> None:
     usage = usage_from_json(MESSAGE["usage"])
     assert usage == Usage(input_tokens=12 + 1500 + 3000, output_tokens=80, cache_read_tokens=3000,
