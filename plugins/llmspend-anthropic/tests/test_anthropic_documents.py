@@ -1,14 +1,14 @@
 """Documents in Messages requests, through the official anthropic SDK: a plain-text document
 (``source.type`` ``text``) and a custom-content one (``content``) are text the model reads and
-Anthropic bills as input, so the budget reserves for them and trimming counts them; a PDF is
-not counted offline (documented)."""
+Anthropic bills as input, so the budget reserves for them; a PDF is not counted offline
+(documented)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from helpers_anthropic import MODEL, Spans, async_client, sync_client
+from helpers_anthropic import MODEL, Spans, reserved_usd, sync_client
 
 import llmspend
 from llmspend.ledger import MemoryLedger
@@ -23,23 +23,12 @@ TEXT_DOCUMENT = {"type": "document", "source": {"type": "text", "media_type": "t
 CONTENT_DOCUMENT = {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": POLICY}]}}
 
 
-async def reserve(server: FakeLLMServer, spans: Spans, mode: str, content: list[dict[str, Any]]) -> float:
-    options: dict[str, Any] = {"budget": {"input_margin": 0}}
-    client = sync_client(server, spans, **options) if mode == "sync" else async_client(server, spans, **options)
-    with llmspend.track(feature="docs", budget_usd=100, period="day", ledger=MemoryLedger()):
-        create = client.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": content}])
-        if mode == "async":
-            await create
-    held = [s for s in spans.finished() if "llmspend.budget.reserved_usd" in (s.attributes or {})]
-    return float((held[-1].attributes or {})["llmspend.budget.reserved_usd"])
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("document", [TEXT_DOCUMENT, CONTENT_DOCUMENT], ids=["text", "content"])
 async def test_the_budget_reserves_for_text_documents(server: FakeLLMServer, api: FakeAnthropicAPI, spans: Spans,
                                                       row: ModelPrice, mode: str, document: dict[str, Any]) -> None:
-    without = await reserve(server, spans, mode, [QUESTION])
-    with_document = await reserve(server, spans, mode, [document, QUESTION])
+    without = await reserved_usd(server, spans, mode, [QUESTION])
+    with_document = await reserved_usd(server, spans, mode, [document, QUESTION])
     tokens = count_text(POLICY, MODEL)
     assert tokens > 4000
     assert with_document - without == pytest.approx(tokens * row.input / 1e6, abs=3 * row.input / 1e6)
