@@ -68,12 +68,20 @@ class AnthropicAdapter(ProviderAdapter):
 
     def unsupported_client(self, client: object) -> str | None:
         modules = [cls.__module__ for cls in type(client).__mro__]
-        cloud = next((name for name in ("bedrock", "vertex") if any(m.startswith(f"anthropic.lib.{name}") for m in modules)), None)
+        name = type(client).__name__
+        if "anthropic.lib.bedrock._mantle" in modules:
+            # Mantle does speak the Messages API (under /anthropic), so the adapter would read
+            # its calls; but AWS bills them, and the cost would be Anthropic's, under its name.
+            return (f"llmspend does not measure Claude through {name} (Amazon Bedrock) yet: it speaks the "
+                    "Messages API, but AWS bills its calls at Amazon Bedrock's prices, which llmspend's price "
+                    "table does not have, so they would be reported as Anthropic's at Anthropic's prices. "
+                    "Wrap an anthropic.Anthropic / AsyncAnthropic client instead")
+        cloud = next((c for c in ("bedrock", "vertex") if any(m.startswith(f"anthropic.lib.{c}") for m in modules)), None)
         if cloud is None:
             return None
         # Their calls go to the cloud's own paths (/model/.../invoke, ...:rawPredict), which
         # this adapter does not read: wrapped, they would pass unmeasured.
-        return (f"llmspend does not measure Claude through {type(client).__name__} ({'Amazon Bedrock' if cloud == 'bedrock' else 'Google Vertex AI'}) "
+        return (f"llmspend does not measure Claude through {name} ({'Amazon Bedrock' if cloud == 'bedrock' else 'Google Vertex AI'}) "
                 "yet: its requests go to that cloud's own endpoints, not the Messages API path llmspend reads. "
                 "Wrap an anthropic.Anthropic / AsyncAnthropic client instead")
 

@@ -26,7 +26,8 @@ __all__ = [
 def block_text(block: Any) -> str:
     """The text a content block carries (what the model reads or wrote), as far as text goes.
     Images have no text here (:func:`estimate_request_tokens` counts them by Anthropic's rule);
-    nor have documents, whose tokens are not estimated offline."""
+    a document has the text of a plain-text or custom-content source (with its title and
+    context), a PDF none: its tokens are not estimated offline."""
     if isinstance(block, str):
         return block
     if not isinstance(block, Mapping):
@@ -40,7 +41,20 @@ def block_text(block: Any) -> str:
         return str(block.get("name") or "") + json.dumps(block.get("input") or {}, ensure_ascii=False)
     if kind == "tool_result" or kind is not None and kind.endswith("_tool_result"):
         return content_text(block.get("content"))
+    if kind == "document":
+        return _document_text(block)
     return ""
+
+
+def _document_text(block: Mapping[str, Any]) -> str:
+    """What a ``document`` block puts in the prompt as text: a plain-text source's ``data`` or a
+    custom-content source's blocks, and the ``title`` and ``context`` the model reads with it."""
+    source = block.get("source")
+    source = source if isinstance(source, Mapping) else {}
+    data = source.get("data") if source.get("type") == "text" else None
+    body = data if isinstance(data, str) else content_text(source.get("content")) if source.get("type") == "content" else ""
+    extras = [block.get(k) for k in ("title", "context")]
+    return "\n".join(t for t in (*extras, body) if isinstance(t, str) and t)
 
 
 def content_text(content: Any) -> str:

@@ -65,3 +65,18 @@ def price(row: ModelPrice, *, uncached: int = 0, write_5m: int = 0, write_1h: in
     assert row.cache_write is not None and row.cache_write_1h is not None and row.cache_read is not None
     return (uncached * row.input + write_5m * row.cache_write + write_1h * row.cache_write_1h
             + read * row.cache_read + output * row.output) / 1e6
+
+
+async def reserved_usd(server: FakeLLMServer, spans: Spans, mode: str, content: list[dict[str, Any]]) -> float:
+    """What a budget reserves (``llmspend.budget.reserved_usd``, no input margin) for one user
+    turn of ``content``, sent through a wrapped client (``mode`` ``sync`` or ``async``)."""
+    from llmspend.ledger import MemoryLedger
+
+    options: dict[str, Any] = {"budget": {"input_margin": 0}}
+    client: Any = sync_client(server, spans, **options) if mode == "sync" else async_client(server, spans, **options)
+    with llmspend.track(feature="reserve", budget_usd=100, period="day", ledger=MemoryLedger()):
+        create = client.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": content}])
+        if mode == "async":
+            await create
+    held = [s for s in spans.finished() if "llmspend.budget.reserved_usd" in (s.attributes or {})]
+    return float((held[-1].attributes or {})["llmspend.budget.reserved_usd"])

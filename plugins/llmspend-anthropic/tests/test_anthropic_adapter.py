@@ -85,6 +85,20 @@ def test_a_client_signing_with_aws_sigv4_refuses_stages_that_change_requests(cls
     assert llmspend.wrap(keyed, cache=str(tmp_path / "k"))
 
 
+def test_bedrock_mantle_is_refused_for_what_is_true_of_it() -> None:
+    """Mantle speaks the Messages API (at /anthropic/v1/messages): the refusal must not say its
+    requests go to other endpoints; what keeps it out is that AWS bills it, at Bedrock's prices."""
+    import llmspend
+
+    for cls in (anthropic.AnthropicBedrockMantle, anthropic.AsyncAnthropicBedrockMantle):
+        mantle = cls(api_key="k", aws_region="us-east-1")
+        with pytest.raises(llmspend.ConfigError) as raised:
+            llmspend.wrap(mantle)
+        message = str(raised.value)
+        assert f"{cls.__name__} (Amazon Bedrock)" in message and "Bedrock's prices" in message
+        assert "own endpoints" not in message and "Messages API" in message
+
+
 def test_usage_adds_cache_parts_to_input_once() -> None:
     usage = usage_from_json(MESSAGE["usage"])
     assert usage == Usage(input_tokens=12 + 1500 + 3000, output_tokens=80, cache_read_tokens=3000,

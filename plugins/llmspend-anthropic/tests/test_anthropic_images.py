@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from helpers_anthropic import MODEL, Spans, async_client, sync_client
+from helpers_anthropic import MODEL, Spans, reserved_usd, sync_client
 from PIL import Image
 
 import llmspend
@@ -35,17 +35,6 @@ URL_IMAGE = {"type": "image", "source": {"type": "url", "url": "https://example.
 TEXT = {"type": "text", "text": "Is this parcel damaged?"}
 
 
-async def reserve(server: FakeLLMServer, spans: Spans, mode: str, content: list[dict[str, Any]]) -> float:
-    options: dict[str, Any] = {"budget": {"input_margin": 0}}
-    client = sync_client(server, spans, **options) if mode == "sync" else async_client(server, spans, **options)
-    with llmspend.track(feature="vision", budget_usd=100, period="day", ledger=MemoryLedger()):
-        create = client.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": content}])
-        if mode == "async":
-            await create
-    held = [s for s in spans.finished() if "llmspend.budget.reserved_usd" in (s.attributes or {})]
-    return float((held[-1].attributes or {})["llmspend.budget.reserved_usd"])
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize(("block", "tokens"), [
     (image(png(1000, 1000)), 1334),  # the guide's worked example
@@ -59,8 +48,8 @@ async def test_the_budget_reserves_for_images(server: FakeLLMServer, api: FakeAn
                                               mode: str, block: dict[str, Any], tokens: int) -> None:
     # the same request without the image (a tool result keeps its block, with one word of text)
     without = [TEXT, {**block, "content": "ok"}] if block["type"] == "tool_result" else [TEXT]
-    text_only = await reserve(server, spans, mode, without)
-    with_image = await reserve(server, spans, mode, [TEXT, block])
+    text_only = await reserved_usd(server, spans, mode, without)
+    with_image = await reserved_usd(server, spans, mode, [TEXT, block])
     assert with_image - text_only == pytest.approx(tokens * row.input / 1_000_000, rel=1e-6, abs=2 * row.input / 1e6)
     assert len(server.requests) >= 2
 
