@@ -264,3 +264,15 @@ def test_an_adapter_without_message_access_is_left_alone(server: FakeLLMServer, 
     client.chat.completions.create(model=MODEL, messages=messages)  # type: ignore[arg-type]
     assert server.requests[-1].json()["messages"] == messages
     assert not any(k.startswith("llmspend.trim") for k in spans.attrs())
+
+
+async def test_outputs_for_calls_the_server_holds_are_never_dropped(caller: Caller, spans: Spans) -> None:
+    # previous_response_id: the function calls live on the server; their outputs open the input,
+    # and the provider rejects a continuation that leaves one of them out
+    outputs = [{"type": "function_call_output", "call_id": f"call_{n}", "output": words(300, n)} for n in range(2)]
+    items = [*outputs, {"role": "user", "content": "Old question: " + words(300, 7)},
+             {"role": "assistant", "content": words(300, 8)}, {"role": "user", "content": "And Paris?"}]
+    await caller.responses(700, previous_response_id="resp_1", input=items)
+    sent = caller.sent()["input"]
+    assert sent[:2] == outputs and sent[-1] == items[-1]
+    assert spans.attrs()["llmspend.trim.dropped_messages"] == 2 and spans.attrs()["llmspend.trim.tokens_after"] <= 700
