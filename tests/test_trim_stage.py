@@ -276,3 +276,15 @@ async def test_outputs_for_calls_the_server_holds_are_never_dropped(caller: Call
     sent = caller.sent()["input"]
     assert sent[:2] == outputs and sent[-1] == items[-1]
     assert spans.attrs()["llmspend.trim.dropped_messages"] == 2 and spans.attrs()["llmspend.trim.tokens_after"] <= 700
+
+
+async def test_whitespace_inside_quoted_strings_is_kept(caller: Caller, spans: Spans) -> None:
+    # JSON pasted into a message (not a tool result): its string values are data
+    payload = {"sku": "AB  12", "address": "10  Downing St", "note": "leave at door    please"}
+    pasted = json.dumps(payload, indent=2)
+    messages = [{"role": "user", "content": f"Is   this order valid?\n\n\n{pasted}\n\nAnd `x  = 1`?"}]
+    await caller.chat(True, messages=messages)
+    sent = caller.sent()["messages"][0]["content"]
+    assert json.loads(sent[sent.index("{"):sent.rindex("}") + 1]) == payload
+    assert sent.startswith("Is this order valid?\n\n{") and sent.endswith("And `x  = 1`?")
+    assert spans.attrs()["llmspend.trim.rewritten_messages"] == 1

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 __all__ = ["collapse_whitespace", "compact_json", "split_blocks", "DuplicateFilter", "DUPLICATE_MARKER"]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_INNER_RUN = re.compile(r"[ \t]{2,}")
+# a double-quoted string (a JSON or code literal: data) or an inline code span, kept as it is;
+# else a run of blanks inside a line
+_INNER_RUN = re.compile(r'("(?:[^"\\\n]|\\.)*"|`[^`\n]*`)|[ \t]{2,}')
 _LEAD = re.compile(r"^ {0,3}")
 
 #: what stands in for a run of blocks removed as repeats of earlier text
@@ -52,8 +54,9 @@ def _lines(text: str) -> Iterator[tuple[str, bool]]:
 
 def collapse_whitespace(text: str) -> str:
     """``text`` with runs of whitespace outside code collapsed: trailing blanks removed, runs
-    of spaces and tabs inside a line made one space, blank lines that follow one another made
-    one, and blank lines at either end removed. Indentation of up to three spaces is kept."""
+    of spaces and tabs inside a line made one space (except inside a double-quoted string or
+    an inline code span), blank lines that follow one another made one, and blank lines at
+    either end removed. Indentation of up to three spaces is kept."""
     out: list[str] = []
     blank = True  # no blank lines at the start
     for line, code in _lines(text):
@@ -72,7 +75,7 @@ def collapse_whitespace(text: str) -> str:
             out.append(line)
             continue
         lead = _LEAD.match(body).group(0)  # type: ignore[union-attr]
-        out.append(lead + _INNER_RUN.sub(" ", body[len(lead):]))
+        out.append(lead + _INNER_RUN.sub(lambda m: m.group(1) or " ", body[len(lead):]))
     while out and out[-1] == "":
         out.pop()
     return "\n".join(out)
