@@ -288,3 +288,13 @@ async def test_whitespace_inside_quoted_strings_is_kept(caller: Caller, spans: S
     assert json.loads(sent[sent.index("{"):sent.rindex("}") + 1]) == payload
     assert sent.startswith("Is this order valid?\n\n{") and sent.endswith("And `x  = 1`?")
     assert spans.attrs()["llmspend.trim.rewritten_messages"] == 1
+
+
+async def test_tab_separated_cells_keep_their_columns(caller: Caller, spans: Spans) -> None:
+    # cells pasted from a spreadsheet: two tabs are an empty cell, not a wide gap
+    table = "Name\tPhone\tEmail\nBob\t\tbob@example.com\nAda\t555-0100\t\t"
+    messages = [{"role": "user", "content": f"Who   has no phone?\n\n{table}"}]
+    await caller.chat(True, messages=messages)
+    sent = caller.sent()["messages"][0]["content"]
+    assert sent.startswith("Who has no phone?") and "Bob\t\tbob@example.com" in sent
+    assert sent.endswith(table)  # trailing empty cells too

@@ -30,6 +30,11 @@ def _is_code_indent(line: str) -> bool:
     return line.startswith(("\t", "    "))
 
 
+def _is_tabular(line: str) -> bool:
+    # tab-separated cells (pasted from a spreadsheet): two tabs are an empty cell, not a gap
+    return "\t" in line.lstrip()
+
+
 def _fence_closes(line: str, fence: str) -> bool:
     stripped = line.strip()
     return stripped.startswith(fence) and set(stripped) == {fence[0]}
@@ -56,7 +61,8 @@ def collapse_whitespace(text: str) -> str:
     """``text`` with runs of whitespace outside code collapsed: trailing blanks removed, runs
     of spaces and tabs inside a line made one space (except inside a double-quoted string or
     an inline code span), blank lines that follow one another made one, and blank lines at
-    either end removed. Indentation of up to three spaces is kept."""
+    either end removed. Indentation of up to three spaces is kept, and so are lines of
+    tab-separated cells."""
     out: list[str] = []
     blank = True  # no blank lines at the start
     for line, code in _lines(text):
@@ -71,7 +77,7 @@ def collapse_whitespace(text: str) -> str:
             blank = True
             continue
         blank = False
-        if _is_code_indent(line):
+        if _is_code_indent(line) or _is_tabular(line):
             out.append(line)
             continue
         lead = _LEAD.match(body).group(0)  # type: ignore[union-attr]
