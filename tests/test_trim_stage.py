@@ -298,3 +298,16 @@ async def test_tab_separated_cells_keep_their_columns(caller: Caller, spans: Spa
     sent = caller.sent()["messages"][0]["content"]
     assert sent.startswith("Who has no phone?") and "Bob\t\tbob@example.com" in sent
     assert sent.endswith(table)  # trailing empty cells too
+
+
+async def test_a_diff_keeps_the_indentation_of_its_lines(caller: Caller, spans: Spans) -> None:
+    # a coding agent's tool returns `git diff`: after the +/- marker, indentation is code
+    diff = ("diff --git a/app.py b/app.py\n@@ -1,4 +1,4 @@\n def total(items):\n"
+            "-    return sum(items)\n+    return sum(i.price for i in items)\n-  # old  note\n+\tpass\n")
+    messages = [{"role": "user", "content": "Review   my change."},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "git_diff", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": diff}]
+    await caller.chat(True, messages=messages)
+    sent = caller.sent()["messages"]
+    assert sent[0]["content"] == "Review my change." and sent[2]["content"] == diff.rstrip("\n")

@@ -4,8 +4,9 @@ Each is a pure function of its input, so the same message is always rewritten to
 bytes: a conversation that grows call after call keeps a byte-identical opening, and the
 provider's prompt cache keeps hitting.
 
-Code is left as it is: fenced blocks (```` ``` ```` or ``~~~``) and lines indented by a tab or
-four spaces (Markdown's indented code) are never changed.
+Code is left as it is: fenced blocks (```` ``` ```` or ``~~~``), lines indented by a tab or
+four spaces (Markdown's indented code) and a diff's indented ``+`` / ``-`` lines are never
+changed.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # else a run of blanks inside a line
 _INNER_RUN = re.compile(r'("(?:[^"\\\n]|\\.)*"|`[^`\n]*`)|[ \t]{2,}')
 _LEAD = re.compile(r"^ {0,3}")
+# a unified diff's added or removed line: after the marker, the code's own indentation
+_DIFF_CODE = re.compile(r"^[+-](?:\t| {2,})")
 
 #: what stands in for a run of blocks removed as repeats of earlier text
 DUPLICATE_MARKER = "[repeated text omitted; it appears earlier in the conversation]"
 
 
 def _is_code_indent(line: str) -> bool:
-    return line.startswith(("\t", "    "))
+    return line.startswith(("\t", "    ")) or _DIFF_CODE.match(line) is not None
 
 
 def _is_tabular(line: str) -> bool:
