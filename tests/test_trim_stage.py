@@ -311,3 +311,12 @@ async def test_a_diff_keeps_the_indentation_of_its_lines(caller: Caller, spans: 
     await caller.chat(True, messages=messages)
     sent = caller.sent()["messages"]
     assert sent[0]["content"] == "Review my change." and sent[2]["content"] == diff.rstrip("\n")
+
+
+async def test_a_plain_string_input_is_held_to_the_budget(caller: Caller, server: FakeLLMServer, spans: Spans) -> None:
+    with pytest.raises(PromptTooLongError) as info:
+        await caller.responses(200, input="Summarise: " + words(600, 3))
+    assert server.requests == [] and info.value.budget == 200
+    await caller.responses(200, instructions="Be brief.", input="Where   is\n\n\n\nmy order?")
+    assert caller.sent()["input"] == "Where is\n\nmy order?" and caller.sent()["instructions"] == "Be brief."
+    assert spans.attrs()["llmspend.trim.rewritten_messages"] == 1
