@@ -320,3 +320,12 @@ async def test_a_plain_string_input_is_held_to_the_budget(caller: Caller, server
     await caller.responses(200, instructions="Be brief.", input="Where   is\n\n\n\nmy order?")
     assert caller.sent()["input"] == "Where is\n\nmy order?" and caller.sent()["instructions"] == "Be brief."
     assert spans.attrs()["llmspend.trim.rewritten_messages"] == 1
+
+
+async def test_a_refusal_in_the_history_counts_against_the_budget(caller: Caller, spans: Spans) -> None:
+    refused = [{"role": "user", "content": "Write it all out."},
+               {"role": "assistant", "content": None, "refusal": "I can't: " + words(600, 4)}]
+    await caller.chat(200, messages=[*refused, {"role": "user", "content": "Then just the title?"}])
+    assert caller.sent()["messages"] == [{"role": "user", "content": "Then just the title?"}]
+    attrs = spans.attrs()
+    assert attrs["llmspend.trim.tokens_before"] > 600 and attrs["llmspend.trim.tokens_after"] <= 200
