@@ -74,7 +74,7 @@ def _content_text(content: Any) -> Iterable[str]:
     elif isinstance(content, list):
         for part in content:
             if isinstance(part, Mapping):
-                text = part.get("text") or part.get("input_text") or part.get("content")
+                text = part.get("text") or part.get("input_text") or part.get("refusal") or part.get("content")
                 if isinstance(text, str):
                     yield text
                 elif isinstance(text, list):
@@ -84,8 +84,10 @@ def _content_text(content: Any) -> Iterable[str]:
 
 
 def message_text(message: Mapping[str, Any]) -> str:
-    """All the text of one chat message: content parts, name, tool-call arguments."""
+    """All the text of one chat message: content parts, a refusal, name, tool-call arguments."""
     pieces = list(_content_text(message.get("content")))
+    if isinstance(message.get("refusal"), str):  # an assistant's refusal is sent back with the history
+        pieces.append(message["refusal"])
     for call in message.get("tool_calls") or ():
         if isinstance(call, Mapping):
             function = call.get("function") or {}

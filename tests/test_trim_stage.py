@@ -264,3 +264,68 @@ def test_an_adapter_without_message_access_is_left_alone(server: FakeLLMServer, 
     client.chat.completions.create(model=MODEL, messages=messages)  # type: ignore[arg-type]
     assert server.requests[-1].json()["messages"] == messages
     assert not any(k.startswith("llmspend.trim") for k in spans.attrs())
+
+
+async def test_outputs_for_calls_the_server_holds_are_never_dropped(caller: Caller, spans: Spans) -> None:
+    # previous_response_id: the function calls live on the server; their outputs open the input,
+    # and the provider rejects a continuation that leaves one of them out
+    outputs = [{"type": "function_call_output", "call_id": f"call_{n}", "output": words(300, n)} for n in range(2)]
+    items = [*outputs, {"role": "user", "content": "Old question: " + words(300, 7)},
+             {"role": "assistant", "content": words(300, 8)}, {"role": "user", "content": "And Paris?"}]
+    await caller.responses(700, previous_response_id="resp_1", input=items)
+    sent = caller.sent()["input"]
+    assert sent[:2] == outputs and sent[-1] == items[-1]
+    assert spans.attrs()["llmspend.trim.dropped_messages"] == 2 and spans.attrs()["llmspend.trim.tokens_after"] <= 700
+
+
+async def test_whitespace_inside_quoted_strings_is_kept(caller: Caller, spans: Spans) -> None:
+    # JSON pasted into a message (not a tool result): its string values are data
+    payload = {"sku": "AB  12", "address": "10  Downing St", "note": "leave at door    please"}
+    pasted = json.dumps(payload, indent=2)
+    messages = [{"role": "user", "content": f"Is   this order valid?\n\n\n{pasted}\n\nAnd `x  = 1`?"}]
+    await caller.chat(True, messages=messages)
+    sent = caller.sent()["messages"][0]["content"]
+    assert json.loads(sent[sent.index("{"):sent.rindex("}") + 1]) == payload
+    assert sent.startswith("Is this order valid?\n\n{") and sent.endswith("And `x  = 1`?")
+    assert spans.attrs()["llmspend.trim.rewritten_messages"] == 1
+
+
+async def test_tab_separated_cells_keep_their_columns(caller: Caller, spans: Spans) -> None:
+    # cells pasted from a spreadsheet: two tabs are an empty cell, not a wide gap
+    table = "Name\tPhone\tEmail\nBob\t\tbob@example.com\nAda\t555-0100\t\t"
+    messages = [{"role": "user", "content": f"Who   has no phone?\n\n{table}"}]
+    await caller.chat(True, messages=messages)
+    sent = caller.sent()["messages"][0]["content"]
+    assert sent.startswith("Who has no phone?") and "Bob\t\tbob@example.com" in sent
+    assert sent.endswith(table)  # trailing empty cells too
+
+
+async def test_a_diff_keeps_the_indentation_of_its_lines(caller: Caller, spans: Spans) -> None:
+    # a coding agent's tool returns `git diff`: after the +/- marker, indentation is code
+    diff = ("diff --git a/app.py b/app.py\n@@ -1,4 +1,4 @@\n def total(items):\n"
+            "-    return sum(items)\n+    return sum(i.price for i in items)\n-  # old  note\n+\tpass\n")
+    messages = [{"role": "user", "content": "Review   my change."},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "git_diff", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": diff}]
+    await caller.chat(True, messages=messages)
+    sent = caller.sent()["messages"]
+    assert sent[0]["content"] == "Review my change." and sent[2]["content"] == diff.rstrip("\n")
+
+
+async def test_a_plain_string_input_is_held_to_the_budget(caller: Caller, server: FakeLLMServer, spans: Spans) -> None:
+    with pytest.raises(PromptTooLongError) as info:
+        await caller.responses(200, input="Summarise: " + words(600, 3))
+    assert server.requests == [] and info.value.budget == 200
+    await caller.responses(200, instructions="Be brief.", input="Where   is\n\n\n\nmy order?")
+    assert caller.sent()["input"] == "Where is\n\nmy order?" and caller.sent()["instructions"] == "Be brief."
+    assert spans.attrs()["llmspend.trim.rewritten_messages"] == 1
+
+
+async def test_a_refusal_in_the_history_counts_against_the_budget(caller: Caller, spans: Spans) -> None:
+    refused = [{"role": "user", "content": "Write it all out."},
+               {"role": "assistant", "content": None, "refusal": "I can't: " + words(600, 4)}]
+    await caller.chat(200, messages=[*refused, {"role": "user", "content": "Then just the title?"}])
+    assert caller.sent()["messages"] == [{"role": "user", "content": "Then just the title?"}]
+    attrs = spans.attrs()
+    assert attrs["llmspend.trim.tokens_before"] > 600 and attrs["llmspend.trim.tokens_after"] <= 200

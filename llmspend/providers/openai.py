@@ -260,16 +260,23 @@ class OpenAIAdapter(ProviderAdapter):
 
     # -- prompt rewriting ----------------------------------------------------------------
     def get_messages(self, call: Call) -> list[Any] | None:
-        """Chat ``messages`` or a Responses ``input`` list (a plain-string input has nothing
-        to trim)."""
+        """Chat ``messages`` or a Responses ``input`` list; a plain-string ``input`` reads as
+        the one user message it is, so it is held to the budget too."""
         key = _MESSAGES_KEY.get(call.endpoint)
         body = call.body if isinstance(call.body, Mapping) else {}
         messages = body.get(key) if key is not None else None
+        if call.endpoint == "responses" and isinstance(messages, str):
+            return [{"role": "user", "content": messages}]
         return messages if isinstance(messages, list) else None
 
     def with_messages(self, request: Request, call: Call, messages: list[Any]) -> Request:
         body = dict(call.body)
-        body[_MESSAGES_KEY[call.endpoint]] = messages
+        key = _MESSAGES_KEY[call.endpoint]
+        only = messages[0] if len(messages) == 1 and isinstance(messages[0], Mapping) else None
+        if isinstance(body.get(key), str) and only is not None and isinstance(only.get("content"), str):
+            body[key] = only["content"]  # a plain-string input stays a string
+        else:
+            body[key] = messages
         return request.replace(json_body=body)
 
     def tool_call_limits(self, call: Call) -> tuple[ToolCallLimit, ...]:

@@ -225,7 +225,12 @@ def _segments(shapes: list[Shape], conversation: list[int]) -> list[list[int]]:
 
 def _split(shapes: list[Shape], segments: list[list[int]], latest_user: int | None, keep_first_turns: int) -> tuple[int, int]:
     """``(first, last)``: segments before ``first`` are pinned by ``keep_first_turns``, those
-    from ``last`` on hold the turn being answered; the ones between may be dropped."""
+    from ``last`` on hold the turn being answered; the ones between may be dropped.
+
+    A tool result whose call is not in the list answers a call the server holds (a Responses
+    ``previous_response_id``): the provider rejects the request without it, and dropping what
+    comes before it would leave a hole after the server's part, so it and everything before
+    it are pinned too."""
     last = len(segments) - 1 if segments else 0
     if latest_user is not None:
         last = next(n for n, seg in enumerate(segments) if latest_user in seg)
@@ -234,6 +239,10 @@ def _split(shapes: list[Shape], segments: list[list[int]], latest_user: int | No
     while first < last and turns < keep_first_turns:
         turns += max(1, sum(1 for i in segments[first] if shapes[i].role == USER))
         first += 1
+    opened = {call_id for seg in segments for i in seg for call_id in shapes[i].opens}
+    for n, seg in enumerate(segments[:last]):
+        if any(call_id not in opened for i in seg for call_id in shapes[i].closes):
+            first = max(first, n + 1)
     return first, last
 
 

@@ -4,8 +4,9 @@ Each is a pure function of its input, so the same message is always rewritten to
 bytes: a conversation that grows call after call keeps a byte-identical opening, and the
 provider's prompt cache keeps hitting.
 
-Code is left as it is: fenced blocks (```` ``` ```` or ``~~~``) and lines indented by a tab or
-four spaces (Markdown's indented code) are never changed.
+Code is left as it is: fenced blocks (```` ``` ```` or ``~~~``), lines indented by a tab or
+four spaces (Markdown's indented code) and a diff's indented ``+`` / ``-`` lines are never
+changed.
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ from collections.abc import Iterator
 __all__ = ["collapse_whitespace", "compact_json", "split_blocks", "DuplicateFilter", "DUPLICATE_MARKER"]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_INNER_RUN = re.compile(r"[ \t]{2,}")
+# a double-quoted string (a JSON or code literal: data) or an inline code span, kept as it is;
+# else a run of blanks inside a line
+_INNER_RUN = re.compile(r'("(?:[^"\\\n]|\\.)*"|`[^`\n]*`)|[ \t]{2,}')
 _LEAD = re.compile(r"^ {0,3}")
+# a unified diff's added or removed line: after the marker, the code's own indentation
+_DIFF_CODE = re.compile(r"^[+-](?:\t| {2,})")
 
 #: what stands in for a run of blocks removed as repeats of earlier text
 DUPLICATE_MARKER = "[repeated text omitted; it appears earlier in the conversation]"
 
 
 def _is_code_indent(line: str) -> bool:
-    return line.startswith(("\t", "    "))
+    return line.startswith(("\t", "    ")) or _DIFF_CODE.match(line) is not None
+
+
+def _is_tabular(line: str) -> bool:
+    # tab-separated cells (pasted from a spreadsheet): two tabs are an empty cell, not a gap
+    return "\t" in line.lstrip()
 
 
 def _fence_closes(line: str, fence: str) -> bool:
@@ -52,8 +62,10 @@ def _lines(text: str) -> Iterator[tuple[str, bool]]:
 
 def collapse_whitespace(text: str) -> str:
     """``text`` with runs of whitespace outside code collapsed: trailing blanks removed, runs
-    of spaces and tabs inside a line made one space, blank lines that follow one another made
-    one, and blank lines at either end removed. Indentation of up to three spaces is kept."""
+    of spaces and tabs inside a line made one space (except inside a double-quoted string or
+    an inline code span), blank lines that follow one another made one, and blank lines at
+    either end removed. Indentation of up to three spaces is kept, and so are lines of
+    tab-separated cells."""
     out: list[str] = []
     blank = True  # no blank lines at the start
     for line, code in _lines(text):
@@ -68,11 +80,11 @@ def collapse_whitespace(text: str) -> str:
             blank = True
             continue
         blank = False
-        if _is_code_indent(line):
+        if _is_code_indent(line) or _is_tabular(line):
             out.append(line)
             continue
         lead = _LEAD.match(body).group(0)  # type: ignore[union-attr]
-        out.append(lead + _INNER_RUN.sub(" ", body[len(lead):]))
+        out.append(lead + _INNER_RUN.sub(lambda m: m.group(1) or " ", body[len(lead):]))
     while out and out[-1] == "":
         out.pop()
     return "\n".join(out)
