@@ -202,6 +202,18 @@ def test_bad_input_is_refused_before_anything_is_uploaded(cli: Any, server: Fake
     assert not server.requests
 
 
+def test_a_job_over_the_providers_limit_is_refused_before_the_upload(cli: Any, server: FakeLLMServer, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # OpenAI takes at most 50,000 requests a batch: before, the file was uploaded and the job
+    # then failed at the provider, after the upload of a file that large.
+    source = tmp_path / "big.jsonl"
+    source.write_text("".join(json.dumps(line(f"q{i}", "hi")) + "\n" for i in range(50_001)))
+    assert cli("submit", str(source)) == 2
+    err = capsys.readouterr().err
+    assert "50,001 requests" in err and "at most 50,000" in err and "split the file" in err
+    assert not server.requests
+
+
 def test_a_job_the_provider_failed(cli: Any, server: FakeLLMServer, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     raw = openai.OpenAI(base_url=server.base_url, api_key=API_KEY)

@@ -33,6 +33,7 @@ __all__ = [
     "BATCH_BACKENDS_GROUP",
     "batch_backends",
     "read_requests",
+    "check_limits",
     "jsonl_lines",
 ]
 
@@ -111,6 +112,19 @@ def jsonl_lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
+def check_limits(requests: list[BatchRequest], source: Path, backend: Any) -> None:
+    """Refuse a job over the provider's own limits (a backend's optional ``max_requests`` and
+    ``max_bytes``) before anything is uploaded: the provider would reject it after the upload."""
+    most = getattr(backend, "max_requests", None)
+    if isinstance(most, int) and len(requests) > most:
+        raise ConfigError(f"{source} has {len(requests):,} requests; the {backend.provider} Batch API takes at most "
+                          f"{most:,} in one job: split the file")
+    size, limit = source.stat().st_size, getattr(backend, "max_bytes", None)
+    if isinstance(limit, int) and size > limit:
+        raise ConfigError(f"{source} is {size:,} bytes; the {backend.provider} Batch API takes at most {limit:,} "
+                          "in one job: split the file")
+
+
 def read_requests(path: str | Path) -> list[BatchRequest]:
     """The requests of a JSONL input file, checked before anything is uploaded: every line a
     JSON request with a unique string ``custom_id``, ``method`` POST, one ``url`` for all, and
@@ -155,6 +169,10 @@ class OpenAIBatchBackend:
     """The OpenAI Batch API (and servers that copy it) through the official ``openai`` SDK."""
 
     provider = "openai"
+    #: "A single batch may include up to 50,000 requests, and a batch input file can be up to
+    #: 200 MB in size" (OpenAI, Batch API guide): a larger job is refused before the upload
+    max_requests = 50_000
+    max_bytes = 200 * 1024 * 1024
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, client: Any = None) -> None:
         if client is None:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..batching.jobs import BatchBackend, JobStatus, batch_backends, read_requests
+from ..batching.jobs import BatchBackend, JobStatus, batch_backends, check_limits, read_requests
 from ..batching.results import ModelCost, match_results, price_results
 from ..exceptions import ConfigError
 from ..pricing.table import coerce_prices
@@ -176,6 +176,7 @@ def run_submit(args: argparse.Namespace) -> int:
     source = Path(args.file)
     requests = read_requests(source)  # checked before anything is uploaded
     backend = _backend(args.provider, args.base_url, args.api_key)
+    check_limits(requests, source, backend)
     job = backend.submit(requests, source)
     _remember(_state_file(args), {
         "id": job.id, "provider": backend.provider, "base_url": args.base_url, "input": str(source.resolve()),

@@ -104,6 +104,10 @@ class AnthropicBatchBackend:
     ``api_key``, else ``ANTHROPIC_API_KEY``)."""
 
     provider = "anthropic"
+    #: "A Message Batch is limited to either 100,000 Message requests or 256 MB in size,
+    #: whichever is reached first" (Anthropic, Batch processing): refused before the upload
+    max_requests = 100_000
+    max_bytes = 256 * 1024 * 1024
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, client: Any = None) -> None:
         if client is None:
