@@ -128,3 +128,15 @@ def test_no_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(llmspend.ConfigError, match="ANTHROPIC_API_KEY or pass --api-key"):
         AnthropicBatchBackend("http://127.0.0.1:9", None)
+
+
+def test_a_job_over_the_message_batches_limit_is_refused_before_the_upload(
+        cli: Any, server: FakeLLMServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A Message Batch takes at most 100,000 requests: the job is refused here, nothing is sent.
+    small = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    source = tmp_path / "big.jsonl"
+    source.write_text("\n".join(_line(f"q{i}", small) for i in range(100_001)) + "\n")
+    assert cli("submit", str(source)) == 2
+    err = capsys.readouterr().err
+    assert "100,001 requests" in err and "anthropic Batch API takes at most 100,000" in err
+    assert not server.requests
